@@ -1,0 +1,1 @@
+"""Algorithms, one file each; see :mod:`offrl.core.registry` for the contract."""

@@ -1,0 +1,145 @@
+"""TD3+BC (Fujimoto & Gu, 2021, "A Minimalist Approach to Offline RL").
+
+Critic (both members, clipped double-Q with target policy smoothing)::
+
+    a' = clip(pi_targ(s') + clip(eps, -c, c), -1, 1),   eps ~ N(0, sigma^2)
+    y  = r + gamma * (1 - terminated) * min_i Q_targ_i(s', a')
+    L_Q = sum_i E_D (Q_i(s, a) - y)^2
+
+Actor (every ``policy_frequency`` updates)::
+
+    lambda = alpha / E_D |Q_1(s, pi(s))|        (no gradient through lambda)
+    L_pi = -lambda * E_D Q_1(s, pi(s)) + E_D ||pi(s) - a||^2
+
+Targets move by Polyak averaging with ``tau`` on actor updates only, as TD3.
+
+Defaults are the paper's locomotion settings: alpha 2.5, sigma 0.2, c 0.5,
+policy frequency 2, tau 0.005, gamma 0.99, Adam 3e-4 for both, 256x256 MLPs,
+batch 256, observations standardized with the dataset's mean and std + 1e-3
+(done by the trainer). Deviations: the MSE is averaged over action dimensions
+as well as the batch (the paper's code uses ``F.mse_loss``, which does the
+same); actions are scaled to [-1, 1] by the trainer so ``max_action`` is 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from flax.training.train_state import TrainState
+
+from offrl.core.state import create_train_state, polyak
+from offrl.nn import DeterministicPolicy, QEnsemble
+
+DEFAULT_REWARD_SCALING = "none"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """TD3+BC settings (the paper's locomotion values)."""
+
+    actor_learning_rate: float = 3e-4
+    """Adam learning rate of the actor."""
+    critic_learning_rate: float = 3e-4
+    """Adam learning rate of the critics."""
+    hidden_dims: tuple[int, ...] = (256, 256)
+    """Hidden widths of actor and critic MLPs."""
+    discount: float = 0.99
+    """Discount factor gamma."""
+    tau: float = 0.005
+    """Polyak rate of the target networks."""
+    policy_noise: float = 0.2
+    """Std of the target policy smoothing noise (in [-1, 1] action units)."""
+    noise_clip: float = 0.5
+    """Clip of the target policy smoothing noise."""
+    policy_frequency: int = 2
+    """Actor and target updates happen every this many critic updates."""
+    alpha: float = 2.5
+    """Trade-off between Q maximisation and behavior cloning."""
+    num_critics: int = 2
+    """Size of the critic ensemble (the min is taken over all members)."""
+
+
+@struct.dataclass
+class State:
+    actor: TrainState
+    critic: TrainState
+    target_actor_params: dict
+    target_critic_params: dict
+    key: jax.Array
+    step: jax.Array
+
+
+def init(config: Config, example_batch, key: jax.Array) -> State:
+    key, actor_key, critic_key = jax.random.split(key, 3)
+    observations, actions = example_batch["observations"], example_batch["actions"]
+    actor_module = DeterministicPolicy(actions.shape[-1], config.hidden_dims)
+    critic_module = QEnsemble(config.hidden_dims, config.num_critics)
+    actor_params = actor_module.init(actor_key, observations)
+    critic_params = critic_module.init(critic_key, observations, actions)
+    return State(
+        actor=create_train_state(actor_module, actor_params, config.actor_learning_rate),
+        critic=create_train_state(critic_module, critic_params, config.critic_learning_rate),
+        target_actor_params=actor_params,
+        target_critic_params=critic_params,
+        key=key,
+        step=jnp.zeros((), jnp.int32),
+    )
+
+
+def critic_loss(critic_params, state: State, batch, config: Config, noise_key):
+    next_actions = state.actor.apply_fn(state.target_actor_params, batch["next_observations"])
+    noise = jnp.clip(config.policy_noise * jax.random.normal(noise_key, next_actions.shape),
+                     -config.noise_clip, config.noise_clip)
+    next_actions = jnp.clip(next_actions + noise, -1.0, 1.0)  # [B, A]
+    next_q = state.critic.apply_fn(state.target_critic_params, batch["next_observations"],
+                                   next_actions).min(axis=0)  # [B]
+    target = batch["rewards"] + config.discount * (1.0 - batch["terminations"]) * next_q
+    q = state.critic.apply_fn(critic_params, batch["observations"], batch["actions"])  # [E, B]
+    loss = ((q - jax.lax.stop_gradient(target)) ** 2).mean(axis=1).sum()
+    return loss, {"critic/loss": loss, "critic/q_mean": q.mean(), "critic/target_mean": target.mean()}
+
+
+def actor_loss(actor_params, state: State, batch, config: Config):
+    actions = state.actor.apply_fn(actor_params, batch["observations"])  # [B, A]
+    q = state.critic.apply_fn(state.critic.params, batch["observations"], actions)[0]  # [B]
+    lam = jax.lax.stop_gradient(config.alpha / jnp.abs(q).mean())
+    bc_mse = jnp.mean((actions - batch["actions"]) ** 2)
+    loss = -lam * q.mean() + bc_mse
+    return loss, {"actor/loss": loss, "actor/bc_mse": bc_mse, "actor/lambda": lam,
+                  "actor/q_pi": q.mean()}
+
+
+def _actor_and_targets(state: State, batch, config: Config):
+    grads, metrics = jax.grad(actor_loss, has_aux=True)(state.actor.params, state, batch, config)
+    actor = state.actor.apply_gradients(grads=grads)
+    state = state.replace(
+        actor=actor,
+        target_actor_params=polyak(state.target_actor_params, actor.params, config.tau),
+        target_critic_params=polyak(state.target_critic_params, state.critic.params, config.tau),
+    )
+    return state, metrics
+
+
+def update(state: State, batch, config: Config):
+    key, noise_key = jax.random.split(state.key)
+    grads, critic_metrics = jax.grad(critic_loss, has_aux=True)(
+        state.critic.params, state, batch, config, noise_key)
+    state = state.replace(critic=state.critic.apply_gradients(grads=grads), key=key)
+
+    def skip(state):
+        _, metrics = jax.eval_shape(lambda s: _actor_and_targets(s, batch, config), state)
+        return state, jax.tree_util.tree_map(lambda m: jnp.zeros(m.shape, m.dtype), metrics)
+
+    do_actor = state.step % config.policy_frequency == 0
+    state, actor_metrics = jax.lax.cond(
+        do_actor, lambda s: _actor_and_targets(s, batch, config), skip, state)
+    # The trainer averages actor/* metrics over the updates where they were measured.
+    metrics = {**critic_metrics, **actor_metrics, "_valid/actor": do_actor.astype(jnp.float32)}
+    return state.replace(step=state.step + 1), metrics
+
+
+def act(state: State, observations, key, deterministic: bool = True):
+    return state.actor.apply_fn(state.actor.params, observations)

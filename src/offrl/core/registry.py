@@ -1,0 +1,46 @@
+"""The algorithm registry: a name maps to a module that follows the contract.
+
+An algorithm module exposes ``Config`` (a frozen dataclass with a docstring per
+field), ``State`` (a pytree), ``init(config, example_batch, key) -> State``,
+``update(state, batch, config) -> (state, metrics)`` and
+``act(state, observations, key, deterministic) -> actions``, plus
+``DEFAULT_REWARD_SCALING`` (the scaling its paper uses). The CLI and the
+trainer know nothing else about an algorithm.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+_ALGORITHMS: dict[str, str] = {
+    "bc": "offrl.algos.bc",
+    "td3_bc": "offrl.algos.td3_bc",
+    "iql": "offrl.algos.iql",
+    "cql": "offrl.algos.cql",
+    "sac": "offrl.algos.sac",
+}
+#: Algorithms that learn from a fixed dataset (``offrl train``); SAC is online.
+OFFLINE_ALGORITHMS = ("bc", "td3_bc", "iql", "cql")
+REQUIRED = ("Config", "State", "init", "update", "act", "DEFAULT_REWARD_SCALING")
+
+
+def names() -> tuple[str, ...]:
+    return tuple(_ALGORITHMS)
+
+
+def get(name: str) -> ModuleType:
+    """The algorithm module registered under ``name`` (``td3-bc`` and ``td3_bc`` both work)."""
+    key = name.replace("-", "_").lower()
+    if key not in _ALGORITHMS:
+        raise KeyError(f"unknown algorithm '{name}'; registered: {', '.join(_ALGORITHMS)}")
+    module = importlib.import_module(_ALGORITHMS[key])
+    missing = [attr for attr in REQUIRED if not hasattr(module, attr)]
+    if missing:
+        raise TypeError(f"algorithm module {module.__name__} lacks {missing}")
+    return module
+
+
+def register(name: str, module_path: str) -> None:
+    """Register an algorithm module (by import path) under ``name``."""
+    _ALGORITHMS[name] = module_path

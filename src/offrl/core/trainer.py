@@ -1,0 +1,221 @@
+"""The training core: preprocessing, scan-fused updates, seeds under vmap.
+
+One jitted call runs ``lax.scan`` over ``length`` updates, each on a batch
+sampled on the device from the device-resident dataset, and returns the
+metrics averaged inside the scan; the host syncs once per call. Seeds run in
+parallel: every leaf of the train state and of the trainer key has a leading
+seed axis, and the call is ``jax.vmap``-ed over it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from types import ModuleType
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from offrl.data.dataset import Dataset, sample
+from offrl.data.normalization import Normalizer, normalize_observations, reward_scale, scale_rewards
+
+
+@struct.dataclass
+class Preprocessor:
+    """Everything that maps between the environment and the networks.
+
+    Saved in every checkpoint and applied identically in training and evaluation:
+    observations are standardized, actions mapped from the environment's bounds
+    to ``[-1, 1]``, rewards scaled by ``reward_scale * r + reward_shift``.
+    """
+
+    observation_mean: jax.Array
+    observation_std: jax.Array
+    action_low: jax.Array
+    action_high: jax.Array
+    reward_scale: jax.Array
+    reward_shift: jax.Array
+
+    def observation(self, observations):
+        return (observations - self.observation_mean) / self.observation_std
+
+    def action_to_env(self, actions):
+        return self.action_low + (actions + 1.0) * 0.5 * (self.action_high - self.action_low)
+
+    def action_from_env(self, actions):
+        return 2.0 * (actions - self.action_low) / (self.action_high - self.action_low) - 1.0
+
+    @classmethod
+    def identity(cls, observation_dim: int, action_dim: int) -> Preprocessor:
+        return cls(
+            observation_mean=np.zeros(observation_dim, np.float32),
+            observation_std=np.ones(observation_dim, np.float32),
+            action_low=-np.ones(action_dim, np.float32),
+            action_high=np.ones(action_dim, np.float32),
+            reward_scale=np.float32(1.0),
+            reward_shift=np.float32(0.0),
+        )
+
+
+def fit_preprocessor(
+    dataset: Dataset, normalize_observations_: bool, reward_scaling: str
+) -> Preprocessor:
+    """Statistics from the (training) dataset."""
+    if normalize_observations_:
+        normalizer = Normalizer.fit(np.asarray(dataset.observations))
+    else:
+        normalizer = Normalizer.identity(dataset.observation_dim)
+    low, high = dataset.info.action_low, dataset.info.action_high
+    if low is None or not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        low, high = -np.ones(dataset.action_dim), np.ones(dataset.action_dim)
+    scale, shift = reward_scale(dataset, reward_scaling)
+    return Preprocessor(
+        observation_mean=np.asarray(normalizer.mean, np.float32),
+        observation_std=np.asarray(normalizer.std, np.float32),
+        action_low=np.asarray(low, np.float32),
+        action_high=np.asarray(high, np.float32),
+        reward_scale=np.float32(scale),
+        reward_shift=np.float32(shift),
+    )
+
+
+def apply_preprocessor(dataset: Dataset, pre: Preprocessor) -> Dataset:
+    """The dataset as the networks see it."""
+    normalizer = Normalizer(mean=np.asarray(pre.observation_mean),
+                            std=np.asarray(pre.observation_std))
+    dataset = normalize_observations(dataset.to_numpy(), normalizer)
+    dataset = scale_rewards(dataset, float(pre.reward_scale), float(pre.reward_shift))
+    actions = np.asarray(pre.action_from_env(np.asarray(dataset.actions)), np.float32)
+    return dataset.replace(actions=np.clip(actions, -1.0, 1.0))
+
+
+def resolve_reward_scaling(algo: ModuleType, reward_scaling: str) -> str:
+    return algo.DEFAULT_REWARD_SCALING if reward_scaling == "auto" else reward_scaling
+
+
+def fill_run_length(config, total_steps: int):
+    """Set schedule lengths left as ``None`` (e.g. IQL's ``decay_steps``) to the run length."""
+    if hasattr(config, "decay_steps") and config.decay_steps is None:
+        return dataclasses.replace(config, decay_steps=total_steps)
+    return config
+
+
+def example_batch(observation_dim: int, action_dim: int) -> dict[str, jax.Array]:
+    """A one-row batch of the right shapes, for ``init``."""
+    return {
+        "observations": jnp.zeros((1, observation_dim), jnp.float32),
+        "actions": jnp.zeros((1, action_dim), jnp.float32),
+        "rewards": jnp.zeros((1,), jnp.float32),
+        "next_observations": jnp.zeros((1, observation_dim), jnp.float32),
+        "terminations": jnp.zeros((1,), jnp.float32),
+        "truncations": jnp.zeros((1,), jnp.float32),
+    }
+
+
+def seed_keys(seeds: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+    """Per-seed ``(init_keys, trainer_keys)``, each ``[S, 2]``."""
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+    split = jax.vmap(jax.random.split)(keys)  # [S, 2, 2]
+    return split[:, 0], split[:, 1]
+
+
+def init_states(algo: ModuleType, config, observation_dim: int, action_dim: int,
+                init_keys: jax.Array):
+    """The algorithm's state for every seed, stacked on a leading axis."""
+    batch = example_batch(observation_dim, action_dim)
+    return jax.jit(jax.vmap(lambda k: algo.init(config, batch, k)))(init_keys)
+
+
+def _as_float_batch(batch):
+    out = dict(batch)
+    for name in ("terminations", "truncations"):
+        out[name] = batch[name].astype(jnp.float32)
+    return out
+
+
+def _weights(metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Per-metric weight: ``_valid/<group>`` masks the ``<group>/*`` metrics."""
+    weights = {}
+    for name in metrics:
+        if name.startswith("_valid/"):
+            continue
+        group = name.split("/", 1)[0]
+        weights[name] = metrics.get(f"_valid/{group}", jnp.float32(1.0))
+    return weights
+
+
+def build_chunk(algo: ModuleType, config, batch_size: int, length: int,
+                jit: bool = True) -> Callable:
+    """``(states, keys, dataset) -> (states, keys, metrics)`` for ``length`` updates.
+
+    ``states`` and ``keys`` carry a leading seed axis; ``metrics`` are each seed's
+    means over the ``length`` updates (``[S]`` per metric).
+    """
+
+    def one_seed(state, key, dataset: Dataset):
+        def step(state, key):
+            key, batch_key = jax.random.split(key)
+            batch = _as_float_batch(sample(dataset, batch_key, batch_size))
+            state, metrics = algo.update(state, batch, config)
+            return state, key, metrics
+
+        metric_shapes = jax.eval_shape(step, state, key)[2]
+        zeros = {k: jnp.zeros((), jnp.float32) for k in metric_shapes if not k.startswith("_")}
+
+        def body(carry, _):
+            state, key, sums, counts = carry
+            state, key, metrics = step(state, key)
+            weights = _weights(metrics)
+            sums = {k: sums[k] + weights[k] * metrics[k].astype(jnp.float32) for k in sums}
+            counts = {k: counts[k] + weights[k] for k in counts}
+            return (state, key, sums, counts), None
+
+        (state, key, sums, counts), _ = jax.lax.scan(
+            body, (state, key, zeros, dict(zeros)), None, length=length)
+        means = {k: jnp.where(counts[k] > 0, sums[k] / jnp.maximum(counts[k], 1.0), jnp.nan)
+                 for k in sums}
+        return state, key, means
+
+    chunk = jax.vmap(one_seed, in_axes=(0, 0, None))
+    return jax.jit(chunk) if jit else chunk
+
+
+def build_validation(algo: ModuleType, config, batch_size: int) -> Callable:
+    """Metrics of one update on a held-out batch (the state is discarded), ``[S]`` each."""
+
+    def one_seed(state, key, dataset: Dataset):
+        batch = _as_float_batch(sample(dataset, key, batch_size))
+        _, metrics = algo.update(state, batch, config)
+        return {k: v for k, v in metrics.items() if not k.startswith("_")}
+
+    return jax.jit(jax.vmap(one_seed, in_axes=(0, 0, None)))
+
+
+def build_policy(algo: ModuleType, deterministic: bool = True) -> Callable:
+    """Jitted batched act in environment units for all seeds.
+
+    ``(states, preprocessor, observations[S, N, obs_dim], key) -> actions[S, N, act_dim]``
+    """
+
+    def one_seed(state, pre: Preprocessor, observations, key):
+        actions = algo.act(state, pre.observation(observations), key, deterministic)
+        return pre.action_to_env(jnp.clip(actions, -1.0, 1.0))
+
+    def policy(states, pre, observations, key):
+        num_seeds = observations.shape[0]
+        keys = jax.random.split(key, num_seeds)
+        return jax.vmap(one_seed, in_axes=(0, None, 0, 0))(states, pre, observations, keys)
+
+    return jax.jit(policy)
+
+
+def chunk_length(total_steps: int, steps_per_call: int, *intervals: int) -> int:
+    """The scan length: ``steps_per_call`` reduced so every interval is a multiple of it."""
+    length = math.gcd(steps_per_call, total_steps)
+    for interval in intervals:
+        if interval > 0:
+            length = math.gcd(length, interval)
+    return max(1, length)

@@ -1,0 +1,227 @@
+"""The dataset pytree: episodes flattened into aligned per-step arrays.
+
+A :class:`Dataset` holds one row per transition ``(s, a, r, s', terminated,
+truncated)``. ``terminations`` mark a true end of an episode (no bootstrap from
+``s'``); ``truncations`` mark a time limit or a cut in the log (bootstrap from
+``s'``). Episode ``i`` occupies rows ``episode_starts[i] : episode_starts[i] +
+episode_lengths[i]``; its last row is closed by a termination or a truncation.
+
+The arrays are NumPy on the host after loading and validation, and JAX arrays
+on the device after :meth:`Dataset.to_device`. :func:`sample` is pure: it takes
+a key and returns a batch, so it runs inside ``jax.jit`` and ``lax.scan``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+#: The per-step fields every dataset has, in the order they are written.
+STEP_FIELDS = (
+    "observations",
+    "actions",
+    "rewards",
+    "next_observations",
+    "terminations",
+    "truncations",
+)
+#: Per-step fields a dataset may have.
+OPTIONAL_STEP_FIELDS = ("costs", "weights")
+
+Batch = dict[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What is known about a dataset beyond its arrays (static, hashable).
+
+    Attributes:
+        name: a human-readable name, e.g. ``pendulum-mixed-v0``.
+        env_id: the Gymnasium id of the environment that produced it, or ``None``.
+        action_low: lower action bounds (tuple), or ``None`` when unknown.
+        action_high: upper action bounds (tuple), or ``None`` when unknown.
+        source: where it was read from (a path), for error messages.
+    """
+
+    name: str = "dataset"
+    env_id: str | None = None
+    action_low: tuple[float, ...] | None = None
+    action_high: tuple[float, ...] | None = None
+    source: str = ""
+
+
+@struct.dataclass
+class Dataset:
+    """Aligned per-step arrays plus episode boundaries. A JAX pytree."""
+
+    observations: Any  # [N, obs_dim] float32
+    actions: Any  # [N, act_dim] float32
+    rewards: Any  # [N] float32
+    next_observations: Any  # [N, obs_dim] float32
+    terminations: Any  # [N] bool
+    truncations: Any  # [N] bool
+    episode_starts: Any  # [E] int64: first row of each episode
+    episode_lengths: Any  # [E] int64: rows in each episode
+    costs: Any = None  # [N] float32, optional (safety)
+    weights: Any = None  # [N] float32, optional (per-step loss weights)
+    info: DatasetInfo = struct.field(pytree_node=False, default=DatasetInfo())
+
+    # ----------------------------------------------------------------- sizes
+    @property
+    def size(self) -> int:
+        return int(self.rewards.shape[0])
+
+    def __len__(self) -> int:
+        return self.size
+
+    @property
+    def num_episodes(self) -> int:
+        return int(self.episode_starts.shape[0])
+
+    @property
+    def observation_dim(self) -> int:
+        return int(self.observations.shape[-1])
+
+    @property
+    def action_dim(self) -> int:
+        return int(self.actions.shape[-1])
+
+    def step_fields(self) -> dict[str, Any]:
+        """The per-step arrays (required and present optional ones) by name."""
+        fields = {name: getattr(self, name) for name in STEP_FIELDS}
+        for name in OPTIONAL_STEP_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                fields[name] = value
+        return fields
+
+    # ------------------------------------------------------------- placement
+    def to_device(self, device: jax.Device | None = None) -> Dataset:
+        """Copy the arrays to a JAX device (the default device if ``None``)."""
+        return jax.device_put(self, device)
+
+    def to_numpy(self) -> Dataset:
+        return jax.tree_util.tree_map(np.asarray, self)
+
+    # -------------------------------------------------------------- episodes
+    def episode_returns(self) -> np.ndarray:
+        """Undiscounted return of each episode, ``[E]``."""
+        rewards = np.asarray(self.rewards, dtype=np.float64)
+        cumulative = np.concatenate([[0.0], np.cumsum(rewards)])
+        starts = np.asarray(self.episode_starts)
+        ends = starts + np.asarray(self.episode_lengths)
+        return cumulative[ends] - cumulative[starts]
+
+    def select_episodes(self, episode_ids: Sequence[int] | np.ndarray) -> Dataset:
+        """A new dataset holding only the given episodes, in the given order."""
+        host = self.to_numpy()
+        episode_ids = np.asarray(episode_ids, dtype=np.int64)
+        starts = np.asarray(host.episode_starts)[episode_ids]
+        lengths = np.asarray(host.episode_lengths)[episode_ids]
+        rows = (
+            np.concatenate([np.arange(s, s + n) for s, n in zip(starts, lengths, strict=True)])
+            if len(episode_ids)
+            else np.zeros((0,), np.int64)
+        )
+        new_starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        fields = {k: np.asarray(v)[rows] for k, v in host.step_fields().items()}
+        return Dataset(
+            **fields,
+            episode_starts=new_starts[: len(episode_ids)],
+            episode_lengths=lengths.astype(np.int64),
+            info=self.info,
+        )
+
+
+def from_episodes(episodes: Sequence[dict[str, np.ndarray]], info: DatasetInfo) -> Dataset:
+    """Build a dataset from per-episode dicts.
+
+    Each episode dict holds ``observations`` with ``T + 1`` rows (the final
+    observation included, as Minari stores them) or ``T`` rows together with
+    ``next_observations``; ``actions``, ``rewards``, ``terminations`` and
+    ``truncations`` with ``T`` rows; optionally ``costs`` and ``weights``.
+    No validation happens here: call :func:`offrl.data.validate.validate`.
+    """
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in STEP_FIELDS + OPTIONAL_STEP_FIELDS}
+    lengths = []
+    for episode in episodes:
+        steps = len(episode["rewards"])
+        observations = np.asarray(episode["observations"])
+        if "next_observations" in episode:
+            next_observations = np.asarray(episode["next_observations"])
+            observations = observations[:steps]
+        else:
+            next_observations = observations[1 : steps + 1]
+            observations = observations[:steps]
+        parts["observations"].append(observations)
+        parts["next_observations"].append(next_observations)
+        for name in ("actions", "rewards", "terminations", "truncations", "costs", "weights"):
+            if name in episode and episode[name] is not None:
+                parts[name].append(np.asarray(episode[name]))
+        lengths.append(steps)
+    fields: dict[str, Any] = {}
+    for name, chunks in parts.items():
+        if not chunks:
+            fields[name] = None
+            continue
+        if name in OPTIONAL_STEP_FIELDS and len(chunks) != len(lengths):
+            raise ValueError(f"field '{name}' is present in some episodes and missing in others")
+        fields[name] = np.concatenate(chunks, axis=0)
+    lengths_array = np.asarray(lengths, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths_array)[:-1]]).astype(np.int64)
+    return Dataset(
+        **fields, episode_starts=starts[: len(lengths)], episode_lengths=lengths_array, info=info
+    )
+
+
+def to_episodes(dataset: Dataset) -> list[dict[str, np.ndarray]]:
+    """Split a dataset into per-episode dicts (observations get ``T + 1`` rows)."""
+    host = dataset.to_numpy()
+    episodes = []
+    for start, length in zip(host.episode_starts, host.episode_lengths, strict=True):
+        rows = slice(int(start), int(start + length))
+        episode = {k: v[rows] for k, v in host.step_fields().items()}
+        episode["observations"] = np.concatenate(
+            [episode["observations"], episode.pop("next_observations")[-1:]], axis=0
+        )
+        episodes.append(episode)
+    return episodes
+
+
+def concatenate(datasets: Sequence[Dataset], info: DatasetInfo | None = None) -> Dataset:
+    """Concatenate datasets episode-wise (e.g. medium + expert)."""
+    episodes = [ep for d in datasets for ep in to_episodes(d)]
+    return from_episodes(episodes, info or datasets[0].info)
+
+
+def sample(dataset: Dataset, key: jax.Array, batch_size: int) -> Batch:
+    """Draw ``batch_size`` transitions uniformly with replacement. Pure; jit-able."""
+    indices = jax.random.randint(key, (batch_size,), 0, dataset.rewards.shape[0])
+    return {name: jnp.take(v, indices, axis=0) for name, v in dataset.step_fields().items()}
+
+
+def split_by_episode(
+    dataset: Dataset, validation_fraction: float, seed: int = 0
+) -> tuple[Dataset, Dataset]:
+    """Split into train and validation sets by whole episodes.
+
+    At least one episode goes to each side when there are two or more episodes.
+    """
+    if not 0.0 < validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+    count = dataset.num_episodes
+    if count < 2:
+        raise ValueError(
+            f"cannot split a dataset of {count} episode(s) by episode; it needs at least 2"
+        )
+    order = np.random.default_rng(seed).permutation(count)
+    n_valid = min(count - 1, max(1, int(round(validation_fraction * count))))
+    valid_ids = np.sort(order[:n_valid])
+    train_ids = np.sort(order[n_valid:])
+    return dataset.select_episodes(train_ids), dataset.select_episodes(valid_ids)

@@ -1,0 +1,240 @@
+"""Imports of D4RL-style and robomimic-style HDF5 files.
+
+D4RL-style: flat arrays ``observations``, ``actions``, ``rewards``,
+``terminals``, ``timeouts`` and optionally ``next_observations``. Episodes end
+at a terminal (a true end) or a timeout (a time limit). Without
+``next_observations`` the next observation is the following row, so the last
+row of a timed-out episode has no successor: it is dropped and the row before
+it becomes the truncation, as D4RL's own ``qlearning_dataset`` does.
+
+robomimic-style: ``data/demo_N/{obs/<key>, actions, rewards, dones}`` and
+optionally ``next_obs/<key>``; the observation vector is the chosen keys
+flattened and concatenated in the order given. A demo ends in a termination
+when its last ``dones`` flag is set (task success), else in a truncation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import numpy as np
+
+from offrl.data.dataset import Dataset, DatasetInfo, from_episodes
+from offrl.data.validate import DatasetError, validate
+
+
+def _open(path: str | os.PathLike):
+    import h5py
+
+    if not os.path.isfile(path):
+        raise DatasetError(f"file not found: {path}", field="file",
+                           fix="check the path (offrl never downloads datasets)")
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        raise DatasetError(f"not a readable HDF5 file ({error})", field="file", source=str(path),
+                           fix="the file is truncated or corrupt: re-copy or re-export it") from error
+
+
+def _read(group, key: str, source: str) -> np.ndarray:
+    if key not in group:
+        present = ", ".join(sorted(group.keys()))
+        raise DatasetError(f"is missing (present: {present})", field=key, source=source,
+                           fix=f"add '{key}' to the file, or use the matching importer")
+    try:
+        return np.asarray(group[key][()])
+    except OSError as error:
+        raise DatasetError(f"could not be read ({error})", field=key, source=source,
+                           fix="the file is truncated or corrupt: re-copy or re-export it") from error
+
+
+def read_d4rl_hdf5(
+    path: str | os.PathLike,
+    env_id: str | None = None,
+    observation_space=None,
+    action_space=None,
+    close_last_episode: bool = True,
+    validate_data: bool = True,
+) -> Dataset:
+    """Import a D4RL-style HDF5 file.
+
+    Args:
+        path: the ``.hdf5`` file.
+        env_id: the Gymnasium id the data came from (recorded in the dataset info).
+        observation_space, action_space: spaces to validate against (optional).
+        close_last_episode: D4RL files usually stop in the middle of their last
+            episode; treat the end of the file as a truncation (a cut in the
+            log). With ``False`` an unclosed final episode is an error.
+        validate_data: run :func:`offrl.data.validate.validate`.
+    """
+    source = str(path)
+    with _open(path) as f:
+        observations = _read(f, "observations", source)
+        actions = _read(f, "actions", source)
+        rewards = _read(f, "rewards", source)
+        terminals = _read(f, "terminals", source)
+        timeouts = _read(f, "timeouts", source)
+        next_observations = np.asarray(f["next_observations"][()]) if "next_observations" in f \
+            else None
+    n = len(rewards)
+    for name, value in (("observations", observations), ("actions", actions),
+                        ("terminals", terminals), ("timeouts", timeouts)):
+        if len(value) != n:
+            raise DatasetError(f"has {len(value)} rows but 'rewards' has {n}", field=name,
+                               source=source, fix="every array must have one row per transition")
+    rewards = rewards.reshape(n)
+    terminations = terminals.reshape(n).astype(bool)
+    truncations = timeouts.reshape(n).astype(bool) & ~terminations
+    keep = np.ones(n, dtype=bool)
+    if next_observations is None:
+        next_observations = np.concatenate([observations[1:], observations[-1:]], axis=0)
+        # A timed-out row's successor belongs to the next episode: drop the row and
+        # let the previous row carry the truncation.
+        timeout_rows = np.flatnonzero(truncations)
+        keep[timeout_rows] = False
+        previous = timeout_rows - 1
+        previous = previous[(previous >= 0) & ~terminations[np.maximum(previous, 0)]]
+        truncations = truncations.copy()
+        truncations[previous] = True
+        truncations[timeout_rows] = False
+        if not terminations[-1] and not truncations[-1]:
+            # The last row has no successor either.
+            keep[-1] = False
+            if n >= 2 and not (terminations[-2] or truncations[-2]):
+                truncations[-2] = close_last_episode
+    elif close_last_episode and not (terminations[-1] or truncations[-1]):
+        truncations[-1] = True
+    rows = np.flatnonzero(keep)
+    columns = {
+        "observations": observations[rows], "actions": actions[rows], "rewards": rewards[rows],
+        "next_observations": next_observations[rows], "terminations": terminations[rows],
+        "truncations": truncations[rows],
+    }
+    ends = np.flatnonzero(columns["terminations"] | columns["truncations"])
+    bounds = np.concatenate([[0], ends + 1])
+    if bounds[-1] < len(rows):
+        bounds = np.concatenate([bounds, [len(rows)]])  # unclosed tail: validation reports it
+    episodes = [{k: v[a:b] for k, v in columns.items()} for a, b in zip(bounds[:-1], bounds[1:],
+                                                                        strict=True) if b > a]
+    info = DatasetInfo(name=os.path.splitext(os.path.basename(source))[0], env_id=env_id,
+                       source=source)
+    if action_space is not None:
+        info = DatasetInfo(name=info.name, env_id=env_id, source=source,
+                           action_low=tuple(np.asarray(action_space.low, float).tolist()),
+                           action_high=tuple(np.asarray(action_space.high, float).tolist()))
+    if not episodes:
+        raise DatasetError("the file holds no transitions", field="rewards", source=source,
+                           fix="export at least one episode")
+    dataset = from_episodes(episodes, info)
+    if validate_data:
+        dataset = validate(dataset, observation_space, action_space)
+    return dataset
+
+
+def _demo_sort_key(name: str):
+    match = re.search(r"(\d+)$", name)
+    return (int(match.group(1)) if match else -1, name)
+
+
+def robomimic_observation_keys(path: str | os.PathLike) -> list[str]:
+    """The observation keys of the first demo in a robomimic-style file."""
+    with _open(path) as f:
+        data = f["data"] if "data" in f else None
+        if data is None or not len(data.keys()):
+            raise DatasetError("has no demos", field="data", source=str(path),
+                               fix="a robomimic file holds data/demo_0, data/demo_1, ...")
+        first = sorted(data.keys(), key=_demo_sort_key)[0]
+        return sorted(data[first]["obs"].keys())
+
+
+def read_robomimic_hdf5(
+    path: str | os.PathLike,
+    observation_keys: list[str] | tuple[str, ...] | None = None,
+    env_id: str | None = None,
+    validate_data: bool = True,
+) -> Dataset:
+    """Import a robomimic-style HDF5 file of demos.
+
+    Args:
+        path: the ``.hdf5`` file.
+        observation_keys: which ``obs/<key>`` arrays form the observation, in this
+            order; all keys (sorted) when ``None``.
+        env_id: recorded in the dataset info; robomimic's ``env_args`` name is
+            used when omitted.
+    """
+    source = str(path)
+    with _open(path) as f:
+        if "data" not in f:
+            raise DatasetError("is missing", field="data", source=source,
+                               fix="a robomimic file holds data/demo_0, data/demo_1, ...")
+        data = f["data"]
+        if env_id is None and "env_args" in data.attrs:
+            try:
+                env_id = json.loads(data.attrs["env_args"]).get("env_name")
+            except (json.JSONDecodeError, TypeError, AttributeError):
+                env_id = None
+        names = sorted(data.keys(), key=_demo_sort_key)
+        if not names:
+            raise DatasetError("has no demos", field="data", source=source,
+                               fix="a robomimic file holds data/demo_0, data/demo_1, ...")
+        keys = list(observation_keys) if observation_keys else sorted(data[names[0]]["obs"].keys())
+        episodes = []
+        for name in names:
+            demo = data[name]
+            where = f"{source}:data/{name}"
+            if "obs" not in demo:
+                raise DatasetError("is missing", field=f"data/{name}/obs", source=source,
+                                   fix="each demo needs an obs group")
+
+            def flat(group, group_name, where=where):
+                parts = []
+                for key in keys:
+                    if key not in group:
+                        raise DatasetError(
+                            f"observation key '{key}' is missing (present: "
+                            f"{', '.join(sorted(group.keys()))})",
+                            field=f"{group_name}/{key}", source=where,
+                            fix="choose observation keys that every demo has")
+                    value = np.asarray(group[key][()])
+                    parts.append(value.reshape(len(value), -1).astype(np.float32))
+                return np.concatenate(parts, axis=1)
+
+            observations = flat(demo["obs"], "obs")
+            actions = _read(demo, "actions", where)
+            steps = len(actions)
+            rewards = _read(demo, "rewards", where).reshape(-1) if "rewards" in demo \
+                else np.zeros(steps, np.float32)
+            dones = _read(demo, "dones", where).reshape(-1).astype(bool) if "dones" in demo \
+                else np.zeros(steps, bool)
+            if "next_obs" in demo:
+                next_observations = flat(demo["next_obs"], "next_obs")
+            else:
+                # The final step has no recorded successor: drop it, truncate before it.
+                next_observations = observations[1:]
+                observations, actions = observations[:-1], actions[:-1]
+                rewards, dones = rewards[:-1], dones[:-1]
+                steps -= 1
+            if steps <= 0:
+                continue
+            terminations = np.zeros(steps, bool)
+            truncations = np.zeros(steps, bool)
+            if dones[-1]:
+                terminations[-1] = True
+            else:
+                truncations[-1] = True
+            episodes.append({
+                "observations": observations, "next_observations": next_observations,
+                "actions": actions.reshape(steps, -1), "rewards": rewards,
+                "terminations": terminations, "truncations": truncations,
+            })
+    if not episodes:
+        raise DatasetError("the file holds no transitions", field="data", source=source,
+                           fix="export at least one demo with two or more steps")
+    info = DatasetInfo(name=os.path.splitext(os.path.basename(source))[0], env_id=env_id,
+                       source=source)
+    dataset = from_episodes(episodes, info)
+    if validate_data:
+        dataset = validate(dataset)
+    return dataset

@@ -1,0 +1,205 @@
+"""Minari datasets, local only: read and write both the HDF5 and Arrow back ends.
+
+A Minari dataset lives in a directory ``<root>/<dataset_id>/data`` holding
+``metadata.json`` and the episode files. :func:`read_minari` accepts that
+``data`` directory, its parent, or a dataset id resolved under
+``MINARI_DATASETS_PATH`` (default ``~/.minari/datasets``). Nothing is ever
+downloaded. Per-step safety costs travel in ``infos["cost"]``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+
+import gymnasium as gym
+import numpy as np
+
+from offrl.data.dataset import Dataset, DatasetInfo, from_episodes, to_episodes
+from offrl.data.validate import DatasetError, validate
+
+
+def minari_root() -> pathlib.Path:
+    """The directory Minari keeps local datasets in (``MINARI_DATASETS_PATH``)."""
+    env = os.environ.get("MINARI_DATASETS_PATH")
+    return pathlib.Path(env) if env else pathlib.Path.home() / ".minari" / "datasets"
+
+
+def resolve_minari_path(path_or_id: str | os.PathLike) -> pathlib.Path:
+    """The ``data`` directory of a local Minari dataset, or a clear error."""
+    candidates = []
+    raw = pathlib.Path(path_or_id)
+    candidates += [raw, raw / "data"]
+    if not raw.is_absolute():
+        candidates += [minari_root() / raw / "data"]
+    for candidate in candidates:
+        if (candidate / "metadata.json").is_file():
+            return candidate
+    looked = ", ".join(str(c) for c in candidates)
+    raise DatasetError(
+        f"no Minari dataset found (looked for metadata.json in: {looked})",
+        field="metadata.json",
+        fix="pass the dataset directory, or set MINARI_DATASETS_PATH to the folder holding it; "
+        "offrl never downloads datasets",
+    )
+
+
+def read_minari(path_or_id: str | os.PathLike, validate_data: bool = True) -> Dataset:
+    """Load a local Minari dataset (HDF5 or Arrow) into a host-side :class:`Dataset`."""
+    from minari.dataset.minari_storage import MinariStorage
+
+    data_path = resolve_minari_path(path_or_id)
+    try:
+        metadata = json.loads((data_path / "metadata.json").read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise DatasetError(f"metadata.json is unreadable ({error})", field="metadata.json",
+                           source=str(data_path),
+                           fix="restore the file or rebuild the dataset") from error
+    try:
+        storage = MinariStorage.read(data_path)
+        raw_episodes = list(storage.get_episodes(range(storage.total_episodes)))
+    except DatasetError:
+        raise
+    except Exception as error:  # h5py/pyarrow raise many types for damaged files
+        raise DatasetError(
+            f"the episode data could not be read ({type(error).__name__}: {error})",
+            field="data", source=str(data_path),
+            fix="the file is truncated or corrupt: rebuild or re-copy the dataset",
+        ) from error
+
+    obs_space, act_space = storage.observation_space, storage.action_space
+    for space, name in ((obs_space, "observations"), (act_space, "actions")):
+        if not isinstance(space, gym.spaces.Box):
+            raise DatasetError(
+                f"has space {space}, but offrl handles flat Box spaces",
+                field=name, source=str(data_path),
+                fix="flatten the space (gymnasium.wrappers.FlattenObservation) when recording",
+            )
+    episodes = []
+    for index, raw in enumerate(raw_episodes):
+        missing = [k for k in ("observations", "actions", "rewards", "terminations", "truncations")
+                   if k not in raw or raw[k] is None]
+        if missing:
+            raise DatasetError("is missing", field=missing[0], episode=index, source=str(data_path),
+                               fix="rebuild the dataset")
+        episode = {k: np.asarray(raw[k]) for k in
+                   ("observations", "actions", "rewards", "terminations", "truncations")}
+        episode["actions"] = episode["actions"].reshape(len(episode["rewards"]), -1)
+        episode["observations"] = episode["observations"].reshape(len(episode["observations"]), -1)
+        infos = raw.get("infos") or {}
+        if isinstance(infos, dict) and "cost" in infos:
+            episode["costs"] = np.asarray(infos["cost"], np.float32).reshape(-1)[
+                -len(episode["rewards"]):
+            ]
+        if len(episode["observations"]) != len(episode["rewards"]) + 1:
+            raise DatasetError(
+                f"has {len(episode['observations'])} observations for {len(episode['rewards'])} "
+                "steps; Minari stores steps + 1 (the final observation included)",
+                field="observations", episode=index, source=str(data_path),
+                fix="rebuild the dataset with a DataCollector or offrl's writer")
+        episodes.append(episode)
+    if not episodes:
+        raise DatasetError("the dataset holds no episodes", field="episodes",
+                           source=str(data_path), fix="record at least one episode")
+
+    env_id = None
+    spec_json = metadata.get("env_spec")
+    if spec_json:
+        try:
+            env_id = json.loads(spec_json).get("id")
+        except (json.JSONDecodeError, AttributeError):
+            env_id = None
+    info = DatasetInfo(
+        name=metadata.get("dataset_id", data_path.parent.name),
+        env_id=env_id,
+        action_low=tuple(float(x) for x in np.asarray(act_space.low).reshape(-1)),
+        action_high=tuple(float(x) for x in np.asarray(act_space.high).reshape(-1)),
+        source=str(data_path),
+    )
+    dataset = from_episodes(episodes, info)
+    if validate_data:
+        flat_obs = gym.spaces.Box(-np.inf, np.inf, (int(np.prod(obs_space.shape)),))
+        flat_act = gym.spaces.Box(np.asarray(act_space.low).reshape(-1),
+                                  np.asarray(act_space.high).reshape(-1))
+        dataset = validate(dataset, flat_obs, flat_act)
+    return dataset
+
+
+def write_minari(
+    dataset: Dataset,
+    path: str | os.PathLike,
+    dataset_id: str | None = None,
+    observation_space: gym.spaces.Box | None = None,
+    action_space: gym.spaces.Box | None = None,
+    data_format: str = "hdf5",
+    metadata: dict | None = None,
+    overwrite: bool = False,
+) -> pathlib.Path:
+    """Write ``dataset`` as a Minari dataset directory at ``path`` (atomically).
+
+    The directory is assembled beside ``path`` and renamed into place, so a
+    failure leaves any existing dataset untouched. ``path`` is the dataset's
+    root (``.../<dataset_id>``); the files go to ``path/data`` as Minari expects.
+    """
+    from minari import __version__ as minari_version
+    from minari.data_collector.episode_buffer import EpisodeBuffer
+    from minari.dataset.minari_storage import MinariStorage
+
+    if data_format not in ("hdf5", "arrow"):
+        raise ValueError(f"data_format must be 'hdf5' or 'arrow', got '{data_format}'")
+    path = pathlib.Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
+    dataset_id = dataset_id or dataset.info.name
+    host = dataset.to_numpy()
+    if observation_space is None:
+        observation_space = gym.spaces.Box(-np.inf, np.inf, (host.observation_dim,), np.float32)
+    if action_space is None:
+        if dataset.info.action_low is not None:
+            action_space = gym.spaces.Box(np.asarray(dataset.info.action_low, np.float32),
+                                          np.asarray(dataset.info.action_high, np.float32))
+        else:
+            action_space = gym.spaces.Box(-np.inf, np.inf, (host.action_dim,), np.float32)
+    env_spec = None
+    if dataset.info.env_id is not None:
+        try:
+            env_spec = gym.spec(dataset.info.env_id)
+        except gym.error.Error:
+            env_spec = None
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        storage = MinariStorage.new(
+            staging / "data", observation_space=observation_space, action_space=action_space,
+            env_spec=env_spec, data_format=data_format,
+        )
+        meta = {"dataset_id": dataset_id, "minari_version": minari_version}
+        meta.update(metadata or {})
+        storage.update_metadata(meta)
+        buffers = []
+        for index, episode in enumerate(to_episodes(host)):
+            infos = {}
+            if "costs" in episode:
+                # Minari aligns infos with observations (steps + 1 rows): cost 0 at reset.
+                infos["cost"] = np.concatenate([[0.0], episode["costs"]]).astype(np.float32)
+            buffers.append(EpisodeBuffer(
+                id=index,
+                observations=episode["observations"].astype(observation_space.dtype),
+                actions=episode["actions"].astype(action_space.dtype),
+                rewards=episode["rewards"].astype(np.float64),
+                terminations=episode["terminations"].astype(bool),
+                truncations=episode["truncations"].astype(bool),
+                infos=infos,
+            ))
+        storage.update_episodes(buffers)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return path

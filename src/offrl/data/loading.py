@@ -1,0 +1,62 @@
+"""One entry point that loads any supported dataset by path or name."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+from offrl.data.dataset import Dataset
+from offrl.data.validate import DatasetError
+
+
+def load_dataset(
+    spec: str | os.PathLike,
+    observation_keys: tuple[str, ...] | None = None,
+    env_id: str | None = None,
+) -> Dataset:
+    """Load and validate a dataset.
+
+    ``spec`` is one of:
+
+    - a built-in suite dataset, ``suite:NAME`` (e.g. ``suite:pendulum-mixed``),
+      built into the local cache on first use;
+    - a ``.hdf5``/``.h5`` file: robomimic-style when it has a ``data`` group of
+      demos, D4RL-style otherwise;
+    - a Minari dataset directory, or a Minari dataset id under
+      ``MINARI_DATASETS_PATH``.
+    """
+    text = str(spec)
+    if text.startswith("suite:"):
+        from offrl.suites import load_suite_dataset
+
+        return load_suite_dataset(text.removeprefix("suite:"))
+    path = pathlib.Path(text)
+    if path.suffix in (".hdf5", ".h5"):
+        from offrl.data.formats.hdf5 import _open, read_d4rl_hdf5, read_robomimic_hdf5
+
+        with _open(path) as f:
+            is_robomimic = "data" in f and "observations" not in f
+        if is_robomimic:
+            return read_robomimic_hdf5(path, observation_keys, env_id=env_id)
+        observation_space = action_space = None
+        if env_id:
+            from offrl.envs import make_env
+
+            env = make_env(env_id)
+            observation_space, action_space = env.observation_space, env.action_space
+            env.close()
+        return read_d4rl_hdf5(path, env_id, observation_space, action_space)
+    from offrl.data.formats.minari import read_minari
+
+    try:
+        return read_minari(path)
+    except DatasetError as error:
+        if path.exists() or "metadata.json" not in str(error):
+            raise
+        raise DatasetError(
+            f"'{text}' is neither a file, a Minari dataset directory, a Minari id under "
+            "MINARI_DATASETS_PATH, nor suite:NAME",
+            field="dataset",
+            fix="pass a .hdf5 file, a Minari dataset directory, or suite:NAME "
+            "(offrl suite list shows the built-in ones)",
+        ) from error

@@ -1,0 +1,82 @@
+"""The task registry: Gymnasium id, horizon and reference returns per task.
+
+The normalized score is D4RL's ``100 * (R - R_random) / (R_expert - R_random)``.
+Every reference return records where it came from; offrl's own are measured
+with the command in ``reference_command``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import gymnasium as gym
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """A registered task.
+
+    Attributes:
+        env_id: Gymnasium id.
+        max_episode_steps: the time limit used for datasets and evaluation.
+        random_return: mean return of a uniform random policy, or ``None``.
+        expert_return: mean return of the expert policy, or ``None``.
+        reference_source: where the two references come from.
+        reference_command: the command that measured them (offrl's own).
+    """
+
+    env_id: str
+    max_episode_steps: int
+    random_return: float | None = None
+    expert_return: float | None = None
+    reference_source: str = ""
+    reference_command: str = ""
+
+
+TASKS: dict[str, Task] = {
+    # Measured by offrl on 2026-11-27: 100 episodes each, reset seeds 0..99.
+    "pendulum": Task(
+        "Pendulum-v1", 200, random_return=-1207.56, expert_return=-144.75,
+        reference_source="offrl: uniform random policy and the scripted swing-up controller "
+        "(offrl.suites.pendulum.SwingUpController), 100 episodes each",
+        reference_command="python -m offrl.suites.pendulum --measure-references",
+    ),
+    # D4RL's references (measured on the -v2 environments; Gymnasium's v5 differ slightly).
+    "hopper": Task("Hopper-v5", 1000, -20.272305, 3234.3,
+                   reference_source="D4RL (hopper-*-v2); offrl's own arrive with the suite"),
+    "halfcheetah": Task("HalfCheetah-v5", 1000, -280.178953, 12135.0,
+                        reference_source="D4RL (halfcheetah-*-v2); offrl's own arrive with the suite"),
+    "walker2d": Task("Walker2d-v5", 1000, 1.629008, 4592.3,
+                     reference_source="D4RL (walker2d-*-v2); offrl's own arrive with the suite"),
+}
+
+_ENV_TO_TASK = {task.env_id: name for name, task in TASKS.items()}
+
+
+def get_task(name_or_env_id: str | None) -> Task | None:
+    """The task for a name (``hopper``) or Gymnasium id (``Hopper-v5``), else ``None``."""
+    if name_or_env_id is None:
+        return None
+    if name_or_env_id in TASKS:
+        return TASKS[name_or_env_id]
+    name = _ENV_TO_TASK.get(name_or_env_id)
+    return TASKS[name] if name else None
+
+
+def normalized_score(returns, task: Task | str | None):
+    """D4RL's normalized score of ``returns`` (scalar or array), or ``None`` if unknown."""
+    if isinstance(task, str) or task is None:
+        task = get_task(task)
+    if task is None or task.random_return is None or task.expert_return is None:
+        return None
+    returns = np.asarray(returns, dtype=np.float64)
+    return 100.0 * (returns - task.random_return) / (task.expert_return - task.random_return)
+
+
+def make_env(env_id: str, **kwargs) -> gym.Env:
+    """``gymnasium.make`` with the registered time limit when the task is known."""
+    task = get_task(env_id)
+    if task is not None and "max_episode_steps" not in kwargs:
+        kwargs["max_episode_steps"] = task.max_episode_steps
+    return gym.make(env_id, **kwargs)

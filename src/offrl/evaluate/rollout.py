@@ -1,0 +1,90 @@
+"""Vectorized Gymnasium rollouts driven by one jitted, batched ``act``.
+
+``policy(observations[S, N, obs_dim], key) -> actions[S, N, act_dim]`` acts for
+``S`` policies (seeds) in ``N`` environments each in one call; the
+environments are stepped on the host. Episode ``i`` of every seed starts from
+``reset(seed=seed + i)``, so all seeds face the same initial states.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import numpy as np
+
+from offrl.envs.registry import get_task, make_env, normalized_score
+
+
+@dataclasses.dataclass
+class EvaluationResult:
+    """Returns and lengths per seed and episode, ``[S, episodes]``."""
+
+    returns: np.ndarray
+    lengths: np.ndarray
+    normalized: np.ndarray | None
+
+    def summary(self) -> dict:
+        out = {
+            "return_mean": float(self.returns.mean()),
+            "return_std": float(self.returns.std()),
+            "length_mean": float(self.lengths.mean()),
+            "return_mean_per_seed": self.returns.mean(axis=1).tolist(),
+        }
+        if self.normalized is not None:
+            out["normalized_score"] = float(self.normalized.mean())
+            out["normalized_score_per_seed"] = self.normalized.mean(axis=1).tolist()
+        return out
+
+
+def evaluate(
+    policy: Callable[[np.ndarray, jax.Array], np.ndarray],
+    env_id: str,
+    num_seeds: int,
+    num_episodes: int = 10,
+    seed: int = 10_000,
+    key: jax.Array | None = None,
+    max_parallel: int = 10,
+) -> EvaluationResult:
+    """Run ``num_episodes`` episodes for each of ``num_seeds`` policies.
+
+    Args:
+        policy: batched act in environment units (see module docstring).
+        env_id: Gymnasium id; the registered time limit applies.
+        num_seeds: the leading axis ``S`` of the policy.
+        num_episodes: episodes per seed.
+        seed: reset seed of the first episode.
+        key: for stochastic policies; ``None`` means ``PRNGKey(0)``.
+        max_parallel: environments stepped side by side per seed.
+    """
+    key = jax.random.PRNGKey(0) if key is None else key
+    returns = np.zeros((num_seeds, num_episodes))
+    lengths = np.zeros((num_seeds, num_episodes), dtype=np.int64)
+    for first in range(0, num_episodes, max_parallel):
+        episodes = list(range(first, min(num_episodes, first + max_parallel)))
+        envs = [[make_env(env_id) for _ in episodes] for _ in range(num_seeds)]
+        obs = np.stack([
+            np.stack([env.reset(seed=seed + e)[0] for env, e in zip(row, episodes, strict=True)])
+            for row in envs
+        ]).astype(np.float32)  # [S, N, obs_dim]
+        done = np.zeros((num_seeds, len(episodes)), dtype=bool)
+        while not done.all():
+            key, act_key = jax.random.split(key)
+            actions = np.asarray(policy(obs, act_key))
+            for s, row in enumerate(envs):
+                for n, env in enumerate(row):
+                    if done[s, n]:
+                        continue
+                    next_obs, reward, terminated, truncated, _ = env.step(actions[s, n])
+                    returns[s, first + n] += reward
+                    lengths[s, first + n] += 1
+                    obs[s, n] = next_obs
+                    done[s, n] = terminated or truncated
+        for row in envs:
+            for env in row:
+                env.close()
+    task = get_task(env_id)
+    normalized = normalized_score(returns, task)
+    return EvaluationResult(returns=returns, lengths=lengths,
+                            normalized=None if normalized is None else np.asarray(normalized))

@@ -1,0 +1,1 @@
+"""Run directories, loggers and checkpoints."""

@@ -1,0 +1,457 @@
+"""An offline training run: run directory, loop, evaluation, checkpoints, resume.
+
+Layout of a run directory::
+
+    config.json       the resolved configuration (algorithm, training, dataset)
+    metrics.jsonl     one JSON object per logged step (train/, valid/, eval/)
+    checkpoints/      step_<N>/ written atomically with Orbax
+    tensorboard/      event files (with --tensorboard)
+    summary.json      final and best evaluation per seed, timings
+
+``resume=True`` continues from the last complete checkpoint and reaches the
+same parameters as an uninterrupted run (bitwise on CPU): the checkpoint holds
+the train states and the trainer's sampling keys, and the scan length is a
+function of the configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import sys
+import time
+from types import ModuleType
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from offrl.core import registry
+from offrl.core.trainer import (
+    Preprocessor,
+    apply_preprocessor,
+    build_chunk,
+    build_policy,
+    build_validation,
+    chunk_length,
+    fill_run_length,
+    fit_preprocessor,
+    init_states,
+    resolve_reward_scaling,
+    seed_keys,
+)
+from offrl.data.dataset import Dataset, split_by_episode
+from offrl.data.loading import load_dataset
+from offrl.run import checkpoint
+from offrl.run.loggers import JsonlLogger, MultiLogger, TensorBoardLogger, truncate_jsonl
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How to train (independent of the algorithm)."""
+
+    steps: int = 1_000_000
+    """Gradient updates per seed (D4RL's protocol is 1M)."""
+    batch_size: int = 256
+    """Transitions per update."""
+    steps_per_call: int = 1000
+    """Updates fused into one jitted lax.scan call (the host syncs once per call)."""
+    eval_every: int = 10_000
+    """Evaluate in the environment every this many updates (0: only at the end)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation and seed."""
+    checkpoint_every: int = 50_000
+    """Write a checkpoint every this many updates (and always at the end)."""
+    seeds: tuple[int, ...] = (0,)
+    """Seeds trained in parallel under jax.vmap, e.g. --seeds 0 1 2 3."""
+    normalize_observations: bool = True
+    """Standardize observations with the training data's mean and std."""
+    reward_scaling: str = "auto"
+    """auto (the algorithm's paper), none, locomotion, antmaze or standardize."""
+    validation_fraction: float = 0.0
+    """Fraction of episodes held out; their losses are logged as valid/* at each evaluation."""
+    env_id: str | None = None
+    """Evaluation environment; defaults to the dataset's."""
+    tensorboard: bool = False
+    """Also write TensorBoard event files."""
+    wandb_project: str | None = None
+    """Also log to this W&B project (offline mode unless WANDB_MODE is set)."""
+    mlflow_experiment: str | None = None
+    """Also log to this MLflow experiment."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+class RunError(RuntimeError):
+    """A run that cannot start or resume as asked."""
+
+
+@dataclasses.dataclass
+class RunContext:
+    """What a loaded run holds: enough to act, evaluate or continue."""
+
+    directory: pathlib.Path
+    algo: ModuleType
+    algo_config: object
+    train_config: TrainConfig
+    preprocessor: Preprocessor
+    states: object
+    keys: jax.Array
+    step: int
+    observation_dim: int
+    action_dim: int
+    env_id: str | None
+
+
+def _to_jsonable(value):
+    if dataclasses.is_dataclass(value):
+        return {k: _to_jsonable(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, tuple | list):
+        return [_to_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _to_jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _from_dict(cls, data: dict):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise RunError(f"config.json has unknown {cls.__module__}.{cls.__name__} fields "
+                       f"{sorted(unknown)}; it was written by another offrl version")
+    kwargs = {}
+    for name, value in data.items():
+        default = getattr(cls(), name, None) if name in fields else None
+        if isinstance(value, list) and (isinstance(default, tuple) or name in ("seeds",)):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def write_json_atomic(path: pathlib.Path, data) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _payload(states, keys, step: int, pre: Preprocessor):
+    return {"states": states, "keys": keys, "step": np.int32(step), "preprocessor": pre}
+
+
+def load_run(directory: str | os.PathLike, step: int | None = None) -> RunContext:
+    """Load a run directory's configuration and a checkpoint (the latest by default)."""
+    directory = pathlib.Path(directory)
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        raise RunError(f"{directory} is not a run directory (no config.json); "
+                       "pass the directory that `offrl train` created")
+    try:
+        saved = json.loads(config_path.read_text())
+    except json.JSONDecodeError as error:
+        raise RunError(f"{config_path} is not valid JSON ({error}); restore it from the "
+                       "summary or retrain") from error
+    algo = registry.get(saved["algorithm"])
+    algo_config = _from_dict(algo.Config, saved["algorithm_config"])
+    train_config = _from_dict(TrainConfig, saved["train_config"])
+    obs_dim, act_dim = saved["observation_dim"], saved["action_dim"]
+    ckpt_dir = directory / "checkpoints"
+    step = checkpoint.latest(ckpt_dir) if step is None else step
+    if step is None:
+        raise RunError(f"{directory} has no complete checkpoint yet; train longer "
+                       f"(checkpoint_every={train_config.checkpoint_every}) or resume it")
+    init_keys, trainer_keys = seed_keys(train_config.seeds)
+    template_states = init_states(algo, algo_config, obs_dim, act_dim, init_keys)
+    template = _payload(template_states, trainer_keys, 0,
+                        Preprocessor.identity(obs_dim, act_dim))
+    restored = checkpoint.restore(ckpt_dir, step, template)
+    return RunContext(
+        directory=directory, algo=algo, algo_config=algo_config, train_config=train_config,
+        preprocessor=jax.tree_util.tree_map(jnp.asarray, restored["preprocessor"]),
+        states=restored["states"], keys=restored["keys"], step=int(restored["step"]),
+        observation_dim=obs_dim, action_dim=act_dim, env_id=saved.get("env_id"),
+    )
+
+
+def _format_metrics(metrics: dict[str, float], keys=("critic/loss", "actor/loss", "value/loss")):
+    parts = [f"{k.split('/')[0]} {metrics[f'train/{k}']:.3g}" for k in keys
+             if f"train/{k}" in metrics and np.isfinite(metrics[f"train/{k}"])]
+    return "  ".join(parts)
+
+
+def _seed_means(metrics: dict[str, jax.Array], prefix: str) -> dict[str, float]:
+    out = {}
+    for name, values in metrics.items():
+        values = np.asarray(values, np.float64)
+        out[f"{prefix}/{name}"] = float(np.nanmean(values)) if np.isfinite(values).any() \
+            else float("nan")
+    return out
+
+
+def train(
+    algorithm: str,
+    dataset: str | Dataset,
+    run_dir: str | os.PathLike,
+    algo_config=None,
+    train_config: TrainConfig | None = None,
+    resume: bool = False,
+) -> dict:
+    """Train ``algorithm`` on ``dataset`` for every seed; returns the summary.
+
+    Args:
+        algorithm: a registered name (``bc``, ``td3_bc``, ``iql``, ``cql``).
+        dataset: a :class:`Dataset` or anything :func:`offrl.data.load_dataset` takes.
+        run_dir: the run directory (created; must not exist unless resuming).
+        algo_config: the algorithm's ``Config`` (its defaults when ``None``).
+        train_config: a :class:`TrainConfig` (defaults when ``None``).
+        resume: continue the run in ``run_dir`` from its last checkpoint.
+    """
+    algo = registry.get(algorithm)
+    algorithm = algorithm.replace("-", "_")
+    train_config = train_config or TrainConfig()
+    run_dir = pathlib.Path(run_dir)
+    dataset_spec = dataset if isinstance(dataset, str) else (dataset.info.source or
+                                                              dataset.info.name)
+    data = load_dataset(dataset) if isinstance(dataset, str | os.PathLike) else dataset
+    algo_config = fill_run_length(algo_config or algo.Config(), train_config.steps)
+    if not isinstance(algo_config, algo.Config):
+        raise RunError(f"algo_config is a {type(algo_config).__name__}, expected "
+                       f"{algo.__name__}.Config")
+    env_id = train_config.env_id or data.info.env_id
+
+    resolved = {
+        "algorithm": algorithm,
+        "algorithm_config": _to_jsonable(algo_config),
+        "train_config": _to_jsonable(train_config),
+        "dataset": str(dataset_spec),
+        "dataset_name": data.info.name,
+        "env_id": env_id,
+        "observation_dim": data.observation_dim,
+        "action_dim": data.action_dim,
+    }
+    config_path = run_dir / "config.json"
+    if resume:
+        if not config_path.is_file():
+            raise RunError(f"cannot resume: {run_dir} has no config.json; start a new run "
+                           "without --resume")
+        saved = json.loads(config_path.read_text())
+        compare = {k: v for k, v in resolved.items()}
+        compare["train_config"] = {k: v for k, v in resolved["train_config"].items()
+                                   if k != "progress"}
+        saved_cmp = dict(saved)
+        saved_cmp["train_config"] = {k: v for k, v in saved["train_config"].items()
+                                     if k != "progress"}
+        saved_cmp.pop("offrl_version", None)
+        saved_cmp.pop("command", None)
+        differences = sorted(k for k in compare if compare[k] != saved_cmp.get(k))
+        if differences:
+            detail = "; ".join(f"{k}: saved {saved_cmp.get(k)!r} != now {compare[k]!r}"
+                               for k in differences)
+            raise RunError(f"cannot resume {run_dir}: the configuration differs ({detail}). "
+                           "Resume with the original arguments, or start a new run directory")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise RunError(f"{run_dir} already exists and is not empty; pass --resume to continue "
+                       "it, or choose another --run-dir (nothing was overwritten)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    # ---- data: split, preprocess, move to the device
+    validation: Dataset | None = None
+    train_data = data
+    if train_config.validation_fraction > 0:
+        train_data, validation = split_by_episode(data, train_config.validation_fraction, seed=0)
+    reward_scaling = resolve_reward_scaling(algo, train_config.reward_scaling)
+    pre = fit_preprocessor(train_data, train_config.normalize_observations, reward_scaling)
+    device_data = apply_preprocessor(train_data, pre).to_device()
+    device_valid = apply_preprocessor(validation, pre).to_device() if validation else None
+    pre = jax.tree_util.tree_map(jnp.asarray, pre)
+
+    if not resume:
+        from offrl import __version__
+
+        resolved["offrl_version"] = __version__
+        resolved["command"] = " ".join(sys.argv)
+        resolved["reward_scaling"] = reward_scaling
+        write_json_atomic(config_path, resolved)
+
+    # ---- state
+    seeds = tuple(train_config.seeds)
+    init_keys, trainer_keys = seed_keys(seeds)
+    states = init_states(algo, algo_config, data.observation_dim, data.action_dim, init_keys)
+    start_step = 0
+    ckpt_dir = run_dir / "checkpoints"
+    if resume:
+        last = checkpoint.latest(ckpt_dir)
+        if last is not None:
+            template = _payload(states, trainer_keys, 0, pre)
+            restored = checkpoint.restore(ckpt_dir, last, template)
+            states, trainer_keys = restored["states"], restored["keys"]
+            start_step = int(restored["step"])
+        truncate_jsonl(run_dir / "metrics.jsonl", start_step)
+
+    length = chunk_length(train_config.steps, train_config.steps_per_call,
+                          train_config.eval_every, train_config.checkpoint_every)
+    chunk = build_chunk(algo, algo_config, train_config.batch_size, length)
+    validate_fn = build_validation(algo, algo_config, train_config.batch_size) \
+        if device_valid is not None else None
+    policy = build_policy(algo)
+
+    loggers = [JsonlLogger(run_dir / "metrics.jsonl")]
+    if train_config.tensorboard:
+        loggers.append(TensorBoardLogger(run_dir / "tensorboard"))
+    if train_config.wandb_project:
+        from offrl.run.loggers import WandbLogger
+
+        loggers.append(WandbLogger(train_config.wandb_project, run_dir.name, resolved, run_dir))
+    if train_config.mlflow_experiment:
+        from offrl.run.loggers import MlflowLogger
+
+        loggers.append(MlflowLogger(train_config.mlflow_experiment, run_dir.name,
+                                    {"algorithm": algorithm, **resolved["algorithm_config"]}))
+    logger = MultiLogger(loggers)
+
+    evaluations = _previous_evaluations(run_dir / "metrics.jsonl") if resume else []
+
+    def run_evaluation(step: int) -> dict:
+        from offrl.evaluate.rollout import evaluate
+
+        if env_id is None:
+            return {}
+        result = evaluate(lambda obs, key: policy(states, pre, jnp.asarray(obs), key), env_id,
+                          num_seeds=len(seeds), num_episodes=train_config.eval_episodes)
+        record = {"step": step, "return_per_seed": result.returns.mean(axis=1).tolist()}
+        metrics = {"eval/return_mean": float(result.returns.mean()),
+                   "eval/return_std": float(result.returns.mean(axis=1).std()),
+                   "eval/length_mean": float(result.lengths.mean()),
+                   "eval/return_per_seed": record["return_per_seed"]}
+        if result.normalized is not None:
+            record["normalized_per_seed"] = result.normalized.mean(axis=1).tolist()
+            metrics["eval/normalized_score"] = float(result.normalized.mean())
+            metrics["eval/normalized_per_seed"] = record["normalized_per_seed"]
+        evaluations.append(record)
+        return metrics
+
+    progress = _Progress(train_config.progress and sys.stderr.isatty(), train_config.steps,
+                         start_step, f"{algorithm} x{len(seeds)} seeds")
+    step = start_step
+    started = time.perf_counter()
+    compile_seconds = None
+    interrupted = False
+    valid_key = jax.random.PRNGKey(12345)
+    try:
+        with progress:
+            while step < train_config.steps:
+                call_start = time.perf_counter()
+                states, trainer_keys, metrics = chunk(states, trainer_keys, device_data)
+                jax.block_until_ready(states)
+                if compile_seconds is None:
+                    compile_seconds = time.perf_counter() - call_start
+                step += length
+                record = _seed_means(metrics, "train")
+                record["time/updates_per_second"] = length / (time.perf_counter() - call_start)
+                if train_config.eval_every and step % train_config.eval_every == 0 \
+                        or step == train_config.steps:
+                    if validate_fn is not None:
+                        valid_key, key = jax.random.split(valid_key)
+                        valid = validate_fn(states, jax.random.split(key, len(seeds)),
+                                            device_valid)
+                        record.update(_seed_means(valid, "valid"))
+                    record.update(run_evaluation(step))
+                logger.log(step, record)
+                progress.update(step, record)
+                if step % train_config.checkpoint_every == 0 or step == train_config.steps:
+                    checkpoint.save(ckpt_dir, step, _payload(states, trainer_keys, step, pre))
+    except KeyboardInterrupt:
+        interrupted = True
+        checkpoint.save(ckpt_dir, step, _payload(states, trainer_keys, step, pre))
+    finally:
+        logger.close()
+
+    elapsed = time.perf_counter() - started
+    summary = _summary(algorithm, seeds, evaluations, step, elapsed, compile_seconds,
+                       start_step)
+    summary["interrupted"] = interrupted
+    write_json_atomic(run_dir / "summary.json", summary)
+    if interrupted:
+        raise KeyboardInterrupt(f"stopped at step {step}; checkpoint written, continue with "
+                                f"--resume --run-dir {run_dir}")
+    return summary
+
+
+def _previous_evaluations(path: pathlib.Path) -> list[dict]:
+    from offrl.run.loggers import read_jsonl
+
+    if not path.exists():
+        return []
+    out = []
+    for record in read_jsonl(path):
+        if "eval/return_per_seed" in record:
+            entry = {"step": record["step"], "return_per_seed": record["eval/return_per_seed"]}
+            if "eval/normalized_per_seed" in record:
+                entry["normalized_per_seed"] = record["eval/normalized_per_seed"]
+            out.append(entry)
+    return out
+
+
+def _summary(algorithm, seeds, evaluations, step, elapsed, compile_seconds, start_step) -> dict:
+    summary = {"algorithm": algorithm, "seeds": list(seeds), "steps": step,
+               "wall_seconds": elapsed, "compile_seconds": compile_seconds,
+               "updates_per_second_per_seed": (step - start_step) / elapsed if elapsed else None}
+    if evaluations:
+        key = "normalized_per_seed" if "normalized_per_seed" in evaluations[-1] \
+            else "return_per_seed"
+        table = np.asarray([e[key] for e in evaluations])  # [evals, S]
+        summary["score"] = "normalized" if key == "normalized_per_seed" else "return"
+        summary["final_per_seed"] = table[-1].tolist()
+        summary["best_per_seed"] = table.max(axis=0).tolist()
+        summary["final_mean"] = float(table[-1].mean())
+        summary["final_std"] = float(table[-1].std())
+        summary["best_mean"] = float(table.max(axis=0).mean())
+        summary["best_std"] = float(table.max(axis=0).std())
+        summary["final_return_per_seed"] = evaluations[-1]["return_per_seed"]
+        summary["evaluations"] = evaluations
+    return summary
+
+
+class _Progress:
+    """A rich progress bar with updates/s, losses and the last evaluation."""
+
+    def __init__(self, enabled: bool, total: int, start: int, label: str):
+        self.enabled = enabled
+        self.total, self.start, self.label = total, start, label
+        self.last_eval = ""
+        if enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[speed]}"), TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"),
+            )
+            self._task = self._progress.add_task(label, total=total, completed=start,
+                                                 speed="", info="")
+
+    def __enter__(self):
+        if self.enabled:
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self._progress.__exit__(*exc)
+
+    def update(self, step: int, record: dict) -> None:
+        if "eval/normalized_score" in record:
+            self.last_eval = f"eval {record['eval/normalized_score']:.1f} (norm.)"
+        elif "eval/return_mean" in record:
+            self.last_eval = f"eval {record['eval/return_mean']:.1f}"
+        speed = f"{record.get('time/updates_per_second', 0):.0f} upd/s"
+        info = f"{_format_metrics(record)}  {self.last_eval}"
+        if self.enabled:
+            self._progress.update(self._task, completed=step, speed=speed, info=info)
