@@ -185,7 +185,9 @@ def write_minari(
             infos = {}
             if "costs" in episode:
                 # Minari aligns infos with observations (steps + 1 rows): cost 0 at reset.
-                infos["cost"] = np.concatenate([[0.0], episode["costs"]]).astype(np.float32)
+                # A list, not a 1-D array: minari 0.5's Arrow back end cannot decode the
+                # shape metadata it writes for 1-D info arrays.
+                infos["cost"] = [0.0, *episode["costs"].astype(float).tolist()]
             buffers.append(EpisodeBuffer(
                 id=index,
                 observations=episode["observations"].astype(observation_space.dtype),

@@ -1,0 +1,320 @@
+"""The ``offrl`` command.
+
+    offrl train ALGO --dataset DATASET [options]   train offline (bc, td3_bc, iql, cql)
+    offrl eval RUN_DIR [options]                   evaluate a run's checkpoint
+    offrl data inspect|validate|convert ...        look at, check or convert a dataset
+    offrl online sac --env-id ENV [options]        train online (SAC)
+    offrl suite list|build [NAME]                  the built-in datasets
+    offrl quickstart                               the small end-to-end demo
+
+``offrl COMMAND --help`` lists every option with its documentation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import sys
+from typing import Annotated, Literal
+
+import tyro
+
+from offrl.core import registry
+
+_USAGE = __doc__
+
+
+def _split_commas(argv: list[str]) -> list[str]:
+    """Accept ``--seeds 0,1,2`` as well as ``--seeds 0 1 2``."""
+    out: list[str] = []
+    expand = False
+    for arg in argv:
+        if expand and "," in arg and not arg.startswith("-"):
+            out.extend(part for part in arg.split(",") if part)
+        else:
+            out.append(arg)
+        if arg.startswith("--"):
+            expand = arg in ("--seeds", "--train.seeds")
+    return out
+
+
+def _default_run_dir(algorithm: str, dataset: str) -> str:
+    name = pathlib.Path(dataset.removeprefix("suite:")).name or "dataset"
+    base = pathlib.Path("runs") / f"{algorithm}-{name}"
+    candidate, index = base, 1
+    while candidate.exists():
+        index += 1
+        candidate = pathlib.Path(f"{base}-{index}")
+    return str(candidate)
+
+
+def _fail(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold red]error:[/] {message}")
+    raise SystemExit(2)
+
+
+# --------------------------------------------------------------------------- train
+def cmd_train(argv: list[str]) -> None:
+    from offrl.run.train import RunError, TrainConfig, train
+
+    if not argv or argv[0].startswith("-"):
+        _fail(f"offrl train needs an algorithm: offrl train ALGO --dataset ...; "
+              f"ALGO is one of {', '.join(registry.OFFLINE_ALGORITHMS)}")
+    name = argv[0].replace("-", "_")
+    try:
+        algo = registry.get(name)
+    except KeyError as error:
+        _fail(str(error))
+    if name not in registry.OFFLINE_ALGORITHMS:
+        _fail(f"'{name}' trains online; use: offrl online {name} --env-id ENV")
+
+    @dataclasses.dataclass(frozen=True)
+    class Args:
+        dataset: str
+        """Dataset: a .hdf5 file (D4RL- or robomimic-style), a Minari dataset directory or id,
+        or suite:NAME (see `offrl suite list`)."""
+        run_dir: str | None = None
+        """Run directory (default: runs/ALGO-DATASET[-N])."""
+        resume: bool = False
+        """Continue the run in --run-dir from its last checkpoint."""
+        train: Annotated[TrainConfig, tyro.conf.OmitArgPrefixes] = TrainConfig()
+        algo: Annotated[algo.Config, tyro.conf.OmitArgPrefixes] = algo.Config()
+
+    Args.__doc__ = f"Train {name} offline.\n\n{(algo.__doc__ or '').strip()}"
+    args = tyro.cli(Args, args=_split_commas(argv[1:]), prog=f"offrl train {name}")
+    if args.resume and args.run_dir is None:
+        _fail("--resume needs --run-dir: the run to continue")
+    run_dir = args.run_dir or _default_run_dir(name, args.dataset)
+    try:
+        summary = train(name, args.dataset, run_dir, args.algo, args.train, resume=args.resume)
+    except (RunError, ValueError, FileExistsError) as error:
+        _fail(str(error))
+    _print_summary(run_dir, summary)
+
+
+def _print_summary(run_dir: str, summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"{summary['algorithm']} — {run_dir}")
+    table.add_column("seed")
+    table.add_column(f"final {summary.get('score', 'score')}")
+    table.add_column(f"best {summary.get('score', 'score')}")
+    for i, seed in enumerate(summary["seeds"]):
+        if "final_per_seed" in summary:
+            table.add_row(str(seed), f"{summary['final_per_seed'][i]:.1f}",
+                          f"{summary['best_per_seed'][i]:.1f}")
+    if "final_mean" in summary:
+        table.add_row("mean ± std", f"{summary['final_mean']:.1f} ± {summary['final_std']:.1f}",
+                      f"{summary['best_mean']:.1f} ± {summary['best_std']:.1f}")
+    console.print(table)
+    ups = summary.get("updates_per_second_per_seed")
+    if ups:
+        console.print(f"{summary['steps']} updates in {summary['wall_seconds']:.0f} s "
+                      f"({ups:.0f} updates/s per seed, {len(summary['seeds'])} seeds)")
+
+
+# ---------------------------------------------------------------------------- eval
+def cmd_eval(argv: list[str]) -> None:
+    from offrl.run.evaluation import evaluate_run
+
+    @dataclasses.dataclass(frozen=True)
+    class Args:
+        """Evaluate a run directory's checkpoint in its environment."""
+
+        run_dir: tyro.conf.Positional[str]
+        """The run directory written by `offrl train` or `offrl online`."""
+        step: int | None = None
+        """Checkpoint step (default: the latest)."""
+        episodes: int = 10
+        """Episodes per seed."""
+        env_id: str | None = None
+        """Override the evaluation environment."""
+        seed: int = 10_000
+        """Reset seed of the first episode."""
+
+    args = tyro.cli(Args, args=argv, prog="offrl eval")
+    try:
+        result = evaluate_run(args.run_dir, args.step, args.episodes, args.env_id, args.seed)
+    except Exception as error:  # noqa: BLE001 - shown to the user with its type
+        _fail(f"{type(error).__name__}: {error}")
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"evaluation of {args.run_dir} (step {result['step']}, "
+                  f"{args.episodes} episodes per seed)")
+    table.add_column("seed")
+    table.add_column("return")
+    if "normalized_per_seed" in result:
+        table.add_column("normalized score")
+    for i, seed in enumerate(result["seeds"]):
+        row = [str(seed), f"{result['return_per_seed'][i]:.1f}"]
+        if "normalized_per_seed" in result:
+            row.append(f"{result['normalized_per_seed'][i]:.1f}")
+        table.add_row(*row)
+    Console().print(table)
+
+
+# ---------------------------------------------------------------------------- data
+def cmd_data(argv: list[str]) -> None:
+    from rich.console import Console
+
+    from offrl.data import DatasetError
+    from offrl.data.loading import load_dataset
+
+    console = Console()
+    if not argv or argv[0] not in ("inspect", "validate", "convert"):
+        _fail("usage: offrl data inspect|validate|convert ... (add --help to any of them)")
+    verb, rest = argv[0], argv[1:]
+
+    @dataclasses.dataclass(frozen=True)
+    class Source:
+        """Load a dataset (every load validates it)."""
+
+        dataset: tyro.conf.Positional[str]
+        """A .hdf5 file, a Minari dataset directory or id, or suite:NAME."""
+        observation_keys: tuple[str, ...] | None = None
+        """robomimic-style files: the obs/<key> arrays that form the observation, in order."""
+        env_id: str | None = None
+        """The environment the data came from (D4RL-style files: checks shapes and bounds)."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Convert(Source):
+        """Convert a dataset to a Minari dataset directory."""
+
+        output: tyro.conf.Positional[str] = ""
+        """The Minari dataset directory to write."""
+        format: Literal["hdf5", "arrow"] = "hdf5"
+        """Minari back end."""
+        overwrite: bool = False
+        """Replace an existing output directory."""
+
+    cls = Convert if verb == "convert" else Source
+    args = tyro.cli(cls, args=rest, prog=f"offrl data {verb}")
+    try:
+        dataset = load_dataset(args.dataset, args.observation_keys, args.env_id)
+    except DatasetError as error:
+        _fail(f"invalid dataset: {error}")
+    if verb == "validate":
+        console.print(f"[green]valid[/]: {dataset.size} transitions in {dataset.num_episodes} "
+                      f"episodes ({args.dataset})")
+    elif verb == "inspect":
+        from offrl.data.summary import print_summary
+
+        print_summary(dataset, console)
+    else:
+        from offrl.data.formats.minari import write_minari
+
+        if not args.output:
+            _fail("offrl data convert SOURCE OUTPUT: OUTPUT is missing")
+        try:
+            path = write_minari(dataset, args.output, data_format=args.format,
+                                overwrite=args.overwrite)
+        except FileExistsError as error:
+            _fail(str(error))
+        console.print(f"wrote {dataset.size} transitions to {path} (Minari, {args.format})")
+
+
+# -------------------------------------------------------------------------- online
+def cmd_online(argv: list[str]) -> None:
+    from offrl.run.online import OnlineConfig, train_online
+    from offrl.run.train import RunError
+
+    if not argv or argv[0].replace("-", "_") != "sac":
+        _fail("usage: offrl online sac --env-id ENV [options]")
+    algo = registry.get("sac")
+
+    @dataclasses.dataclass(frozen=True)
+    class Args:
+        run_dir: str | None = None
+        """Run directory (default: runs/sac-ENV[-N])."""
+        resume: bool = False
+        """Continue the run in --run-dir from its last checkpoint."""
+        online: Annotated[OnlineConfig, tyro.conf.OmitArgPrefixes] = OnlineConfig()
+        algo: Annotated[algo.Config, tyro.conf.OmitArgPrefixes] = algo.Config()
+
+    Args.__doc__ = f"Train SAC online.\n\n{(algo.__doc__ or '').strip()}"
+    args = tyro.cli(Args, args=argv[1:], prog="offrl online sac")
+    run_dir = args.run_dir or _default_run_dir("sac", args.online.env_id)
+    try:
+        summary = train_online("sac", run_dir, args.online, args.algo, resume=args.resume)
+    except RunError as error:
+        _fail(str(error))
+    last = summary["evaluations"][-1] if summary["evaluations"] else None
+    print(json.dumps({"run_dir": run_dir, "steps": summary["steps"],
+                      "last_eval_return": last and last["return"]}))
+
+
+# --------------------------------------------------------------------------- suite
+def cmd_suite(argv: list[str]) -> None:
+    from rich.console import Console
+
+    from offrl import suites
+
+    console = Console()
+    if not argv or argv[0] not in ("list", "build"):
+        _fail("usage: offrl suite list | offrl suite build NAME [--force]")
+    if argv[0] == "list":
+        for name in suites.available():
+            path = suites.cache_dir() / name
+            state = "built" if path.exists() else "not built"
+            console.print(f"suite:{name}  ({state}: {path})")
+        return
+
+    @dataclasses.dataclass(frozen=True)
+    class Args:
+        """Build a suite dataset into the local cache ($OFFRL_DATA_DIR)."""
+
+        name: tyro.conf.Positional[str]
+        """The dataset, e.g. pendulum-mixed."""
+        force: bool = False
+        """Rebuild even if it is cached."""
+
+    args = tyro.cli(Args, args=argv[1:], prog="offrl suite build")
+    try:
+        path = suites.build_suite_dataset(args.name.removeprefix("suite:"), force=args.force)
+    except KeyError as error:
+        _fail(str(error))
+    console.print(f"built suite:{args.name.removeprefix('suite:')} at {path}")
+
+
+# ---------------------------------------------------------------------- quickstart
+def cmd_quickstart(argv: list[str]) -> None:
+    from offrl.quickstart import QuickstartConfig, run_quickstart
+
+    args = tyro.cli(QuickstartConfig, args=argv, prog="offrl quickstart")
+    run_quickstart(args)
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "data": cmd_data,
+    "online": cmd_online,
+    "suite": cmd_suite,
+    "quickstart": cmd_quickstart,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_USAGE.strip())
+        raise SystemExit(0 if argv else 2)
+    if argv[0] in ("--version", "version"):
+        from offrl import __version__
+
+        print(f"offrl {__version__}")
+        return
+    command = COMMANDS.get(argv[0])
+    if command is None:
+        _fail(f"unknown command '{argv[0]}'; commands: {', '.join(COMMANDS)}")
+    command(argv[1:])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""Evaluate a run directory's checkpoint (``offrl eval``)."""
+
+from __future__ import annotations
+
+import pathlib
+
+import jax
+import jax.numpy as jnp
+
+from offrl.core.trainer import build_policy
+from offrl.evaluate.rollout import evaluate
+from offrl.run.train import RunError, load_run, write_json_atomic
+
+
+def load_policy(run_dir: str | pathlib.Path, step: int | None = None):
+    """``(policy, context)``: a batched act in environment units and the loaded run.
+
+    ``policy(observations[S, N, obs_dim], key) -> actions[S, N, act_dim]``.
+    """
+    context = load_run(run_dir, step)
+    batched = build_policy(context.algo)
+    states, pre = context.states, context.preprocessor
+
+    def policy(observations, key):
+        return batched(states, pre, jnp.asarray(observations, jnp.float32), key)
+
+    return policy, context
+
+
+def evaluate_run(run_dir, step: int | None = None, episodes: int = 10,
+                 env_id: str | None = None, seed: int = 10_000) -> dict:
+    """Evaluate every seed of a run; writes ``eval_step_<N>.json`` in the run directory."""
+    policy, context = load_policy(run_dir, step)
+    env_id = env_id or context.env_id
+    if env_id is None:
+        raise RunError(f"{run_dir} does not record an environment; pass --env-id")
+    seeds = list(context.train_config.seeds)
+    result = evaluate(policy, env_id, len(seeds), episodes, seed=seed,
+                      key=jax.random.PRNGKey(seed))
+    out = {"run_dir": str(run_dir), "step": context.step, "env_id": env_id, "seeds": seeds,
+           "episodes": episodes, "return_per_seed": result.returns.mean(axis=1).tolist(),
+           "returns": result.returns.tolist(), "lengths": result.lengths.tolist()}
+    if result.normalized is not None:
+        out["normalized_per_seed"] = result.normalized.mean(axis=1).tolist()
+    write_json_atomic(pathlib.Path(run_dir) / f"eval_step_{context.step}.json", out)
+    return out

@@ -1,0 +1,264 @@
+"""Online training (SAC) in a Gymnasium environment, with checkpoints and resume.
+
+Each environment step after ``start_steps`` makes one jitted call that both
+updates the agent on a batch from the replay buffer and picks the next action.
+The replay buffer lives on the host (NumPy) and batches are drawn with a seeded
+NumPy generator, so a run is deterministic given its seed.
+
+Checkpoints are written at episode boundaries and hold the agent, the replay
+buffer, the generator state and the counters; the environment is reset with
+``seed * 1_000_003 + episode`` at every episode, so a resumed run replays the
+same episodes as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from offrl.core import registry
+from offrl.core.trainer import Preprocessor, example_batch
+from offrl.envs.registry import get_task, make_env
+from offrl.run import checkpoint
+from offrl.run.loggers import JsonlLogger, truncate_jsonl
+from offrl.run.train import RunError, _to_jsonable, write_json_atomic
+
+
+@dataclasses.dataclass(frozen=True)
+class OnlineConfig:
+    """Online training settings."""
+
+    env_id: str = "Pendulum-v1"
+    """Gymnasium environment id."""
+    steps: int = 1_000_000
+    """Environment steps."""
+    start_steps: int = 10_000
+    """Uniformly random actions before learning starts."""
+    batch_size: int = 256
+    """Transitions per update."""
+    buffer_size: int = 1_000_000
+    """Replay buffer capacity."""
+    eval_every: int = 10_000
+    """Evaluate the deterministic policy every this many environment steps."""
+    eval_episodes: int = 10
+    """Episodes per evaluation."""
+    checkpoint_every: int = 50_000
+    """Checkpoint at the first episode end after every this many steps."""
+    seed: int = 0
+    """Seed of the agent, the buffer sampling and the environment resets."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+class ReplayBuffer:
+    """A fixed-capacity ring buffer of transitions in NumPy."""
+
+    def __init__(self, capacity: int, observation_dim: int, action_dim: int):
+        self.capacity = capacity
+        self.arrays = {
+            "observations": np.zeros((capacity, observation_dim), np.float32),
+            "actions": np.zeros((capacity, action_dim), np.float32),
+            "rewards": np.zeros((capacity,), np.float32),
+            "next_observations": np.zeros((capacity, observation_dim), np.float32),
+            "terminations": np.zeros((capacity,), np.float32),
+            "truncations": np.zeros((capacity,), np.float32),
+        }
+        self.size = 0
+        self.position = 0
+
+    def add(self, **transition) -> None:
+        for name, value in transition.items():
+            self.arrays[name][self.position] = value
+        self.position = (self.position + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def sample(self, rng: np.random.Generator, batch_size: int) -> dict[str, np.ndarray]:
+        indices = rng.integers(0, self.size, size=batch_size)
+        return {name: array[indices] for name, array in self.arrays.items()}
+
+    def state_dict(self) -> dict:
+        return {"arrays": {k: v[: self.size] for k, v in self.arrays.items()},
+                "size": self.size, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.size, self.position = int(state["size"]), int(state["position"])
+        for name, value in state["arrays"].items():
+            self.arrays[name][: self.size] = value
+
+
+def _save_buffer(path: pathlib.Path, buffer: ReplayBuffer, rng: np.random.Generator,
+                 counters: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    state = buffer.state_dict()
+    np.savez(tmp, **{f"buffer_{k}": v for k, v in state["arrays"].items()},
+             size=state["size"], position=state["position"],
+             rng=json.dumps(rng.bit_generator.state), counters=json.dumps(counters))
+    tmp.replace(path)
+
+
+def _load_buffer(path: pathlib.Path, buffer: ReplayBuffer, rng: np.random.Generator) -> dict:
+    with np.load(path) as data:
+        arrays = {k.removeprefix("buffer_"): data[k] for k in data.files if k.startswith("buffer_")}
+        buffer.load_state_dict({"arrays": arrays, "size": data["size"],
+                                "position": data["position"]})
+        rng.bit_generator.state = json.loads(str(data["rng"]))
+        return json.loads(str(data["counters"]))
+
+
+def train_online(
+    algorithm: str,
+    run_dir: str | pathlib.Path,
+    online_config: OnlineConfig | None = None,
+    algo_config=None,
+    resume: bool = False,
+) -> dict:
+    """Train an online agent (``sac``) in ``online_config.env_id``."""
+    from offrl.core.trainer import build_policy
+    from offrl.evaluate.rollout import evaluate
+
+    algo = registry.get(algorithm)
+    cfg = online_config or OnlineConfig()
+    algo_config = algo_config or algo.Config()
+    run_dir = pathlib.Path(run_dir)
+    env = make_env(cfg.env_id)
+    obs_dim = int(np.prod(env.observation_space.shape))
+    act_dim = int(np.prod(env.action_space.shape))
+    low = env.action_space.low.astype(np.float32)
+    high = env.action_space.high.astype(np.float32)
+    pre = Preprocessor.identity(obs_dim, act_dim).replace(action_low=low, action_high=high)
+    pre = jax.tree_util.tree_map(jnp.asarray, pre)
+    resolved = {"algorithm": algorithm, "mode": "online",
+                "algorithm_config": _to_jsonable(algo_config),
+                "online_config": {k: v for k, v in _to_jsonable(cfg).items() if k != "progress"},
+                "env_id": cfg.env_id, "observation_dim": obs_dim, "action_dim": act_dim,
+                "train_config": {"seeds": [cfg.seed], "steps": cfg.steps,
+                                 "checkpoint_every": cfg.checkpoint_every}}
+    config_path = run_dir / "config.json"
+    if resume:
+        if not config_path.is_file():
+            raise RunError(f"cannot resume: {run_dir} has no config.json")
+        saved = json.loads(config_path.read_text())
+        for key in ("algorithm", "algorithm_config", "online_config", "env_id"):
+            if saved.get(key) != resolved[key]:
+                raise RunError(f"cannot resume {run_dir}: '{key}' differs (saved "
+                               f"{saved.get(key)!r}, now {resolved[key]!r})")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise RunError(f"{run_dir} already exists and is not empty; pass --resume or choose "
+                       "another --run-dir (nothing was overwritten)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        resolved["command"] = " ".join(sys.argv)
+        write_json_atomic(config_path, resolved)
+
+    init_key, act_key = jax.random.split(jax.random.PRNGKey(cfg.seed))
+    state = algo.init(algo_config, example_batch(obs_dim, act_dim), init_key)
+    buffer = ReplayBuffer(min(cfg.buffer_size, cfg.steps), obs_dim, act_dim)
+    rng = np.random.default_rng(cfg.seed)
+    counters = {"step": 0, "episode": 0, "last_checkpoint": 0, "last_eval": 0}
+    ckpt_dir = run_dir / "checkpoints"
+    if resume and checkpoint.latest(ckpt_dir) is not None:
+        last = checkpoint.latest(ckpt_dir)
+        restored = checkpoint.restore(ckpt_dir, last, {"states": state, "keys": act_key,
+                                                      "step": np.int32(0)})
+        state, act_key = restored["states"], restored["keys"]
+        counters = _load_buffer(ckpt_dir / f"buffer_{last}.npz", buffer, rng)
+        truncate_jsonl(run_dir / "metrics.jsonl", counters["step"])
+
+    def update_and_act(state, sums, batch, observation, key):
+        state, metrics = algo.update(state, batch, algo_config)
+        action = algo.act(state, observation[None], key, False)[0]
+        # Metrics are summed on the device; the host reads them once per evaluation.
+        sums = {k: sums.get(k, 0.0) + v for k, v in metrics.items()} if sums else metrics
+        return state, sums, action
+
+    update_and_act = jax.jit(update_and_act)
+    act = jax.jit(lambda state, observation, key: algo.act(state, observation[None], key,
+                                                           False)[0])
+    eval_policy = build_policy(algo)
+
+    logger = JsonlLogger(run_dir / "metrics.jsonl")
+    evaluations: list[dict] = []
+    started = time.perf_counter()
+    step = counters["step"]
+    metrics_sum: dict[str, jax.Array] = {}
+    metrics_count = 0
+    scale = lambda a: low + (np.asarray(a) + 1.0) * 0.5 * (high - low)  # noqa: E731
+    try:
+        while step < cfg.steps:
+            observation, _ = env.reset(seed=cfg.seed * 1_000_003 + counters["episode"])
+            episode_return, episode_length = 0.0, 0
+            action = None
+            if step >= cfg.start_steps:
+                act_key, key = jax.random.split(act_key)
+                action = np.asarray(act(state, jnp.asarray(observation, jnp.float32), key))
+            while True:
+                if step < cfg.start_steps:
+                    action = rng.uniform(-1.0, 1.0, act_dim).astype(np.float32)
+                next_observation, reward, terminated, truncated, _ = env.step(scale(action))
+                buffer.add(observations=observation, actions=action, rewards=reward,
+                           next_observations=next_observation, terminations=float(terminated),
+                           truncations=float(truncated))
+                step += 1
+                episode_return += float(reward)
+                episode_length += 1
+                observation = next_observation
+                if step >= cfg.start_steps:
+                    # One update, then the action for the next observation, in one call.
+                    act_key, key = jax.random.split(act_key)
+                    batch = buffer.sample(rng, cfg.batch_size)
+                    state, metrics_sum, action = update_and_act(
+                        state, metrics_sum, batch, jnp.asarray(observation, jnp.float32), key)
+                    action = np.asarray(action)
+                    metrics_count += 1
+                if step % cfg.eval_every == 0 or step == cfg.steps:
+                    record = {f"train/{k}": float(v) / max(metrics_count, 1)
+                              for k, v in metrics_sum.items()}
+                    metrics_sum, metrics_count = {}, 0
+                    stacked = jax.tree_util.tree_map(lambda x: x[None], state)
+                    result = evaluate(lambda obs, k: eval_policy(stacked, pre, jnp.asarray(obs),
+                                                                 k),
+                                      cfg.env_id, 1, cfg.eval_episodes)
+                    record["eval/return_mean"] = float(result.returns.mean())
+                    record["eval/return_std"] = float(result.returns.std())
+                    record["time/steps_per_second"] = (step - counters["step"]) / max(
+                        time.perf_counter() - started, 1e-9)
+                    if result.normalized is not None:
+                        record["eval/normalized_score"] = float(result.normalized.mean())
+                    evaluations.append({"step": step, "return": record["eval/return_mean"]})
+                    logger.log(step, record)
+                    if cfg.progress:
+                        print(f"step {step}: eval return {record['eval/return_mean']:.1f} "
+                              f"({record['time/steps_per_second']:.0f} steps/s)", flush=True)
+                if terminated or truncated or step >= cfg.steps:
+                    break
+            counters["episode"] += 1
+            logger.log(step, {"train/episode_return": episode_return,
+                              "train/episode_length": episode_length})
+            if step - counters["last_checkpoint"] >= cfg.checkpoint_every or step >= cfg.steps:
+                counters["step"] = step
+                counters["last_checkpoint"] = step
+                checkpoint.save(ckpt_dir, step, {"states": state, "keys": act_key,
+                                                 "step": np.int32(step)})
+                _save_buffer(ckpt_dir / f"buffer_{step}.npz", buffer, rng, counters)
+                for old in checkpoint.steps(ckpt_dir)[:-2]:
+                    (ckpt_dir / f"buffer_{old}.npz").unlink(missing_ok=True)
+    finally:
+        logger.close()
+        env.close()
+    # Keep a checkpoint usable by `offrl eval` (it expects a seed axis and a preprocessor).
+    final = {"states": jax.tree_util.tree_map(lambda x: x[None], state),
+             "keys": jnp.stack([act_key]), "step": np.int32(step), "preprocessor": pre}
+    checkpoint.save(run_dir / "policy", step, final)
+    summary = {"algorithm": algorithm, "env_id": cfg.env_id, "steps": step,
+               "wall_seconds": time.perf_counter() - started, "evaluations": evaluations,
+               "task_reference": dataclasses.asdict(get_task(cfg.env_id))
+               if get_task(cfg.env_id) else None}
+    write_json_atomic(run_dir / "summary.json", summary)
+    return summary
