@@ -80,6 +80,9 @@ def cmd_train(argv: list[str]) -> None:
         """Run directory (default: runs/ALGO-DATASET[-N])."""
         resume: bool = False
         """Continue the run in --run-dir from its last checkpoint."""
+        stop_after: int | None = None
+        """Stop after this many updates with a checkpoint (time-boxed jobs); continue with
+        --resume."""
         train: Annotated[TrainConfig, tyro.conf.OmitArgPrefixes] = TrainConfig()
         algo: Annotated[algo.Config, tyro.conf.OmitArgPrefixes] = algo.Config()
 
@@ -89,7 +92,8 @@ def cmd_train(argv: list[str]) -> None:
         _fail("--resume needs --run-dir: the run to continue")
     run_dir = args.run_dir or _default_run_dir(name, args.dataset)
     try:
-        summary = train(name, args.dataset, run_dir, args.algo, args.train, resume=args.resume)
+        summary = train(name, args.dataset, run_dir, args.algo, args.train, resume=args.resume,
+                        stop_after=args.stop_after)
     except (RunError, ValueError, FileExistsError) as error:
         _fail(str(error))
     _print_summary(run_dir, summary)

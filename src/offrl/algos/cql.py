@@ -40,12 +40,11 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import struct
 from flax.training.train_state import TrainState
 
 from offrl.algos.sac import target_entropy, temperature_loss
-from offrl.core.state import create_train_state, polyak
+from offrl.core.state import adam, create_train_state, polyak
 from offrl.nn import GaussianPolicy, QEnsemble, sample_tanh_gaussian, tanh_gaussian_log_prob
 
 DEFAULT_REWARD_SCALING = "none"
@@ -100,7 +99,7 @@ class State:
 
 def _scalar_state(value: float, learning_rate: float) -> TrainState:
     return TrainState.create(apply_fn=None, params={"value": jnp.asarray(value, jnp.float32)},
-                             tx=optax.adam(learning_rate))
+                             tx=adam(learning_rate))
 
 
 def init(config: Config, example_batch, key: jax.Array) -> State:

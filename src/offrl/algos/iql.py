@@ -34,7 +34,6 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 from flax.training.train_state import TrainState
 
@@ -95,11 +94,9 @@ def init(config: Config, example_batch, key: jax.Array) -> State:
     actor_params = actor_module.init(actor_key, observations)
     critic_params = critic_module.init(critic_key, observations, actions)
     value_params = value_module.init(value_key, observations)
-    actor_lr = config.actor_learning_rate
-    if config.decay_steps:
-        actor_lr = optax.cosine_decay_schedule(config.actor_learning_rate, config.decay_steps)
     return State(
-        actor=create_train_state(actor_module, actor_params, actor_lr),
+        actor=create_train_state(actor_module, actor_params, config.actor_learning_rate,
+                                 decay_steps=config.decay_steps),
         critic=create_train_state(critic_module, critic_params, config.critic_learning_rate),
         value=create_train_state(value_module, value_params, config.value_learning_rate),
         target_critic_params=critic_params,

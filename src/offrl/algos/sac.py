@@ -31,11 +31,10 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import struct
 from flax.training.train_state import TrainState
 
-from offrl.core.state import create_train_state, polyak
+from offrl.core.state import adam, create_train_state, polyak
 from offrl.nn import GaussianPolicy, QEnsemble, sample_tanh_gaussian
 
 DEFAULT_REWARD_SCALING = "none"
@@ -95,7 +94,7 @@ def init(config: Config, example_batch, key: jax.Array) -> State:
         actor=create_train_state(actor_module, actor_params, config.actor_learning_rate),
         critic=create_train_state(critic_module, critic_params, config.critic_learning_rate),
         log_alpha=TrainState.create(apply_fn=_log_alpha_apply, params=log_alpha,
-                                    tx=optax.adam(config.temperature_learning_rate)),
+                                    tx=adam(config.temperature_learning_rate)),
         target_critic_params=critic_params,
         key=key,
         step=jnp.zeros((), jnp.int32),

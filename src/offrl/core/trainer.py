@@ -10,6 +10,7 @@ seed axis, and the call is ``jax.vmap``-ed over it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from types import ModuleType
@@ -124,9 +125,13 @@ def seed_keys(seeds: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
 
 def init_states(algo: ModuleType, config, observation_dim: int, action_dim: int,
                 init_keys: jax.Array):
-    """The algorithm's state for every seed, stacked on a leading axis."""
+    """The algorithm's state for every seed, stacked on a leading axis.
+
+    Runs eagerly under vmap: compiling ``init`` costs seconds on CPU (threefry
+    initialisers) and it runs once per run.
+    """
     batch = example_batch(observation_dim, action_dim)
-    return jax.jit(jax.vmap(lambda k: algo.init(config, batch, k)))(init_keys)
+    return jax.vmap(lambda k: algo.init(config, batch, k))(init_keys)
 
 
 def _as_float_batch(batch):
@@ -147,9 +152,12 @@ def _weights(metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
     return weights
 
 
+@functools.lru_cache(maxsize=64)
 def build_chunk(algo: ModuleType, config, batch_size: int, length: int,
                 jit: bool = True) -> Callable:
     """``(states, keys, dataset) -> (states, keys, metrics)`` for ``length`` updates.
+
+    Cached, so equal arguments share one compiled function.
 
     ``states`` and ``keys`` carry a leading seed axis; ``metrics`` are each seed's
     means over the ``length`` updates (``[S]`` per metric).
@@ -183,6 +191,7 @@ def build_chunk(algo: ModuleType, config, batch_size: int, length: int,
     return jax.jit(chunk) if jit else chunk
 
 
+@functools.lru_cache(maxsize=64)
 def build_validation(algo: ModuleType, config, batch_size: int) -> Callable:
     """Metrics of one update on a held-out batch (the state is discarded), ``[S]`` each."""
 
@@ -194,6 +203,7 @@ def build_validation(algo: ModuleType, config, batch_size: int) -> Callable:
     return jax.jit(jax.vmap(one_seed, in_axes=(0, 0, None)))
 
 
+@functools.lru_cache(maxsize=64)
 def build_policy(algo: ModuleType, deterministic: bool = True) -> Callable:
     """Jitted batched act in environment units for all seeds.
 

@@ -196,6 +196,7 @@ def train(
     algo_config=None,
     train_config: TrainConfig | None = None,
     resume: bool = False,
+    stop_after: int | None = None,
 ) -> dict:
     """Train ``algorithm`` on ``dataset`` for every seed; returns the summary.
 
@@ -206,6 +207,8 @@ def train(
         algo_config: the algorithm's ``Config`` (its defaults when ``None``).
         train_config: a :class:`TrainConfig` (defaults when ``None``).
         resume: continue the run in ``run_dir`` from its last checkpoint.
+        stop_after: stop once this many updates are done, with a checkpoint, as if
+            interrupted (for time-boxed jobs); continue later with ``resume=True``.
     """
     algo = registry.get(algorithm)
     algorithm = algorithm.replace("-", "_")
@@ -361,6 +364,10 @@ def train(
                 progress.update(step, record)
                 if step % train_config.checkpoint_every == 0 or step == train_config.steps:
                     checkpoint.save(ckpt_dir, step, _payload(states, trainer_keys, step, pre))
+                if stop_after is not None and step >= stop_after and step < train_config.steps:
+                    checkpoint.save(ckpt_dir, step, _payload(states, trainer_keys, step, pre))
+                    interrupted = True
+                    break
     except KeyboardInterrupt:
         interrupted = True
         checkpoint.save(ckpt_dir, step, _payload(states, trainer_keys, step, pre))
@@ -372,7 +379,7 @@ def train(
                        start_step)
     summary["interrupted"] = interrupted
     write_json_atomic(run_dir / "summary.json", summary)
-    if interrupted:
+    if interrupted and stop_after is None:
         raise KeyboardInterrupt(f"stopped at step {step}; checkpoint written, continue with "
                                 f"--resume --run-dir {run_dir}")
     return summary
