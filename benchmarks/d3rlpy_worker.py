@@ -16,17 +16,22 @@ def main() -> None:
     import d3rlpy
     import torch
 
-    path, algorithm, warmup, updates = sys.argv[1], sys.argv[2], int(sys.argv[3]), \
-        int(sys.argv[4])
+    path, algorithm, warmup, updates = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     data = np.load(path)
     dataset = d3rlpy.dataset.MDPDataset(
-        observations=data["observations"], actions=data["actions"], rewards=data["rewards"],
+        observations=data["observations"],
+        actions=data["actions"],
+        rewards=data["rewards"],
         terminals=data["terminations"].astype(np.float32),
         timeouts=data["truncations"].astype(np.float32),
-        action_space=d3rlpy.constants.ActionSpace.CONTINUOUS)
+        action_space=d3rlpy.constants.ActionSpace.CONTINUOUS,
+    )
     encoder = d3rlpy.models.encoders.VectorEncoderFactory(hidden_units=[256, 256])
-    common = {"batch_size": 256, "actor_encoder_factory": encoder,
-              "critic_encoder_factory": encoder}
+    common = {
+        "batch_size": 256,
+        "actor_encoder_factory": encoder,
+        "critic_encoder_factory": encoder,
+    }
     configs = {
         "bc": lambda: d3rlpy.algos.BCConfig(batch_size=256, encoder_factory=encoder),
         "td3_bc": lambda: d3rlpy.algos.TD3PlusBCConfig(**common),
@@ -42,10 +47,19 @@ def main() -> None:
     for _ in range(updates):
         algo.update(dataset.sample_transition_batch(256))
     seconds = time.perf_counter() - start
-    print(json.dumps({"algorithm": algorithm, "updates": updates, "seconds": seconds,
-                      "updates_per_second": updates / seconds,
-                      "torch_threads": torch.get_num_threads(),
-                      "d3rlpy": d3rlpy.__version__, "torch": torch.__version__}))
+    print(
+        json.dumps(
+            {
+                "algorithm": algorithm,
+                "updates": updates,
+                "seconds": seconds,
+                "updates_per_second": updates / seconds,
+                "torch_threads": torch.get_num_threads(),
+                "d3rlpy": d3rlpy.__version__,
+                "torch": torch.__version__,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -34,13 +34,15 @@ def make_episodes(num_episodes=3, length=5, obs_dim=3, act_dim=2, seed=0, last="
             truncations[-1] = True
         elif last == "termination":
             terminations[-1] = True
-        episodes.append({
-            "observations": rng.normal(size=(length + 1, obs_dim)).astype(np.float32),
-            "actions": rng.uniform(-1, 1, size=(length, act_dim)).astype(np.float32),
-            "rewards": rng.normal(size=length).astype(np.float32),
-            "terminations": terminations,
-            "truncations": truncations,
-        })
+        episodes.append(
+            {
+                "observations": rng.normal(size=(length + 1, obs_dim)).astype(np.float32),
+                "actions": rng.uniform(-1, 1, size=(length, act_dim)).astype(np.float32),
+                "rewards": rng.normal(size=length).astype(np.float32),
+                "terminations": terminations,
+                "truncations": truncations,
+            }
+        )
     return episodes
 
 

@@ -33,13 +33,15 @@ def device_dataset():
     episodes = []
     for _ in range(4):
         length = 25
-        episodes.append({
-            "observations": rng.normal(size=(length + 1, 3)).astype(np.float32),
-            "actions": rng.uniform(-1, 1, size=(length, 2)).astype(np.float32),
-            "rewards": rng.normal(size=length).astype(np.float32),
-            "terminations": np.r_[np.zeros(length - 1, bool), True],
-            "truncations": np.zeros(length, bool),
-        })
+        episodes.append(
+            {
+                "observations": rng.normal(size=(length + 1, 3)).astype(np.float32),
+                "actions": rng.uniform(-1, 1, size=(length, 2)).astype(np.float32),
+                "rewards": rng.normal(size=length).astype(np.float32),
+                "terminations": np.r_[np.zeros(length - 1, bool), True],
+                "truncations": np.zeros(length, bool),
+            }
+        )
     return from_episodes(episodes, DatasetInfo(name="contract")).to_device()
 
 
@@ -73,8 +75,10 @@ def test_update_finite_and_changes_parameters(name, device_dataset):
     for key, value in metrics.items():
         assert np.all(np.isfinite(np.asarray(value))), f"{name}: {key} = {value}"
     assert any("loss" in k for k in metrics)
-    changed = [not np.array_equal(a, b) for a, b in
-               zip(leaves(states.actor.params), leaves(new_states.actor.params), strict=True)]
+    changed = [
+        not np.array_equal(a, b)
+        for a, b in zip(leaves(states.actor.params), leaves(new_states.actor.params), strict=True)
+    ]
     assert all(changed), f"{name}: some actor parameters did not change"
     assert int(new_states.step[0]) == 5
 
@@ -104,8 +108,7 @@ def test_save_load_gives_identical_actions(name, device_dataset, tmp_path):
     restored = checkpoint.restore(tmp_path, 5, template)
     observations = jnp.asarray(np.random.default_rng(1).normal(size=(2, 9, 3)), jnp.float32)
     act = jax.vmap(lambda s, o: algo.act(s, o, jax.random.PRNGKey(0), True))
-    np.testing.assert_array_equal(act(states, observations), act(restored["states"],
-                                                                  observations))
+    np.testing.assert_array_equal(act(states, observations), act(restored["states"], observations))
     for a, b in zip(leaves(states), leaves(restored["states"]), strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -115,12 +118,12 @@ def test_two_seeds_under_vmap_equal_separate_runs(name, device_dataset):
     algo, config = small_config(name)
     chunk = build_chunk(algo, config, 16, 5)
     init_keys, keys = seed_keys((0, 1))
-    together, _, metrics = chunk(init_states(algo, config, 3, 2, init_keys), keys,
-                                 device_dataset)
+    together, _, metrics = chunk(init_states(algo, config, 3, 2, init_keys), keys, device_dataset)
     for index, seed in enumerate((0, 1)):
         init_keys, keys = seed_keys((seed,))
-        alone, _, alone_metrics = chunk(init_states(algo, config, 3, 2, init_keys), keys,
-                                        device_dataset)
+        alone, _, alone_metrics = chunk(
+            init_states(algo, config, 3, 2, init_keys), keys, device_dataset
+        )
         for a, b in zip(leaves(together), leaves(alone), strict=True):
             np.testing.assert_allclose(a[index], b[0], rtol=1e-4, atol=1e-5)
     # Different seeds really differ.

@@ -14,10 +14,10 @@ def test_from_episodes_aligns_next_observations(small_dataset):
     assert small_dataset.size == 15
     assert small_dataset.num_episodes == 3
     np.testing.assert_array_equal(small_dataset.episode_starts, [0, 5, 10])
-    np.testing.assert_array_equal(small_dataset.next_observations[5:10],
-                                  episodes[1]["observations"][1:])
-    np.testing.assert_array_equal(small_dataset.observations[5:10],
-                                  episodes[1]["observations"][:5])
+    np.testing.assert_array_equal(
+        small_dataset.next_observations[5:10], episodes[1]["observations"][1:]
+    )
+    np.testing.assert_array_equal(small_dataset.observations[5:10], episodes[1]["observations"][:5])
     assert small_dataset.truncations.sum() == 3 and small_dataset.terminations.sum() == 0
 
 
@@ -28,7 +28,7 @@ def test_to_episodes_round_trip(small_dataset):
 
 
 def test_episode_returns(small_dataset):
-    expected = [small_dataset.rewards[i:i + 5].astype(np.float64).sum() for i in (0, 5, 10)]
+    expected = [small_dataset.rewards[i : i + 5].astype(np.float64).sum() for i in (0, 5, 10)]
     np.testing.assert_allclose(small_dataset.episode_returns(), expected, rtol=1e-6)
 
 
@@ -42,8 +42,9 @@ def test_sample_is_pure_and_jittable(small_dataset):
         np.testing.assert_array_equal(batch[name], again[name])
     # Rows stay aligned: every sampled row exists in the dataset as a whole transition.
     for i in range(8):
-        row = np.flatnonzero((small_dataset.observations == np.asarray(batch["observations"][i]))
-                             .all(axis=1))[0]
+        row = np.flatnonzero(
+            (small_dataset.observations == np.asarray(batch["observations"][i])).all(axis=1)
+        )[0]
         np.testing.assert_array_equal(small_dataset.actions[row], batch["actions"][i])
 
 

@@ -33,9 +33,14 @@ def test_minari_data_collector_round_trip(tmp_path, monkeypatch):
             if terminated or truncated:
                 break
         recorded.append(steps)
-    env.create_dataset("pendulum/collected-v0", algorithm_name="random", author="offrl tests",
-                       author_email="tests@offrl.invalid", code_permalink="none",
-                       description="test")
+    env.create_dataset(
+        "pendulum/collected-v0",
+        algorithm_name="random",
+        author="offrl tests",
+        author_email="tests@offrl.invalid",
+        code_permalink="none",
+        description="test",
+    )
     ours = read_minari("pendulum/collected-v0")
     theirs = minari.load_dataset("pendulum/collected-v0")
     assert ours.num_episodes == 3 and ours.size == 90

@@ -33,8 +33,11 @@ def test_td3_bc_actor_loss_is_normalized():
     state = td3_bc.init(config, b, jax.random.PRNGKey(0))
     loss, metrics = td3_bc.actor_loss(state.actor.params, state, b, config)
     pi = np64(state.actor.apply_fn(state.actor.params, b["observations"]))
-    q = np64(state.critic.apply_fn(state.critic.params, b["observations"], jnp.asarray(pi,
-                                   jnp.float32))[0])
+    q = np64(
+        state.critic.apply_fn(state.critic.params, b["observations"], jnp.asarray(pi, jnp.float32))[
+            0
+        ]
+    )
     lam = 2.5 / np.abs(q).mean()
     expected = -lam * q.mean() + ((pi - np64(b["actions"])) ** 2).mean()
     np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
@@ -47,8 +50,9 @@ def test_td3_bc_critic_target_without_noise():
     state = td3_bc.init(config, b, jax.random.PRNGKey(1))
     loss, _ = td3_bc.critic_loss(state.critic.params, state, b, config, jax.random.PRNGKey(2))
     next_a = state.actor.apply_fn(state.target_actor_params, b["next_observations"])
-    next_q = np64(state.critic.apply_fn(state.target_critic_params, b["next_observations"],
-                                        next_a)).min(0)
+    next_q = np64(
+        state.critic.apply_fn(state.target_critic_params, b["next_observations"], next_a)
+    ).min(0)
     y = np64(b["rewards"]) + 0.99 * (1 - np64(b["terminations"])) * next_q
     q = np64(state.critic.apply_fn(state.critic.params, b["observations"], b["actions"]))
     np.testing.assert_allclose(float(loss), ((q - y) ** 2).mean(1).sum(), rtol=1e-5)
@@ -66,27 +70,30 @@ def test_iql_advantage_weights_reference():
     q = np.array([1.0, 2.0, 10.0, -1.0])
     v = np.array([0.5, 2.5, 0.0, 0.0])
     expected = np.minimum(np.exp(3.0 * (q - v)), 100.0)
-    np.testing.assert_allclose(iql.advantage_weights(jnp.asarray(q), jnp.asarray(v), 3.0, 100.0),
-                               expected, rtol=1e-5)
+    np.testing.assert_allclose(
+        iql.advantage_weights(jnp.asarray(q), jnp.asarray(v), 3.0, 100.0), expected, rtol=1e-5
+    )
 
 
 def test_iql_losses_against_networks():
     config = iql.Config(hidden_dims=(8, 8))
     b = batch()
     state = iql.init(config, b, jax.random.PRNGKey(0))
-    q = np64(state.critic.apply_fn(state.target_critic_params, b["observations"],
-                                   b["actions"])).min(0)
+    q = np64(
+        state.critic.apply_fn(state.target_critic_params, b["observations"], b["actions"])
+    ).min(0)
     v = np64(state.value.apply_fn(state.value.params, b["observations"]))
     loss, _ = iql.value_loss(state.value.params, state, b, config)
     diff = q - v
-    np.testing.assert_allclose(float(loss),
-                               (np.where(diff < 0, 0.3, 0.7) * diff**2).mean(), rtol=1e-5)
+    np.testing.assert_allclose(
+        float(loss), (np.where(diff < 0, 0.3, 0.7) * diff**2).mean(), rtol=1e-5
+    )
     loss, _ = iql.actor_loss(state.actor.params, state, b, config, jax.random.PRNGKey(0))
-    mean, log_std = (np64(x) for x in state.actor.apply_fn(state.actor.params,
-                                                           b["observations"]))
+    mean, log_std = (np64(x) for x in state.actor.apply_fn(state.actor.params, b["observations"]))
     a = np64(b["actions"])
-    log_prob = (-0.5 * ((a - mean) / np.exp(log_std)) ** 2 - log_std
-                - 0.5 * math.log(2 * math.pi)).sum(1)
+    log_prob = (
+        -0.5 * ((a - mean) / np.exp(log_std)) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
+    ).sum(1)
     weights = np.minimum(np.exp(3.0 * diff), 100.0)
     np.testing.assert_allclose(float(loss), -(weights * log_prob).mean(), rtol=1e-5)
     loss, _ = iql.critic_loss(state.critic.params, state, b, config)
@@ -103,10 +110,15 @@ def test_cql_logsumexp_penalty_reference():
     q_rand, q_pi, q_next = (rng.normal(size=(e, n, b_)) for _ in range(3))
     lp_pi, lp_next = rng.normal(size=(n, b_)), rng.normal(size=(n, b_))
     q_data = rng.normal(size=(e, b_))
-    got = cql.logsumexp_penalty(*(jnp.asarray(x) for x in (q_rand, q_pi, lp_pi, q_next, lp_next,
-                                                           q_data)), a_dim, temp)
-    cat = np.concatenate([q_rand - a_dim * np.log(0.5), q_pi - lp_pi[None],
-                          q_next - lp_next[None]], axis=1) / temp
+    got = cql.logsumexp_penalty(
+        *(jnp.asarray(x) for x in (q_rand, q_pi, lp_pi, q_next, lp_next, q_data)), a_dim, temp
+    )
+    cat = (
+        np.concatenate(
+            [q_rand - a_dim * np.log(0.5), q_pi - lp_pi[None], q_next - lp_next[None]], axis=1
+        )
+        / temp
+    )
     m = cat.max(axis=1, keepdims=True)
     lse = temp * (np.log(np.exp(cat - m).sum(axis=1)) + m[:, 0])
     np.testing.assert_allclose(np.asarray(got), (lse - q_data).mean(axis=1), rtol=1e-5)
@@ -117,8 +129,9 @@ def test_cql_penalty_pushes_down_out_of_distribution_q():
     config = cql.Config(hidden_dims=(16, 16), cql_alpha=1.0)
     b = batch()
     state = cql.init(config, b, jax.random.PRNGKey(0))
-    (_, (metrics, penalty)) = cql.critic_loss(state.critic.params, state, b, config,
-                                              jax.random.PRNGKey(1))
+    (_, (metrics, penalty)) = cql.critic_loss(
+        state.critic.params, state, b, config, jax.random.PRNGKey(1)
+    )
     assert penalty.shape == (2,) and np.all(np.isfinite(penalty))
     # With equal Q everywhere the penalty is T*log(3N) - log-density terms: positive.
     assert float(metrics["critic/cql_penalty"]) > 0
@@ -144,10 +157,16 @@ def test_sac_critic_target_reference():
     mean, log_std = state.actor.apply_fn(state.actor.params, b["next_observations"])
     pre = np64(mean) + np.exp(np64(log_std)) * np64(jax.random.normal(key, mean.shape))
     a = np.tanh(pre)
-    log_prob = (-0.5 * ((pre - np64(mean)) / np.exp(np64(log_std))) ** 2 - np64(log_std)
-                - 0.5 * math.log(2 * math.pi)).sum(1) - np.log(1 - a**2 + 1e-12).sum(1)
-    next_q = np64(state.critic.apply_fn(state.target_critic_params, b["next_observations"],
-                                        jnp.asarray(a, jnp.float32))).min(0)
+    log_prob = (
+        -0.5 * ((pre - np64(mean)) / np.exp(np64(log_std))) ** 2
+        - np64(log_std)
+        - 0.5 * math.log(2 * math.pi)
+    ).sum(1) - np.log(1 - a**2 + 1e-12).sum(1)
+    next_q = np64(
+        state.critic.apply_fn(
+            state.target_critic_params, b["next_observations"], jnp.asarray(a, jnp.float32)
+        )
+    ).min(0)
     y = np64(b["rewards"]) + 0.99 * (1 - np64(b["terminations"])) * (next_q - 1.0 * log_prob)
     q = np64(state.critic.apply_fn(state.critic.params, b["observations"], b["actions"]))
     np.testing.assert_allclose(float(loss), ((q - y) ** 2).mean(1).sum(), rtol=1e-4)
@@ -164,12 +183,12 @@ def test_bc_losses_reference():
     config = bc.Config(hidden_dims=(8,), policy="gaussian")
     state = bc.init(config, b, jax.random.PRNGKey(0))
     loss, _ = bc.nll_loss(state.actor.params, state, b, config, jax.random.PRNGKey(0))
-    mean, log_std = (np64(x) for x in state.actor.apply_fn(state.actor.params,
-                                                           b["observations"]))
+    mean, log_std = (np64(x) for x in state.actor.apply_fn(state.actor.params, b["observations"]))
     a = np64(b["actions"])
     u = np.arctanh(a)
-    log_prob = (-0.5 * ((u - mean) / np.exp(log_std)) ** 2 - log_std
-                - 0.5 * math.log(2 * math.pi)).sum(1) - np.log(1 - a**2).sum(1)
+    log_prob = (
+        -0.5 * ((u - mean) / np.exp(log_std)) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
+    ).sum(1) - np.log(1 - a**2).sum(1)
     np.testing.assert_allclose(float(loss), -log_prob.mean(), rtol=1e-4)
 
 
@@ -177,9 +196,11 @@ def test_gaussian_log_probs_reference():
     rng = np.random.default_rng(0)
     mean, log_std = rng.normal(size=(4, 2)), rng.normal(size=(4, 2)) * 0.3
     x = rng.normal(size=(4, 2))
-    expected = (-0.5 * ((x - mean) / np.exp(log_std)) ** 2 - log_std
-                - 0.5 * math.log(2 * math.pi)).sum(1)
+    expected = (
+        -0.5 * ((x - mean) / np.exp(log_std)) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
+    ).sum(1)
     np.testing.assert_allclose(gaussian_log_prob(mean, log_std, x), expected, rtol=1e-5)
     a = np.tanh(x)
-    np.testing.assert_allclose(tanh_gaussian_log_prob(mean, log_std, a),
-                               expected - np.log(1 - a**2).sum(1), rtol=1e-4)
+    np.testing.assert_allclose(
+        tanh_gaussian_log_prob(mean, log_std, a), expected - np.log(1 - a**2).sum(1), rtol=1e-4
+    )

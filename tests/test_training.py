@@ -16,8 +16,15 @@ def _leaves(tree):
 def test_resume_reaches_the_same_parameters(tmp_path):
     from offrl.algos import td3_bc
 
-    config = TrainConfig(steps=400, steps_per_call=100, eval_every=0, checkpoint_every=200,
-                         seeds=(0, 1), progress=False, batch_size=64)
+    config = TrainConfig(
+        steps=400,
+        steps_per_call=100,
+        eval_every=0,
+        checkpoint_every=200,
+        seeds=(0, 1),
+        progress=False,
+        batch_size=64,
+    )
     algo_config = td3_bc.Config(hidden_dims=(32, 32))
     dataset = "suite:pendulum-mixed"
     train("td3_bc", dataset, tmp_path / "whole", algo_config, config)
@@ -30,21 +37,35 @@ def test_resume_reaches_the_same_parameters(tmp_path):
     for a, b in zip(_leaves(whole.states), _leaves(split.states), strict=True):
         np.testing.assert_array_equal(a, b)
     # The metrics stream holds each step once.
-    steps = [json.loads(line)["step"] for line in
-             (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    steps = [
+        json.loads(line)["step"]
+        for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert steps == sorted(set(steps)) and steps[-1] == 400
 
 
 def test_resume_with_other_arguments_is_refused(tmp_path):
-    config = TrainConfig(steps=200, steps_per_call=100, eval_every=0, checkpoint_every=100,
-                         progress=False, batch_size=32)
+    config = TrainConfig(
+        steps=200,
+        steps_per_call=100,
+        eval_every=0,
+        checkpoint_every=100,
+        progress=False,
+        batch_size=32,
+    )
     from offrl.algos import bc
 
     small = bc.Config(hidden_dims=(16,))
     train("bc", "suite:pendulum-expert", tmp_path / "run", small, config, stop_after=100)
     with pytest.raises(RunError, match="learning_rate"):
-        train("bc", "suite:pendulum-expert", tmp_path / "run",
-              bc.Config(hidden_dims=(16,), learning_rate=1e-3), config, resume=True)
+        train(
+            "bc",
+            "suite:pendulum-expert",
+            tmp_path / "run",
+            bc.Config(hidden_dims=(16,), learning_rate=1e-3),
+            config,
+            resume=True,
+        )
     with pytest.raises(RunError, match="already exists"):
         train("bc", "suite:pendulum-expert", tmp_path / "run", small, config)
     # Nothing was lost: the checkpoint and config are intact.
@@ -54,11 +75,20 @@ def test_resume_with_other_arguments_is_refused(tmp_path):
 def test_run_directory_contents(tmp_path):
     from offrl.algos import bc
 
-    config = TrainConfig(steps=300, steps_per_call=100, eval_every=300, checkpoint_every=300,
-                         eval_episodes=2, progress=False, validation_fraction=0.2,
-                         tensorboard=True, batch_size=32)
-    summary = train("bc", "suite:pendulum-expert", tmp_path / "run", bc.Config(hidden_dims=(16,)),
-                    config)
+    config = TrainConfig(
+        steps=300,
+        steps_per_call=100,
+        eval_every=300,
+        checkpoint_every=300,
+        eval_episodes=2,
+        progress=False,
+        validation_fraction=0.2,
+        tensorboard=True,
+        batch_size=32,
+    )
+    summary = train(
+        "bc", "suite:pendulum-expert", tmp_path / "run", bc.Config(hidden_dims=(16,)), config
+    )
     run = tmp_path / "run"
     saved = json.loads((run / "config.json").read_text())
     assert saved["algorithm"] == "bc" and saved["env_id"] == "Pendulum-v1"
@@ -78,13 +108,22 @@ def test_eval_of_a_run_matches_training_evaluation(tmp_path):
     from offrl.algos import iql
     from offrl.run.evaluation import evaluate_run
 
-    config = TrainConfig(steps=200, steps_per_call=100, eval_every=200, checkpoint_every=200,
-                         eval_episodes=3, progress=False, batch_size=32)
-    summary = train("iql", "suite:pendulum-mixed", tmp_path / "run",
-                    iql.Config(hidden_dims=(16, 16)), config)
+    config = TrainConfig(
+        steps=200,
+        steps_per_call=100,
+        eval_every=200,
+        checkpoint_every=200,
+        eval_episodes=3,
+        progress=False,
+        batch_size=32,
+    )
+    summary = train(
+        "iql", "suite:pendulum-mixed", tmp_path / "run", iql.Config(hidden_dims=(16, 16)), config
+    )
     result = evaluate_run(tmp_path / "run", episodes=3)
-    np.testing.assert_allclose(result["return_per_seed"], summary["final_return_per_seed"],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        result["return_per_seed"], summary["final_return_per_seed"], rtol=1e-6
+    )
 
 
 @pytest.mark.parametrize(
@@ -101,7 +140,14 @@ def test_learning_on_the_tiny_task(tmp_path, algorithm, dataset, steps, bound):
     Measured while writing this test (2 seeds, 10k updates, 5 episodes): BC on mixed
     data 61-86 and noisy; TD3+BC 93-98; IQL 102 from 4k updates on.
     """
-    config = TrainConfig(steps=steps, steps_per_call=1000, eval_every=steps,
-                         checkpoint_every=steps, eval_episodes=5, seeds=(0,), progress=False)
+    config = TrainConfig(
+        steps=steps,
+        steps_per_call=1000,
+        eval_every=steps,
+        checkpoint_every=steps,
+        eval_episodes=5,
+        seeds=(0,),
+        progress=False,
+    )
     summary = train(algorithm, dataset, tmp_path / algorithm, train_config=config)
     assert summary["final_mean"] >= bound, summary

@@ -39,12 +39,14 @@ def expect(dataset, field, index=None, episode=None, **kwargs):
 def test_nan_observation_names_row_and_episode():
     def mutate(eps):
         eps[1]["observations"][2, 1] = np.nan
+
     expect(build(mutate), "observations", index=7, episode=1)
 
 
 def test_inf_reward():
     def mutate(eps):
         eps[2]["rewards"][4] = np.inf
+
     expect(build(mutate), "rewards", index=14, episode=2)
 
 
@@ -71,6 +73,7 @@ def test_action_shape_against_space():
 def test_action_out_of_bounds():
     def mutate(eps):
         eps[0]["actions"][3, 1] = 1.5
+
     error = expect(build(mutate), "actions", index=3, episode=0)
     assert "outside the bounds" in str(error)
 
@@ -78,12 +81,14 @@ def test_action_out_of_bounds():
 def test_episode_not_closed():
     def mutate(eps):
         eps[1]["truncations"][-1] = False
+
     expect(build(mutate), "terminations", index=9, episode=1)
 
 
 def test_termination_inside_episode():
     def mutate(eps):
         eps[2]["terminations"][1] = True
+
     expect(build(mutate), "terminations", index=11, episode=2)
 
 
@@ -104,8 +109,12 @@ def test_next_observation_discontinuity():
     dataset = build()
     next_obs = dataset.next_observations.copy()
     next_obs[6] += 1.0
-    expect(dataclasses.replace(dataset, next_observations=next_obs), "next_observations",
-           index=6, episode=1)
+    expect(
+        dataclasses.replace(dataset, next_observations=next_obs),
+        "next_observations",
+        index=6,
+        episode=1,
+    )
 
 
 def test_rewards_must_be_one_dimensional():
@@ -122,9 +131,13 @@ def test_missing_field():
 def _write_d4rl(path, n=20, drop=None, next_obs=True):
     rng = np.random.default_rng(0)
     obs = np.cumsum(rng.normal(size=(n + 1, 3)), axis=0).astype(np.float32)
-    arrays = {"observations": obs[:-1], "actions": rng.uniform(-1, 1, (n, 2)).astype(np.float32),
-              "rewards": rng.normal(size=n).astype(np.float32),
-              "terminals": np.zeros(n, bool), "timeouts": np.zeros(n, bool)}
+    arrays = {
+        "observations": obs[:-1],
+        "actions": rng.uniform(-1, 1, (n, 2)).astype(np.float32),
+        "rewards": rng.normal(size=n).astype(np.float32),
+        "terminals": np.zeros(n, bool),
+        "timeouts": np.zeros(n, bool),
+    }
     arrays["terminals"][9] = True
     arrays["timeouts"][n - 1] = True
     if next_obs:

@@ -10,8 +10,6 @@
 ``offrl COMMAND --help`` lists every option with its documentation.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import json
 import pathlib
@@ -61,11 +59,13 @@ def cmd_train(argv: list[str]) -> None:
     from offrl.run.train import RunError, TrainConfig, train
 
     if not argv or argv[0].startswith("-"):
-        _fail(f"offrl train needs an algorithm: offrl train ALGO --dataset ...; "
-              f"ALGO is one of {', '.join(registry.OFFLINE_ALGORITHMS)}")
+        _fail(
+            f"offrl train needs an algorithm: offrl train ALGO --dataset ...; "
+            f"ALGO is one of {', '.join(registry.OFFLINE_ALGORITHMS)}"
+        )
     name = argv[0].replace("-", "_")
     try:
-        algo = registry.get(name)
+        algo_module = registry.get(name)
     except KeyError as error:
         _fail(str(error))
     if name not in registry.OFFLINE_ALGORITHMS:
@@ -84,16 +84,23 @@ def cmd_train(argv: list[str]) -> None:
         """Stop after this many updates with a checkpoint (time-boxed jobs); continue with
         --resume."""
         train: Annotated[TrainConfig, tyro.conf.OmitArgPrefixes] = TrainConfig()
-        algo: Annotated[algo.Config, tyro.conf.OmitArgPrefixes] = algo.Config()
+        algo: Annotated[algo_module.Config, tyro.conf.OmitArgPrefixes] = algo_module.Config()
 
-    Args.__doc__ = f"Train {name} offline.\n\n{(algo.__doc__ or '').strip()}"
+    Args.__doc__ = f"Train {name} offline.\n\n{(algo_module.__doc__ or '').strip()}"
     args = tyro.cli(Args, args=_split_commas(argv[1:]), prog=f"offrl train {name}")
     if args.resume and args.run_dir is None:
         _fail("--resume needs --run-dir: the run to continue")
     run_dir = args.run_dir or _default_run_dir(name, args.dataset)
     try:
-        summary = train(name, args.dataset, run_dir, args.algo, args.train, resume=args.resume,
-                        stop_after=args.stop_after)
+        summary = train(
+            name,
+            args.dataset,
+            run_dir,
+            args.algo,
+            args.train,
+            resume=args.resume,
+            stop_after=args.stop_after,
+        )
     except (RunError, ValueError, FileExistsError) as error:
         _fail(str(error))
     _print_summary(run_dir, summary)
@@ -110,16 +117,24 @@ def _print_summary(run_dir: str, summary: dict) -> None:
     table.add_column(f"best {summary.get('score', 'score')}")
     for i, seed in enumerate(summary["seeds"]):
         if "final_per_seed" in summary:
-            table.add_row(str(seed), f"{summary['final_per_seed'][i]:.1f}",
-                          f"{summary['best_per_seed'][i]:.1f}")
+            table.add_row(
+                str(seed),
+                f"{summary['final_per_seed'][i]:.1f}",
+                f"{summary['best_per_seed'][i]:.1f}",
+            )
     if "final_mean" in summary:
-        table.add_row("mean ± std", f"{summary['final_mean']:.1f} ± {summary['final_std']:.1f}",
-                      f"{summary['best_mean']:.1f} ± {summary['best_std']:.1f}")
+        table.add_row(
+            "mean ± std",
+            f"{summary['final_mean']:.1f} ± {summary['final_std']:.1f}",
+            f"{summary['best_mean']:.1f} ± {summary['best_std']:.1f}",
+        )
     console.print(table)
     ups = summary.get("updates_per_second_per_seed")
     if ups:
-        console.print(f"{summary['steps']} updates in {summary['wall_seconds']:.0f} s "
-                      f"({ups:.0f} updates/s per seed, {len(summary['seeds'])} seeds)")
+        console.print(
+            f"{summary['steps']} updates in {summary['wall_seconds']:.0f} s "
+            f"({ups:.0f} updates/s per seed, {len(summary['seeds'])} seeds)"
+        )
 
 
 # ---------------------------------------------------------------------------- eval
@@ -149,8 +164,10 @@ def cmd_eval(argv: list[str]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"evaluation of {args.run_dir} (step {result['step']}, "
-                  f"{args.episodes} episodes per seed)")
+    table = Table(
+        title=f"evaluation of {args.run_dir} (step {result['step']}, "
+        f"{args.episodes} episodes per seed)"
+    )
     table.add_column("seed")
     table.add_column("return")
     if "normalized_per_seed" in result:
@@ -204,8 +221,10 @@ def cmd_data(argv: list[str]) -> None:
     except DatasetError as error:
         _fail(f"invalid dataset: {error}")
     if verb == "validate":
-        console.print(f"[green]valid[/]: {dataset.size} transitions in {dataset.num_episodes} "
-                      f"episodes ({args.dataset})")
+        console.print(
+            f"[green]valid[/]: {dataset.size} transitions in {dataset.num_episodes} "
+            f"episodes ({args.dataset})"
+        )
     elif verb == "inspect":
         from offrl.data.summary import print_summary
 
@@ -216,8 +235,9 @@ def cmd_data(argv: list[str]) -> None:
         if not args.output:
             _fail("offrl data convert SOURCE OUTPUT: OUTPUT is missing")
         try:
-            path = write_minari(dataset, args.output, data_format=args.format,
-                                overwrite=args.overwrite)
+            path = write_minari(
+                dataset, args.output, data_format=args.format, overwrite=args.overwrite
+            )
         except FileExistsError as error:
             _fail(str(error))
         console.print(f"wrote {dataset.size} transitions to {path} (Minari, {args.format})")
@@ -230,7 +250,7 @@ def cmd_online(argv: list[str]) -> None:
 
     if not argv or argv[0].replace("-", "_") != "sac":
         _fail("usage: offrl online sac --env-id ENV [options]")
-    algo = registry.get("sac")
+    sac_module = registry.get("sac")
 
     @dataclasses.dataclass(frozen=True)
     class Args:
@@ -239,9 +259,9 @@ def cmd_online(argv: list[str]) -> None:
         resume: bool = False
         """Continue the run in --run-dir from its last checkpoint."""
         online: Annotated[OnlineConfig, tyro.conf.OmitArgPrefixes] = OnlineConfig()
-        algo: Annotated[algo.Config, tyro.conf.OmitArgPrefixes] = algo.Config()
+        algo: Annotated[sac_module.Config, tyro.conf.OmitArgPrefixes] = sac_module.Config()
 
-    Args.__doc__ = f"Train SAC online.\n\n{(algo.__doc__ or '').strip()}"
+    Args.__doc__ = f"Train SAC online.\n\n{(sac_module.__doc__ or '').strip()}"
     args = tyro.cli(Args, args=argv[1:], prog="offrl online sac")
     run_dir = args.run_dir or _default_run_dir("sac", args.online.env_id)
     try:
@@ -249,8 +269,15 @@ def cmd_online(argv: list[str]) -> None:
     except RunError as error:
         _fail(str(error))
     last = summary["evaluations"][-1] if summary["evaluations"] else None
-    print(json.dumps({"run_dir": run_dir, "steps": summary["steps"],
-                      "last_eval_return": last and last["return"]}))
+    print(
+        json.dumps(
+            {
+                "run_dir": run_dir,
+                "steps": summary["steps"],
+                "last_eval_return": last and last["return"],
+            }
+        )
+    )
 
 
 # --------------------------------------------------------------------------- suite

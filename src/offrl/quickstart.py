@@ -7,8 +7,6 @@ table of final and best normalized scores, and writes plots and a JSON
 report. Takes a few minutes on 2 CPU cores.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import json
 import pathlib
@@ -67,34 +65,52 @@ def run_quickstart(config: QuickstartConfig) -> dict:
     for name in config.algorithms:
         console.rule(f"2. train {name} ({len(config.seeds)} seeds in parallel)")
         summary = train(
-            name, dataset, output / name,
-            train_config=TrainConfig(steps=config.steps, eval_every=config.eval_every,
-                                     checkpoint_every=config.steps, seeds=config.seeds,
-                                     eval_episodes=config.eval_episodes),
+            name,
+            dataset,
+            output / name,
+            train_config=TrainConfig(
+                steps=config.steps,
+                eval_every=config.eval_every,
+                checkpoint_every=config.steps,
+                seeds=config.seeds,
+                eval_episodes=config.eval_episodes,
+            ),
         )
         results[name] = summary
-        console.print(f"{name}: final {summary['final_mean']:.1f} ± {summary['final_std']:.1f}, "
-                      f"{summary['updates_per_second_per_seed']:.0f} updates/s per seed")
+        console.print(
+            f"{name}: final {summary['final_mean']:.1f} ± {summary['final_std']:.1f}, "
+            f"{summary['updates_per_second_per_seed']:.0f} updates/s per seed"
+        )
 
     console.rule("3. results")
-    table = Table(title=f"normalized score on suite:{config.dataset} after {config.steps} "
-                  f"updates ({len(config.seeds)} seeds, {config.eval_episodes} episodes each)")
+    table = Table(
+        title=f"normalized score on suite:{config.dataset} after {config.steps} "
+        f"updates ({len(config.seeds)} seeds, {config.eval_episodes} episodes each)"
+    )
     for column in ("algorithm", "final (mean ± std)", "best (mean ± std)", "updates/s per seed"):
         table.add_column(column)
     for name, s in results.items():
-        table.add_row(name, f"{s['final_mean']:.1f} ± {s['final_std']:.1f}",
-                      f"{s['best_mean']:.1f} ± {s['best_std']:.1f}",
-                      f"{s['updates_per_second_per_seed']:.0f}")
+        table.add_row(
+            name,
+            f"{s['final_mean']:.1f} ± {s['final_std']:.1f}",
+            f"{s['best_mean']:.1f} ± {s['best_std']:.1f}",
+            f"{s['updates_per_second_per_seed']:.0f}",
+        )
     console.print(table)
-    console.print("normalized score: 0 = uniform random policy, 100 = the scripted expert "
-                  f"(dataset mean: {data_summary.get('normalized_return_mean', float('nan')):.1f})")
+    console.print(
+        "normalized score: 0 = uniform random policy, 100 = the scripted expert "
+        f"(dataset mean: {data_summary.get('normalized_return_mean', float('nan')):.1f})"
+    )
 
     plots = _plots(output, results, dataset)
-    report = {"dataset": data_summary, "results": results, "plots": plots,
-              "wall_seconds": time.perf_counter() - started}
+    report = {
+        "dataset": data_summary,
+        "results": results,
+        "plots": plots,
+        "wall_seconds": time.perf_counter() - started,
+    }
     (output / "report.json").write_text(json.dumps(report, indent=2))
-    console.print(f"runs, plots and report in {output}/ "
-                  f"({report['wall_seconds']:.0f} s in all)")
+    console.print(f"runs, plots and report in {output}/ ({report['wall_seconds']:.0f} s in all)")
     console.print(f"evaluate again with: offrl eval {output / config.algorithms[-1]}")
     return report
 

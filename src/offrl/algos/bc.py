@@ -56,12 +56,18 @@ class State:
 
 def _policy(config: Config, action_dim: int):
     if config.policy == "deterministic":
-        return DeterministicPolicy(action_dim, config.hidden_dims, config.layer_norm,
-                                   config.dropout_rate)
+        return DeterministicPolicy(
+            action_dim, config.hidden_dims, config.layer_norm, config.dropout_rate
+        )
     if config.policy == "gaussian":
-        return GaussianPolicy(action_dim, config.hidden_dims, tanh_squash=True,
-                              log_std_min=config.log_std_min, layer_norm=config.layer_norm,
-                              dropout_rate=config.dropout_rate)
+        return GaussianPolicy(
+            action_dim,
+            config.hidden_dims,
+            tanh_squash=True,
+            log_std_min=config.log_std_min,
+            layer_norm=config.layer_norm,
+            dropout_rate=config.dropout_rate,
+        )
     raise ValueError(f"BC policy must be 'deterministic' or 'gaussian', got '{config.policy}'")
 
 
@@ -69,32 +75,37 @@ def init(config: Config, example_batch, key: jax.Array) -> State:
     key, init_key = jax.random.split(key)
     policy = _policy(config, example_batch["actions"].shape[-1])
     params = policy.init(init_key, example_batch["observations"])
-    return State(actor=create_train_state(policy, params, config.learning_rate), key=key,
-                 step=jnp.zeros((), jnp.int32))
+    return State(
+        actor=create_train_state(policy, params, config.learning_rate),
+        key=key,
+        step=jnp.zeros((), jnp.int32),
+    )
 
 
 def mse_loss(params, state: State, batch, config: Config, dropout_key):
-    predicted = state.actor.apply_fn(params, batch["observations"], deterministic=False,
-                                     rngs={"dropout": dropout_key})  # [B, A]
+    predicted = state.actor.apply_fn(
+        params, batch["observations"], deterministic=False, rngs={"dropout": dropout_key}
+    )  # [B, A]
     mse = jnp.mean((predicted - batch["actions"]) ** 2)
     return mse, {"actor/loss": mse, "actor/bc_mse": mse}
 
 
 def nll_loss(params, state: State, batch, config: Config, dropout_key):
-    mean, log_std = state.actor.apply_fn(params, batch["observations"], deterministic=False,
-                                         rngs={"dropout": dropout_key})  # [B, A] each
+    mean, log_std = state.actor.apply_fn(
+        params, batch["observations"], deterministic=False, rngs={"dropout": dropout_key}
+    )  # [B, A] each
     log_prob = tanh_gaussian_log_prob(mean, log_std, batch["actions"], eps=1e-5)  # [B]
     loss = -jnp.mean(log_prob)
     mse = jnp.mean((jnp.tanh(mean) - batch["actions"]) ** 2)
-    return loss, {"actor/loss": loss, "actor/bc_mse": mse,
-                  "actor/log_std": jnp.mean(log_std)}
+    return loss, {"actor/loss": loss, "actor/bc_mse": mse, "actor/log_std": jnp.mean(log_std)}
 
 
 def update(state: State, batch, config: Config):
     key, dropout_key = jax.random.split(state.key)
     loss_fn = mse_loss if config.policy == "deterministic" else nll_loss
-    grads, metrics = jax.grad(loss_fn, has_aux=True)(state.actor.params, state, batch, config,
-                                                     dropout_key)
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(
+        state.actor.params, state, batch, config, dropout_key
+    )
     actor = state.actor.apply_gradients(grads=grads)
     return state.replace(actor=actor, key=key, step=state.step + 1), metrics
 

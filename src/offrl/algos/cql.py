@@ -98,8 +98,9 @@ class State:
 
 
 def _scalar_state(value: float, learning_rate: float) -> TrainState:
-    return TrainState.create(apply_fn=None, params={"value": jnp.asarray(value, jnp.float32)},
-                             tx=adam(learning_rate))
+    return TrainState.create(
+        apply_fn=None, params={"value": jnp.asarray(value, jnp.float32)}, tx=adam(learning_rate)
+    )
 
 
 def init(config: Config, example_batch, key: jax.Array) -> State:
@@ -112,8 +113,9 @@ def init(config: Config, example_batch, key: jax.Array) -> State:
     return State(
         actor=create_train_state(actor_module, actor_params, config.actor_learning_rate),
         critic=create_train_state(critic_module, critic_params, config.critic_learning_rate),
-        log_alpha=_scalar_state(np.log(config.initial_temperature),
-                                config.temperature_learning_rate),
+        log_alpha=_scalar_state(
+            np.log(config.initial_temperature), config.temperature_learning_rate
+        ),
         log_alpha_prime=_scalar_state(0.0, config.temperature_learning_rate),
         target_critic_params=critic_params,
         key=key,
@@ -121,19 +123,30 @@ def init(config: Config, example_batch, key: jax.Array) -> State:
     )
 
 
-def logsumexp_penalty(q_random, q_policy, log_prob_policy, q_next_policy, log_prob_next,
-                      q_data, action_dim: int, temperature: float):
+def logsumexp_penalty(
+    q_random,
+    q_policy,
+    log_prob_policy,
+    q_next_policy,
+    log_prob_next,
+    q_data,
+    action_dim: int,
+    temperature: float,
+):
     """CQL(H)'s importance-sampled penalty per ensemble member, ``[E]``.
 
     Args: ``q_*``: ``[E, N, B]`` critic values of the sampled actions;
     ``log_prob_*``: ``[N, B]``; ``q_data``: ``[E, B]``.
     """
     log_uniform = action_dim * math.log(0.5)
-    stacked = jnp.concatenate([
-        q_random - log_uniform,
-        q_policy - log_prob_policy[None],
-        q_next_policy - log_prob_next[None],
-    ], axis=1)  # [E, 3N, B]
+    stacked = jnp.concatenate(
+        [
+            q_random - log_uniform,
+            q_policy - log_prob_policy[None],
+            q_next_policy - log_prob_next[None],
+        ],
+        axis=1,
+    )  # [E, 3N, B]
     soft_max = temperature * jax.nn.logsumexp(stacked / temperature, axis=1)  # [E, B]
     return (soft_max - q_data).mean(axis=1)
 
@@ -151,37 +164,57 @@ def critic_loss(critic_params, state: State, batch, config: Config, key):
     observations, actions = batch["observations"], batch["actions"]
     mean, log_std = state.actor.apply_fn(state.actor.params, batch["next_observations"])
     next_actions, _ = sample_tanh_gaussian(mean, log_std, target_key)
-    next_q = state.critic.apply_fn(state.target_critic_params, batch["next_observations"],
-                                   next_actions).min(axis=0)  # [B]
+    next_q = state.critic.apply_fn(
+        state.target_critic_params, batch["next_observations"], next_actions
+    ).min(axis=0)  # [B]
     target = jax.lax.stop_gradient(
-        batch["rewards"] + config.discount * (1.0 - batch["terminations"]) * next_q)
+        batch["rewards"] + config.discount * (1.0 - batch["terminations"]) * next_q
+    )
     q_data = state.critic.apply_fn(critic_params, observations, actions)  # [E, B]
     td_loss = ((q_data - target) ** 2).mean(axis=1).sum()
 
     n, (batch_size, action_dim) = config.num_sampled_actions, actions.shape
     repeated = jnp.broadcast_to(observations, (n, *observations.shape))  # [N, B, S]
-    random_actions = jax.random.uniform(random_key, (n, batch_size, action_dim),
-                                        minval=-1.0, maxval=1.0)
+    random_actions = jax.random.uniform(
+        random_key, (n, batch_size, action_dim), minval=-1.0, maxval=1.0
+    )
     pi_actions, pi_log_prob = _sample_repeated(state, observations, pi_key, n)
-    next_pi_actions, next_log_prob = _sample_repeated(state, batch["next_observations"],
-                                                      next_pi_key, n)
+    next_pi_actions, next_log_prob = _sample_repeated(
+        state, batch["next_observations"], next_pi_key, n
+    )
     q_random = state.critic.apply_fn(critic_params, repeated, random_actions)  # [E, N, B]
     q_pi = state.critic.apply_fn(critic_params, repeated, pi_actions)
     q_next_pi = state.critic.apply_fn(critic_params, repeated, next_pi_actions)
-    penalty = logsumexp_penalty(q_random, q_pi, pi_log_prob, q_next_pi, next_log_prob, q_data,
-                                action_dim, config.cql_temperature)  # [E]
+    penalty = logsumexp_penalty(
+        q_random,
+        q_pi,
+        pi_log_prob,
+        q_next_pi,
+        next_log_prob,
+        q_data,
+        action_dim,
+        config.cql_temperature,
+    )  # [E]
     if config.lagrange:
         alpha_prime = jnp.clip(jnp.exp(state.log_alpha_prime.params["value"]), 0.0, 1e6)
-        weighted = jax.lax.stop_gradient(alpha_prime) * config.cql_alpha * (
-            penalty - config.target_action_gap)
+        weighted = (
+            jax.lax.stop_gradient(alpha_prime)
+            * config.cql_alpha
+            * (penalty - config.target_action_gap)
+        )
     else:
         alpha_prime = jnp.asarray(1.0)
         weighted = config.cql_alpha * penalty
     loss = td_loss + weighted.sum()
-    metrics = {"critic/loss": loss, "critic/td_loss": td_loss, "critic/cql_penalty": penalty.mean(),
-               "critic/q_mean": q_data.mean(), "critic/q_random": q_random.mean(),
-               "critic/td_error": jnp.abs(q_data - target).mean(),
-               "critic/alpha_prime": alpha_prime}
+    metrics = {
+        "critic/loss": loss,
+        "critic/td_loss": td_loss,
+        "critic/cql_penalty": penalty.mean(),
+        "critic/q_mean": q_data.mean(),
+        "critic/q_random": q_random.mean(),
+        "critic/td_error": jnp.abs(q_data - target).mean(),
+        "critic/alpha_prime": alpha_prime,
+    }
     return loss, (metrics, jax.lax.stop_gradient(penalty))
 
 
@@ -194,28 +227,39 @@ def actor_loss(actor_params, state: State, batch, config: Config, key):
     bc_log_prob = tanh_gaussian_log_prob(mean, log_std, batch["actions"])
     objective = jnp.where(state.step < config.bc_steps, bc_log_prob, q_new)
     loss = jnp.mean(alpha * log_prob - objective)
-    return loss, ({"actor/loss": loss, "actor/entropy": -log_prob.mean(),
-                   "actor/bc_log_prob": bc_log_prob.mean()}, log_prob)
+    return loss, (
+        {
+            "actor/loss": loss,
+            "actor/entropy": -log_prob.mean(),
+            "actor/bc_log_prob": bc_log_prob.mean(),
+        },
+        log_prob,
+    )
 
 
 def update(state: State, batch, config: Config):
     key, actor_key, critic_key = jax.random.split(state.key, 3)
     entropy_target = target_entropy(config, batch["actions"].shape[-1])
     grads, (actor_metrics, log_prob) = jax.grad(actor_loss, has_aux=True)(
-        state.actor.params, state, batch, config, actor_key)
+        state.actor.params, state, batch, config, actor_key
+    )
     alpha_loss, alpha_grads = jax.value_and_grad(
-        lambda p: temperature_loss(p["value"], log_prob, entropy_target))(state.log_alpha.params)
+        lambda p: temperature_loss(p["value"], log_prob, entropy_target)
+    )(state.log_alpha.params)
     grads_critic, (critic_metrics, penalty) = jax.grad(critic_loss, has_aux=True)(
-        state.critic.params, state, batch, config, critic_key)
+        state.critic.params, state, batch, config, critic_key
+    )
     critic = state.critic.apply_gradients(grads=grads_critic)
     log_alpha_prime = state.log_alpha_prime
     if config.lagrange:
+
         def alpha_prime_loss(params):
             alpha_prime = jnp.clip(jnp.exp(params["value"]), 0.0, 1e6)
             return -jnp.mean(alpha_prime * config.cql_alpha * (penalty - config.target_action_gap))
 
         log_alpha_prime = log_alpha_prime.apply_gradients(
-            grads=jax.grad(alpha_prime_loss)(log_alpha_prime.params))
+            grads=jax.grad(alpha_prime_loss)(log_alpha_prime.params)
+        )
     state = state.replace(
         actor=state.actor.apply_gradients(grads=grads),
         log_alpha=state.log_alpha.apply_gradients(grads=alpha_grads),
@@ -225,8 +269,12 @@ def update(state: State, batch, config: Config):
         key=key,
         step=state.step + 1,
     )
-    metrics = {**critic_metrics, **actor_metrics, "alpha/loss": alpha_loss,
-               "alpha/value": jnp.exp(state.log_alpha.params["value"])}
+    metrics = {
+        **critic_metrics,
+        **actor_metrics,
+        "alpha/loss": alpha_loss,
+        "alpha/value": jnp.exp(state.log_alpha.params["value"]),
+    }
     return state, metrics
 
 

@@ -86,17 +86,24 @@ class State:
 def init(config: Config, example_batch, key: jax.Array) -> State:
     key, actor_key, critic_key, value_key = jax.random.split(key, 4)
     observations, actions = example_batch["observations"], example_batch["actions"]
-    actor_module = GaussianPolicy(actions.shape[-1], config.hidden_dims, tanh_squash=False,
-                                  state_dependent_std=False, log_std_min=-5.0, log_std_max=2.0,
-                                  dropout_rate=config.dropout_rate)
+    actor_module = GaussianPolicy(
+        actions.shape[-1],
+        config.hidden_dims,
+        tanh_squash=False,
+        state_dependent_std=False,
+        log_std_min=-5.0,
+        log_std_max=2.0,
+        dropout_rate=config.dropout_rate,
+    )
     critic_module = QEnsemble(config.hidden_dims, config.num_critics)
     value_module = VNetwork(config.hidden_dims)
     actor_params = actor_module.init(actor_key, observations)
     critic_params = critic_module.init(critic_key, observations, actions)
     value_params = value_module.init(value_key, observations)
     return State(
-        actor=create_train_state(actor_module, actor_params, config.actor_learning_rate,
-                                 decay_steps=config.decay_steps),
+        actor=create_train_state(
+            actor_module, actor_params, config.actor_learning_rate, decay_steps=config.decay_steps
+        ),
         critic=create_train_state(critic_module, critic_params, config.critic_learning_rate),
         value=create_train_state(value_module, value_params, config.value_learning_rate),
         target_critic_params=critic_params,
@@ -117,26 +124,31 @@ def advantage_weights(q, v, temperature: float, max_weight: float):
 
 
 def value_loss(value_params, state: State, batch, config: Config):
-    q = state.critic.apply_fn(state.target_critic_params, batch["observations"],
-                              batch["actions"]).min(axis=0)  # [B]
+    q = state.critic.apply_fn(
+        state.target_critic_params, batch["observations"], batch["actions"]
+    ).min(axis=0)  # [B]
     v = state.value.apply_fn(value_params, batch["observations"])  # [B]
     loss = expectile_loss(jax.lax.stop_gradient(q) - v, config.expectile).mean()
     return loss, {"value/loss": loss, "value/v_mean": v.mean()}
 
 
 def actor_loss(actor_params, state: State, batch, config: Config, dropout_key):
-    q = state.critic.apply_fn(state.target_critic_params, batch["observations"],
-                              batch["actions"]).min(axis=0)  # [B]
+    q = state.critic.apply_fn(
+        state.target_critic_params, batch["observations"], batch["actions"]
+    ).min(axis=0)  # [B]
     v = state.value.apply_fn(state.value.params, batch["observations"])  # [B]
-    weights = jax.lax.stop_gradient(advantage_weights(q, v, config.temperature,
-                                                      config.max_weight))
-    mean, log_std = state.actor.apply_fn(actor_params, batch["observations"],
-                                         deterministic=False, rngs={"dropout": dropout_key})
+    weights = jax.lax.stop_gradient(advantage_weights(q, v, config.temperature, config.max_weight))
+    mean, log_std = state.actor.apply_fn(
+        actor_params, batch["observations"], deterministic=False, rngs={"dropout": dropout_key}
+    )
     log_prob = gaussian_log_prob(mean, log_std, batch["actions"])  # [B]
     loss = -(weights * log_prob).mean()
-    return loss, {"actor/loss": loss, "actor/weight_mean": weights.mean(),
-                  "actor/bc_mse": jnp.mean((mean - batch["actions"]) ** 2),
-                  "actor/adv_mean": (q - v).mean()}
+    return loss, {
+        "actor/loss": loss,
+        "actor/weight_mean": weights.mean(),
+        "actor/bc_mse": jnp.mean((mean - batch["actions"]) ** 2),
+        "actor/adv_mean": (q - v).mean(),
+    }
 
 
 def critic_loss(critic_params, state: State, batch, config: Config):
@@ -144,20 +156,26 @@ def critic_loss(critic_params, state: State, batch, config: Config):
     target = batch["rewards"] + config.discount * (1.0 - batch["terminations"]) * next_v
     q = state.critic.apply_fn(critic_params, batch["observations"], batch["actions"])  # [E, B]
     loss = ((q - jax.lax.stop_gradient(target)) ** 2).mean(axis=1).sum()
-    return loss, {"critic/loss": loss, "critic/q_mean": q.mean(),
-                  "critic/td_error": jnp.abs(q - target).mean()}
+    return loss, {
+        "critic/loss": loss,
+        "critic/q_mean": q.mean(),
+        "critic/td_error": jnp.abs(q - target).mean(),
+    }
 
 
 def update(state: State, batch, config: Config):
     key, dropout_key = jax.random.split(state.key)
-    grads, value_metrics = jax.grad(value_loss, has_aux=True)(state.value.params, state, batch,
-                                                              config)
+    grads, value_metrics = jax.grad(value_loss, has_aux=True)(
+        state.value.params, state, batch, config
+    )
     state = state.replace(value=state.value.apply_gradients(grads=grads))
-    grads, actor_metrics = jax.grad(actor_loss, has_aux=True)(state.actor.params, state, batch,
-                                                              config, dropout_key)
+    grads, actor_metrics = jax.grad(actor_loss, has_aux=True)(
+        state.actor.params, state, batch, config, dropout_key
+    )
     state = state.replace(actor=state.actor.apply_gradients(grads=grads))
-    grads, critic_metrics = jax.grad(critic_loss, has_aux=True)(state.critic.params, state,
-                                                                batch, config)
+    grads, critic_metrics = jax.grad(critic_loss, has_aux=True)(
+        state.critic.params, state, batch, config
+    )
     critic = state.critic.apply_gradients(grads=grads)
     state = state.replace(
         critic=critic,

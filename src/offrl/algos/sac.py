@@ -2,7 +2,8 @@
 
 Critic::
 
-    a' ~ pi(.|s'),   y = r + gamma * (1 - terminated) * (min_i Q_targ_i(s', a') - alpha * log pi(a'|s'))
+    a' ~ pi(.|s')
+    y  = r + gamma * (1 - terminated) * (min_i Q_targ_i(s', a') - alpha * log pi(a'|s'))
     L_Q = sum_i E (Q_i(s, a) - y)^2
 
 Actor::
@@ -93,8 +94,9 @@ def init(config: Config, example_batch, key: jax.Array) -> State:
     return State(
         actor=create_train_state(actor_module, actor_params, config.actor_learning_rate),
         critic=create_train_state(critic_module, critic_params, config.critic_learning_rate),
-        log_alpha=TrainState.create(apply_fn=_log_alpha_apply, params=log_alpha,
-                                    tx=adam(config.temperature_learning_rate)),
+        log_alpha=TrainState.create(
+            apply_fn=_log_alpha_apply, params=log_alpha, tx=adam(config.temperature_learning_rate)
+        ),
         target_critic_params=critic_params,
         key=key,
         step=jnp.zeros((), jnp.int32),
@@ -113,16 +115,20 @@ def temperature_loss(log_alpha, log_prob, target_entropy: float):
 def critic_loss(critic_params, state: State, batch, config: Config, key):
     mean, log_std = state.actor.apply_fn(state.actor.params, batch["next_observations"])
     next_actions, next_log_prob = sample_tanh_gaussian(mean, log_std, key)  # [B, A], [B]
-    next_q = state.critic.apply_fn(state.target_critic_params, batch["next_observations"],
-                                   next_actions).min(axis=0)  # [B]
+    next_q = state.critic.apply_fn(
+        state.target_critic_params, batch["next_observations"], next_actions
+    ).min(axis=0)  # [B]
     if config.backup_entropy:
         alpha = jnp.exp(state.log_alpha.params["log_alpha"])
         next_q = next_q - alpha * next_log_prob
     target = batch["rewards"] + config.discount * (1.0 - batch["terminations"]) * next_q
     q = state.critic.apply_fn(critic_params, batch["observations"], batch["actions"])  # [E, B]
     loss = ((q - jax.lax.stop_gradient(target)) ** 2).mean(axis=1).sum()
-    return loss, {"critic/loss": loss, "critic/q_mean": q.mean(),
-                  "critic/td_error": jnp.abs(q - target).mean()}
+    return loss, {
+        "critic/loss": loss,
+        "critic/q_mean": q.mean(),
+        "critic/td_error": jnp.abs(q - target).mean(),
+    }
 
 
 def actor_loss(actor_params, state: State, batch, config: Config, key):
@@ -137,11 +143,13 @@ def actor_loss(actor_params, state: State, batch, config: Config, key):
 def update(state: State, batch, config: Config):
     key, critic_key, actor_key = jax.random.split(state.key, 3)
     grads, critic_metrics = jax.grad(critic_loss, has_aux=True)(
-        state.critic.params, state, batch, config, critic_key)
+        state.critic.params, state, batch, config, critic_key
+    )
     critic = state.critic.apply_gradients(grads=grads)
     state = state.replace(critic=critic)
     grads, (actor_metrics, log_prob) = jax.grad(actor_loss, has_aux=True)(
-        state.actor.params, state, batch, config, actor_key)
+        state.actor.params, state, batch, config, actor_key
+    )
     state = state.replace(actor=state.actor.apply_gradients(grads=grads))
     entropy_target = target_entropy(config, batch["actions"].shape[-1])
 
@@ -156,8 +164,12 @@ def update(state: State, batch, config: Config):
         key=key,
         step=state.step + 1,
     )
-    metrics = {**critic_metrics, **actor_metrics, "alpha/loss": alpha_loss,
-               "alpha/value": jnp.exp(log_alpha.params["log_alpha"])}
+    metrics = {
+        **critic_metrics,
+        **actor_metrics,
+        "alpha/loss": alpha_loss,
+        "alpha/value": jnp.exp(log_alpha.params["log_alpha"]),
+    }
     return state, metrics
 
 

@@ -91,15 +91,23 @@ def init(config: Config, example_batch, key: jax.Array) -> State:
 
 def critic_loss(critic_params, state: State, batch, config: Config, noise_key):
     next_actions = state.actor.apply_fn(state.target_actor_params, batch["next_observations"])
-    noise = jnp.clip(config.policy_noise * jax.random.normal(noise_key, next_actions.shape),
-                     -config.noise_clip, config.noise_clip)
+    noise = jnp.clip(
+        config.policy_noise * jax.random.normal(noise_key, next_actions.shape),
+        -config.noise_clip,
+        config.noise_clip,
+    )
     next_actions = jnp.clip(next_actions + noise, -1.0, 1.0)  # [B, A]
-    next_q = state.critic.apply_fn(state.target_critic_params, batch["next_observations"],
-                                   next_actions).min(axis=0)  # [B]
+    next_q = state.critic.apply_fn(
+        state.target_critic_params, batch["next_observations"], next_actions
+    ).min(axis=0)  # [B]
     target = batch["rewards"] + config.discount * (1.0 - batch["terminations"]) * next_q
     q = state.critic.apply_fn(critic_params, batch["observations"], batch["actions"])  # [E, B]
     loss = ((q - jax.lax.stop_gradient(target)) ** 2).mean(axis=1).sum()
-    return loss, {"critic/loss": loss, "critic/q_mean": q.mean(), "critic/target_mean": target.mean()}
+    return loss, {
+        "critic/loss": loss,
+        "critic/q_mean": q.mean(),
+        "critic/target_mean": target.mean(),
+    }
 
 
 def actor_loss(actor_params, state: State, batch, config: Config):
@@ -108,8 +116,12 @@ def actor_loss(actor_params, state: State, batch, config: Config):
     lam = jax.lax.stop_gradient(config.alpha / jnp.abs(q).mean())
     bc_mse = jnp.mean((actions - batch["actions"]) ** 2)
     loss = -lam * q.mean() + bc_mse
-    return loss, {"actor/loss": loss, "actor/bc_mse": bc_mse, "actor/lambda": lam,
-                  "actor/q_pi": q.mean()}
+    return loss, {
+        "actor/loss": loss,
+        "actor/bc_mse": bc_mse,
+        "actor/lambda": lam,
+        "actor/q_pi": q.mean(),
+    }
 
 
 def _actor_and_targets(state: State, batch, config: Config):
@@ -126,7 +138,8 @@ def _actor_and_targets(state: State, batch, config: Config):
 def update(state: State, batch, config: Config):
     key, noise_key = jax.random.split(state.key)
     grads, critic_metrics = jax.grad(critic_loss, has_aux=True)(
-        state.critic.params, state, batch, config, noise_key)
+        state.critic.params, state, batch, config, noise_key
+    )
     state = state.replace(critic=state.critic.apply_gradients(grads=grads), key=key)
 
     def skip(state):
@@ -135,7 +148,8 @@ def update(state: State, batch, config: Config):
 
     do_actor = state.step % config.policy_frequency == 0
     state, actor_metrics = jax.lax.cond(
-        do_actor, lambda s: _actor_and_targets(s, batch, config), skip, state)
+        do_actor, lambda s: _actor_and_targets(s, batch, config), skip, state
+    )
     # The trainer averages actor/* metrics over the updates where they were measured.
     metrics = {**critic_metrics, **actor_metrics, "_valid/actor": do_actor.astype(jnp.float32)}
     return state.replace(step=state.step + 1), metrics

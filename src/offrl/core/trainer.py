@@ -85,8 +85,9 @@ def fit_preprocessor(
 
 def apply_preprocessor(dataset: Dataset, pre: Preprocessor) -> Dataset:
     """The dataset as the networks see it."""
-    normalizer = Normalizer(mean=np.asarray(pre.observation_mean),
-                            std=np.asarray(pre.observation_std))
+    normalizer = Normalizer(
+        mean=np.asarray(pre.observation_mean), std=np.asarray(pre.observation_std)
+    )
     dataset = normalize_observations(dataset.to_numpy(), normalizer)
     dataset = scale_rewards(dataset, float(pre.reward_scale), float(pre.reward_shift))
     actions = np.asarray(pre.action_from_env(np.asarray(dataset.actions)), np.float32)
@@ -123,8 +124,9 @@ def seed_keys(seeds: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
     return split[:, 0], split[:, 1]
 
 
-def init_states(algo: ModuleType, config, observation_dim: int, action_dim: int,
-                init_keys: jax.Array):
+def init_states(
+    algo: ModuleType, config, observation_dim: int, action_dim: int, init_keys: jax.Array
+):
     """The algorithm's state for every seed, stacked on a leading axis.
 
     Runs eagerly under vmap: compiling ``init`` costs seconds on CPU (threefry
@@ -153,8 +155,9 @@ def _weights(metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
 
 
 @functools.lru_cache(maxsize=64)
-def build_chunk(algo: ModuleType, config, batch_size: int, length: int,
-                jit: bool = True) -> Callable:
+def build_chunk(
+    algo: ModuleType, config, batch_size: int, length: int, jit: bool = True
+) -> Callable:
     """``(states, keys, dataset) -> (states, keys, metrics)`` for ``length`` updates.
 
     Cached, so equal arguments share one compiled function.
@@ -182,9 +185,12 @@ def build_chunk(algo: ModuleType, config, batch_size: int, length: int,
             return (state, key, sums, counts), None
 
         (state, key, sums, counts), _ = jax.lax.scan(
-            body, (state, key, zeros, dict(zeros)), None, length=length)
-        means = {k: jnp.where(counts[k] > 0, sums[k] / jnp.maximum(counts[k], 1.0), jnp.nan)
-                 for k in sums}
+            body, (state, key, zeros, dict(zeros)), None, length=length
+        )
+        means = {
+            k: jnp.where(counts[k] > 0, sums[k] / jnp.maximum(counts[k], 1.0), jnp.nan)
+            for k in sums
+        }
         return state, key, means
 
     chunk = jax.vmap(one_seed, in_axes=(0, 0, None))

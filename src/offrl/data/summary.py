@@ -21,10 +21,17 @@ def summarize(dataset: Dataset) -> dict:
         "action_dim": host.action_dim,
         "terminations": int(np.asarray(host.terminations).sum()),
         "truncations": int(np.asarray(host.truncations).sum()),
-        "return": {"mean": float(returns.mean()), "std": float(returns.std()),
-                   "min": float(returns.min()), "max": float(returns.max())},
-        "length": {"mean": float(lengths.mean()), "min": int(lengths.min()),
-                   "max": int(lengths.max())},
+        "return": {
+            "mean": float(returns.mean()),
+            "std": float(returns.std()),
+            "min": float(returns.min()),
+            "max": float(returns.max()),
+        },
+        "length": {
+            "mean": float(lengths.mean()),
+            "min": int(lengths.min()),
+            "max": int(lengths.max()),
+        },
         "action_mean": actions.mean(axis=0).tolist(),
         "action_std": actions.std(axis=0).tolist(),
         "action_min": actions.min(axis=0).tolist(),
@@ -45,25 +52,40 @@ def print_summary(dataset: Dataset, console=None) -> dict:
 
     console = console or Console()
     summary = summarize(dataset)
-    table = Table(title=f"dataset {summary['name']} ({summary['env_id'] or 'unknown env'})",
-                  show_header=False)
-    for key in ("transitions", "episodes", "observation_dim", "action_dim", "terminations",
-                "truncations"):
+    table = Table(
+        title=f"dataset {summary['name']} ({summary['env_id'] or 'unknown env'})", show_header=False
+    )
+    for key in (
+        "transitions",
+        "episodes",
+        "observation_dim",
+        "action_dim",
+        "terminations",
+        "truncations",
+    ):
         table.add_row(key, str(summary[key]))
     r = summary["return"]
-    table.add_row("episode return", f"{r['mean']:.1f} ± {r['std']:.1f} "
-                  f"(min {r['min']:.1f}, max {r['max']:.1f})")
+    table.add_row(
+        "episode return",
+        f"{r['mean']:.1f} ± {r['std']:.1f} (min {r['min']:.1f}, max {r['max']:.1f})",
+    )
     if "normalized_return_mean" in summary:
         table.add_row("normalized return", f"{summary['normalized_return_mean']:.1f}")
     length = summary["length"]
-    table.add_row("episode length", f"{length['mean']:.1f} (min {length['min']}, "
-                  f"max {length['max']})")
+    table.add_row(
+        "episode length", f"{length['mean']:.1f} (min {length['min']}, max {length['max']})"
+    )
     console.print(table)
     actions = Table(title="actions")
     for column in ("dim", "mean", "std", "min", "max"):
         actions.add_column(column)
     for i in range(summary["action_dim"]):
-        actions.add_row(str(i), *(f"{summary[k][i]:.3f}" for k in
-                                  ("action_mean", "action_std", "action_min", "action_max")))
+        actions.add_row(
+            str(i),
+            *(
+                f"{summary[k][i]:.3f}"
+                for k in ("action_mean", "action_std", "action_min", "action_max")
+            ),
+        )
     console.print(actions)
     return summary

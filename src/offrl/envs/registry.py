@@ -37,18 +37,36 @@ class Task:
 TASKS: dict[str, Task] = {
     # Measured by offrl on 2026-11-27: 100 episodes each, reset seeds 0..99.
     "pendulum": Task(
-        "Pendulum-v1", 200, random_return=-1207.56, expert_return=-144.75,
+        "Pendulum-v1",
+        200,
+        random_return=-1207.56,
+        expert_return=-144.75,
         reference_source="offrl: uniform random policy and the scripted swing-up controller "
         "(offrl.suites.pendulum.SwingUpController), 100 episodes each",
         reference_command="python -m offrl.suites.pendulum --measure-references",
     ),
     # D4RL's references (measured on the -v2 environments; Gymnasium's v5 differ slightly).
-    "hopper": Task("Hopper-v5", 1000, -20.272305, 3234.3,
-                   reference_source="D4RL (hopper-*-v2); offrl's own arrive with the suite"),
-    "halfcheetah": Task("HalfCheetah-v5", 1000, -280.178953, 12135.0,
-                        reference_source="D4RL (halfcheetah-*-v2); offrl's own arrive with the suite"),
-    "walker2d": Task("Walker2d-v5", 1000, 1.629008, 4592.3,
-                     reference_source="D4RL (walker2d-*-v2); offrl's own arrive with the suite"),
+    "hopper": Task(
+        "Hopper-v5",
+        1000,
+        -20.272305,
+        3234.3,
+        reference_source="D4RL (hopper-*-v2); offrl's own arrive with the suite",
+    ),
+    "halfcheetah": Task(
+        "HalfCheetah-v5",
+        1000,
+        -280.178953,
+        12135.0,
+        reference_source="D4RL (halfcheetah-*-v2); offrl's own arrive with the suite",
+    ),
+    "walker2d": Task(
+        "Walker2d-v5",
+        1000,
+        1.629008,
+        4592.3,
+        reference_source="D4RL (walker2d-*-v2); offrl's own arrive with the suite",
+    ),
 }
 
 _ENV_TO_TASK = {task.env_id: name for name, task in TASKS.items()}

@@ -64,10 +64,14 @@ def evaluate(
     for first in range(0, num_episodes, max_parallel):
         episodes = list(range(first, min(num_episodes, first + max_parallel)))
         envs = [[make_env(env_id) for _ in episodes] for _ in range(num_seeds)]
-        obs = np.stack([
-            np.stack([env.reset(seed=seed + e)[0] for env, e in zip(row, episodes, strict=True)])
-            for row in envs
-        ]).astype(np.float32)  # [S, N, obs_dim]
+        obs = np.stack(
+            [
+                np.stack(
+                    [env.reset(seed=seed + e)[0] for env, e in zip(row, episodes, strict=True)]
+                )
+                for row in envs
+            ]
+        ).astype(np.float32)  # [S, N, obs_dim]
         done = np.zeros((num_seeds, len(episodes)), dtype=bool)
         while not done.all():
             key, act_key = jax.random.split(key)
@@ -86,5 +90,8 @@ def evaluate(
                 env.close()
     task = get_task(env_id)
     normalized = normalized_score(returns, task)
-    return EvaluationResult(returns=returns, lengths=lengths,
-                            normalized=None if normalized is None else np.asarray(normalized))
+    return EvaluationResult(
+        returns=returns,
+        lengths=lengths,
+        normalized=None if normalized is None else np.asarray(normalized),
+    )

@@ -21,8 +21,9 @@ class QNetwork(nn.Module):
     @nn.compact
     def __call__(self, observations, actions, deterministic: bool = True) -> jax.Array:
         x = jnp.concatenate([observations, actions], axis=-1)
-        q = MLP(self.hidden_dims, 1, layer_norm=self.layer_norm,
-                dropout_rate=self.dropout_rate)(x, deterministic)
+        q = MLP(self.hidden_dims, 1, layer_norm=self.layer_norm, dropout_rate=self.dropout_rate)(
+            x, deterministic
+        )
         return q.squeeze(-1)
 
 
@@ -51,6 +52,7 @@ class VNetwork(nn.Module):
 
     @nn.compact
     def __call__(self, observations, deterministic: bool = True) -> jax.Array:
-        v = MLP(self.hidden_dims, 1, layer_norm=self.layer_norm,
-                dropout_rate=self.dropout_rate)(observations, deterministic)
+        v = MLP(self.hidden_dims, 1, layer_norm=self.layer_norm, dropout_rate=self.dropout_rate)(
+            observations, deterministic
+        )
         return v.squeeze(-1)

@@ -40,9 +40,11 @@ class MLP(nn.Module):
             if self.dropout_rate > 0.0:
                 x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
         if self.output_dim is not None:
-            init = nn.initializers.variance_scaling(
-                self.output_scale**2 / 3.0, "fan_in", "uniform"
-            ) if self.output_scale != 1.0 else nn.linear.default_kernel_init
+            init = (
+                nn.initializers.variance_scaling(self.output_scale**2 / 3.0, "fan_in", "uniform")
+                if self.output_scale != 1.0
+                else nn.linear.default_kernel_init
+            )
             x = nn.Dense(self.output_dim, kernel_init=init)(x)
         return x
 

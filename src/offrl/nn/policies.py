@@ -28,8 +28,12 @@ class DeterministicPolicy(nn.Module):
 
     @nn.compact
     def __call__(self, observations, deterministic: bool = True) -> jax.Array:
-        x = MLP(self.hidden_dims, self.action_dim, layer_norm=self.layer_norm,
-                dropout_rate=self.dropout_rate)(observations, deterministic)
+        x = MLP(
+            self.hidden_dims,
+            self.action_dim,
+            layer_norm=self.layer_norm,
+            dropout_rate=self.dropout_rate,
+        )(observations, deterministic)
         return jnp.tanh(x)
 
 
@@ -56,8 +60,9 @@ class GaussianPolicy(nn.Module):
 
     @nn.compact
     def __call__(self, observations, deterministic: bool = True):
-        features = MLP(self.hidden_dims, layer_norm=self.layer_norm,
-                       dropout_rate=self.dropout_rate)(observations, deterministic)
+        features = MLP(
+            self.hidden_dims, layer_norm=self.layer_norm, dropout_rate=self.dropout_rate
+        )(observations, deterministic)
         mean = nn.Dense(self.action_dim)(features)
         if self.state_dependent_std:
             log_std = nn.Dense(self.action_dim)(features)

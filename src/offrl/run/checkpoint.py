@@ -77,8 +77,9 @@ def restore(directory: str | os.PathLike, step: int, template):
 
     path = pathlib.Path(directory).absolute() / f"step_{step}"
     if not path.is_dir():
-        raise CheckpointError(f"checkpoint {path} does not exist; available steps: "
-                              f"{steps(directory) or 'none'}")
+        raise CheckpointError(
+            f"checkpoint {path} does not exist; available steps: {steps(directory) or 'none'}"
+        )
     template_dict = jax.tree_util.tree_map(np.asarray, flax.serialization.to_state_dict(template))
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template_dict)
     try:

@@ -27,19 +27,30 @@ def load_policy(run_dir: str | pathlib.Path, step: int | None = None):
     return policy, context
 
 
-def evaluate_run(run_dir, step: int | None = None, episodes: int = 10,
-                 env_id: str | None = None, seed: int = 10_000) -> dict:
+def evaluate_run(
+    run_dir,
+    step: int | None = None,
+    episodes: int = 10,
+    env_id: str | None = None,
+    seed: int = 10_000,
+) -> dict:
     """Evaluate every seed of a run; writes ``eval_step_<N>.json`` in the run directory."""
     policy, context = load_policy(run_dir, step)
     env_id = env_id or context.env_id
     if env_id is None:
         raise RunError(f"{run_dir} does not record an environment; pass --env-id")
     seeds = list(context.train_config.seeds)
-    result = evaluate(policy, env_id, len(seeds), episodes, seed=seed,
-                      key=jax.random.PRNGKey(seed))
-    out = {"run_dir": str(run_dir), "step": context.step, "env_id": env_id, "seeds": seeds,
-           "episodes": episodes, "return_per_seed": result.returns.mean(axis=1).tolist(),
-           "returns": result.returns.tolist(), "lengths": result.lengths.tolist()}
+    result = evaluate(policy, env_id, len(seeds), episodes, seed=seed, key=jax.random.PRNGKey(seed))
+    out = {
+        "run_dir": str(run_dir),
+        "step": context.step,
+        "env_id": env_id,
+        "seeds": seeds,
+        "episodes": episodes,
+        "return_per_seed": result.returns.mean(axis=1).tolist(),
+        "returns": result.returns.tolist(),
+        "lengths": result.lengths.tolist(),
+    }
     if result.normalized is not None:
         out["normalized_per_seed"] = result.normalized.mean(axis=1).tolist()
     write_json_atomic(pathlib.Path(run_dir) / f"eval_step_{context.step}.json", out)

@@ -72,8 +72,9 @@ class TensorBoardLogger:
         try:
             from tensorboardX import SummaryWriter
         except ImportError as error:
-            raise ImportError("TensorBoard logging needs tensorboardX: "
-                              "pip install 'offrl[tensorboard]'") from error
+            raise ImportError(
+                "TensorBoard logging needs tensorboardX: pip install 'offrl[tensorboard]'"
+            ) from error
         self._writer = SummaryWriter(str(directory))
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
@@ -92,8 +93,13 @@ class WandbLogger:
     def __init__(self, project: str, name: str, config: dict, directory: str | os.PathLike):
         import wandb
 
-        self._run = wandb.init(project=project, name=name, config=config, dir=str(directory),
-                               mode=os.environ.get("WANDB_MODE", "offline"))
+        self._run = wandb.init(
+            project=project,
+            name=name,
+            config=config,
+            dir=str(directory),
+            mode=os.environ.get("WANDB_MODE", "offline"),
+        )
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         self._run.log({k: v for k, v in metrics.items() if isinstance(v, int | float)}, step=step)
@@ -114,8 +120,11 @@ class MlflowLogger:
         mlflow.log_params({k: str(v)[:250] for k, v in config.items()})
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
-        clean = {k.replace("/", "."): float(v) for k, v in metrics.items()
-                 if isinstance(v, int | float) and _clean(v) is not None}
+        clean = {
+            k.replace("/", "."): float(v)
+            for k, v in metrics.items()
+            if isinstance(v, int | float) and _clean(v) is not None
+        }
         self._mlflow.log_metrics(clean, step=step)
 
     def close(self) -> None:

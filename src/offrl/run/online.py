@@ -14,6 +14,7 @@ same episodes as an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import pathlib
 import sys
@@ -84,8 +85,11 @@ class ReplayBuffer:
         return {name: array[indices] for name, array in self.arrays.items()}
 
     def state_dict(self) -> dict:
-        return {"arrays": {k: v[: self.size] for k, v in self.arrays.items()},
-                "size": self.size, "position": self.position}
+        return {
+            "arrays": {k: v[: self.size] for k, v in self.arrays.items()},
+            "size": self.size,
+            "position": self.position,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.size, self.position = int(state["size"]), int(state["position"])
@@ -93,23 +97,45 @@ class ReplayBuffer:
             self.arrays[name][: self.size] = value
 
 
-def _save_buffer(path: pathlib.Path, buffer: ReplayBuffer, rng: np.random.Generator,
-                 counters: dict) -> None:
+def _save_buffer(
+    path: pathlib.Path, buffer: ReplayBuffer, rng: np.random.Generator, counters: dict
+) -> None:
     tmp = path.with_name(f".{path.name}.tmp.npz")
     state = buffer.state_dict()
-    np.savez(tmp, **{f"buffer_{k}": v for k, v in state["arrays"].items()},
-             size=state["size"], position=state["position"],
-             rng=json.dumps(rng.bit_generator.state), counters=json.dumps(counters))
+    np.savez(
+        tmp,
+        **{f"buffer_{k}": v for k, v in state["arrays"].items()},
+        size=state["size"],
+        position=state["position"],
+        rng=json.dumps(rng.bit_generator.state),
+        counters=json.dumps(counters),
+    )
     tmp.replace(path)
 
 
 def _load_buffer(path: pathlib.Path, buffer: ReplayBuffer, rng: np.random.Generator) -> dict:
     with np.load(path) as data:
         arrays = {k.removeprefix("buffer_"): data[k] for k in data.files if k.startswith("buffer_")}
-        buffer.load_state_dict({"arrays": arrays, "size": data["size"],
-                                "position": data["position"]})
+        buffer.load_state_dict(
+            {"arrays": arrays, "size": data["size"], "position": data["position"]}
+        )
         rng.bit_generator.state = json.loads(str(data["rng"]))
         return json.loads(str(data["counters"]))
+
+
+def _stacked_policy(policy, stacked, pre, observations, key):
+    return policy(stacked, pre, jnp.asarray(observations), key)
+
+
+def _payload(state, key, step: int, pre: Preprocessor) -> dict:
+    """The offline runs' checkpoint layout (a seed axis of one), so ``offrl eval`` and
+    :func:`offrl.run.train.load_run` read online runs too."""
+    return {
+        "states": jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], state),
+        "keys": key[None],
+        "step": np.int32(step),
+        "preprocessor": pre,
+    }
 
 
 def train_online(
@@ -118,8 +144,14 @@ def train_online(
     online_config: OnlineConfig | None = None,
     algo_config=None,
     resume: bool = False,
+    stop_after: int | None = None,
 ) -> dict:
-    """Train an online agent (``sac``) in ``online_config.env_id``."""
+    """Train an online agent (``sac``) in ``online_config.env_id``.
+
+    ``stop_after`` ends the run at the first checkpoint at or after that many
+    steps, as if it were killed there (for time-boxed jobs); ``resume=True``
+    continues it.
+    """
     from offrl.core.trainer import build_policy
     from offrl.evaluate.rollout import evaluate
 
@@ -134,12 +166,20 @@ def train_online(
     high = env.action_space.high.astype(np.float32)
     pre = Preprocessor.identity(obs_dim, act_dim).replace(action_low=low, action_high=high)
     pre = jax.tree_util.tree_map(jnp.asarray, pre)
-    resolved = {"algorithm": algorithm, "mode": "online",
-                "algorithm_config": _to_jsonable(algo_config),
-                "online_config": {k: v for k, v in _to_jsonable(cfg).items() if k != "progress"},
-                "env_id": cfg.env_id, "observation_dim": obs_dim, "action_dim": act_dim,
-                "train_config": {"seeds": [cfg.seed], "steps": cfg.steps,
-                                 "checkpoint_every": cfg.checkpoint_every}}
+    resolved = {
+        "algorithm": algorithm,
+        "mode": "online",
+        "algorithm_config": _to_jsonable(algo_config),
+        "online_config": {k: v for k, v in _to_jsonable(cfg).items() if k != "progress"},
+        "env_id": cfg.env_id,
+        "observation_dim": obs_dim,
+        "action_dim": act_dim,
+        "train_config": {
+            "seeds": [cfg.seed],
+            "steps": cfg.steps,
+            "checkpoint_every": cfg.checkpoint_every,
+        },
+    }
     config_path = run_dir / "config.json"
     if resume:
         if not config_path.is_file():
@@ -147,11 +187,15 @@ def train_online(
         saved = json.loads(config_path.read_text())
         for key in ("algorithm", "algorithm_config", "online_config", "env_id"):
             if saved.get(key) != resolved[key]:
-                raise RunError(f"cannot resume {run_dir}: '{key}' differs (saved "
-                               f"{saved.get(key)!r}, now {resolved[key]!r})")
+                raise RunError(
+                    f"cannot resume {run_dir}: '{key}' differs (saved "
+                    f"{saved.get(key)!r}, now {resolved[key]!r})"
+                )
     elif run_dir.exists() and any(run_dir.iterdir()):
-        raise RunError(f"{run_dir} already exists and is not empty; pass --resume or choose "
-                       "another --run-dir (nothing was overwritten)")
+        raise RunError(
+            f"{run_dir} already exists and is not empty; pass --resume or choose "
+            "another --run-dir (nothing was overwritten)"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         resolved["command"] = " ".join(sys.argv)
@@ -165,9 +209,9 @@ def train_online(
     ckpt_dir = run_dir / "checkpoints"
     if resume and checkpoint.latest(ckpt_dir) is not None:
         last = checkpoint.latest(ckpt_dir)
-        restored = checkpoint.restore(ckpt_dir, last, {"states": state, "keys": act_key,
-                                                      "step": np.int32(0)})
-        state, act_key = restored["states"], restored["keys"]
+        restored = checkpoint.restore(ckpt_dir, last, _payload(state, act_key, 0, pre))
+        state = jax.tree_util.tree_map(lambda x: x[0], restored["states"])
+        act_key = restored["keys"][0]
         counters = _load_buffer(ckpt_dir / f"buffer_{last}.npz", buffer, rng)
         truncate_jsonl(run_dir / "metrics.jsonl", counters["step"])
 
@@ -179,14 +223,13 @@ def train_online(
         return state, sums, action
 
     update_and_act = jax.jit(update_and_act)
-    act = jax.jit(lambda state, observation, key: algo.act(state, observation[None], key,
-                                                           False)[0])
+    act = jax.jit(lambda state, observation, key: algo.act(state, observation[None], key, False)[0])
     eval_policy = build_policy(algo)
 
     logger = JsonlLogger(run_dir / "metrics.jsonl")
     evaluations: list[dict] = []
     started = time.perf_counter()
-    step = counters["step"]
+    step = start_step = counters["step"]
     metrics_sum: dict[str, jax.Array] = {}
     metrics_count = 0
     scale = lambda a: low + (np.asarray(a) + 1.0) * 0.5 * (high - low)  # noqa: E731
@@ -202,9 +245,14 @@ def train_online(
                 if step < cfg.start_steps:
                     action = rng.uniform(-1.0, 1.0, act_dim).astype(np.float32)
                 next_observation, reward, terminated, truncated, _ = env.step(scale(action))
-                buffer.add(observations=observation, actions=action, rewards=reward,
-                           next_observations=next_observation, terminations=float(terminated),
-                           truncations=float(truncated))
+                buffer.add(
+                    observations=observation,
+                    actions=action,
+                    rewards=reward,
+                    next_observations=next_observation,
+                    terminations=float(terminated),
+                    truncations=float(truncated),
+                )
                 step += 1
                 episode_return += float(reward)
                 episode_length += 1
@@ -214,51 +262,66 @@ def train_online(
                     act_key, key = jax.random.split(act_key)
                     batch = buffer.sample(rng, cfg.batch_size)
                     state, metrics_sum, action = update_and_act(
-                        state, metrics_sum, batch, jnp.asarray(observation, jnp.float32), key)
+                        state, metrics_sum, batch, jnp.asarray(observation, jnp.float32), key
+                    )
                     action = np.asarray(action)
                     metrics_count += 1
                 if step % cfg.eval_every == 0 or step == cfg.steps:
-                    record = {f"train/{k}": float(v) / max(metrics_count, 1)
-                              for k, v in metrics_sum.items()}
+                    record = {
+                        f"train/{k}": float(v) / max(metrics_count, 1)
+                        for k, v in metrics_sum.items()
+                    }
                     metrics_sum, metrics_count = {}, 0
-                    stacked = jax.tree_util.tree_map(lambda x: x[None], state)
-                    result = evaluate(lambda obs, k: eval_policy(stacked, pre, jnp.asarray(obs),
-                                                                 k),
-                                      cfg.env_id, 1, cfg.eval_episodes)
+                    stacked = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], state)
+                    result = evaluate(
+                        functools.partial(_stacked_policy, eval_policy, stacked, pre),
+                        cfg.env_id,
+                        1,
+                        cfg.eval_episodes,
+                    )
                     record["eval/return_mean"] = float(result.returns.mean())
                     record["eval/return_std"] = float(result.returns.std())
-                    record["time/steps_per_second"] = (step - counters["step"]) / max(
-                        time.perf_counter() - started, 1e-9)
+                    record["time/steps_per_second"] = (step - start_step) / max(
+                        time.perf_counter() - started, 1e-9
+                    )
                     if result.normalized is not None:
                         record["eval/normalized_score"] = float(result.normalized.mean())
                     evaluations.append({"step": step, "return": record["eval/return_mean"]})
                     logger.log(step, record)
                     if cfg.progress:
-                        print(f"step {step}: eval return {record['eval/return_mean']:.1f} "
-                              f"({record['time/steps_per_second']:.0f} steps/s)", flush=True)
+                        print(
+                            f"step {step}: eval return {record['eval/return_mean']:.1f} "
+                            f"({record['time/steps_per_second']:.0f} steps/s)",
+                            flush=True,
+                        )
                 if terminated or truncated or step >= cfg.steps:
                     break
             counters["episode"] += 1
-            logger.log(step, {"train/episode_return": episode_return,
-                              "train/episode_length": episode_length})
+            logger.log(
+                step,
+                {"train/episode_return": episode_return, "train/episode_length": episode_length},
+            )
             if step - counters["last_checkpoint"] >= cfg.checkpoint_every or step >= cfg.steps:
                 counters["step"] = step
                 counters["last_checkpoint"] = step
-                checkpoint.save(ckpt_dir, step, {"states": state, "keys": act_key,
-                                                 "step": np.int32(step)})
+                checkpoint.save(ckpt_dir, step, _payload(state, act_key, step, pre))
                 _save_buffer(ckpt_dir / f"buffer_{step}.npz", buffer, rng, counters)
                 for old in checkpoint.steps(ckpt_dir)[:-2]:
                     (ckpt_dir / f"buffer_{old}.npz").unlink(missing_ok=True)
+                if stop_after is not None and step >= stop_after and step < cfg.steps:
+                    break
     finally:
         logger.close()
         env.close()
-    # Keep a checkpoint usable by `offrl eval` (it expects a seed axis and a preprocessor).
-    final = {"states": jax.tree_util.tree_map(lambda x: x[None], state),
-             "keys": jnp.stack([act_key]), "step": np.int32(step), "preprocessor": pre}
-    checkpoint.save(run_dir / "policy", step, final)
-    summary = {"algorithm": algorithm, "env_id": cfg.env_id, "steps": step,
-               "wall_seconds": time.perf_counter() - started, "evaluations": evaluations,
-               "task_reference": dataclasses.asdict(get_task(cfg.env_id))
-               if get_task(cfg.env_id) else None}
+    summary = {
+        "algorithm": algorithm,
+        "env_id": cfg.env_id,
+        "steps": step,
+        "wall_seconds": time.perf_counter() - started,
+        "evaluations": evaluations,
+        "task_reference": dataclasses.asdict(get_task(cfg.env_id))
+        if get_task(cfg.env_id)
+        else None,
+    }
     write_json_atomic(run_dir / "summary.json", summary)
     return summary

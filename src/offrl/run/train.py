@@ -119,8 +119,10 @@ def _from_dict(cls, data: dict):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(data) - set(fields)
     if unknown:
-        raise RunError(f"config.json has unknown {cls.__module__}.{cls.__name__} fields "
-                       f"{sorted(unknown)}; it was written by another offrl version")
+        raise RunError(
+            f"config.json has unknown {cls.__module__}.{cls.__name__} fields "
+            f"{sorted(unknown)}; it was written by another offrl version"
+        )
     kwargs = {}
     for name, value in data.items():
         default = getattr(cls(), name, None) if name in fields else None
@@ -145,13 +147,16 @@ def load_run(directory: str | os.PathLike, step: int | None = None) -> RunContex
     directory = pathlib.Path(directory)
     config_path = directory / "config.json"
     if not config_path.is_file():
-        raise RunError(f"{directory} is not a run directory (no config.json); "
-                       "pass the directory that `offrl train` created")
+        raise RunError(
+            f"{directory} is not a run directory (no config.json); "
+            "pass the directory that `offrl train` created"
+        )
     try:
         saved = json.loads(config_path.read_text())
     except json.JSONDecodeError as error:
-        raise RunError(f"{config_path} is not valid JSON ({error}); restore it from the "
-                       "summary or retrain") from error
+        raise RunError(
+            f"{config_path} is not valid JSON ({error}); restore it from the summary or retrain"
+        ) from error
     algo = registry.get(saved["algorithm"])
     algo_config = _from_dict(algo.Config, saved["algorithm_config"])
     train_config = _from_dict(TrainConfig, saved["train_config"])
@@ -159,24 +164,35 @@ def load_run(directory: str | os.PathLike, step: int | None = None) -> RunContex
     ckpt_dir = directory / "checkpoints"
     step = checkpoint.latest(ckpt_dir) if step is None else step
     if step is None:
-        raise RunError(f"{directory} has no complete checkpoint yet; train longer "
-                       f"(checkpoint_every={train_config.checkpoint_every}) or resume it")
+        raise RunError(
+            f"{directory} has no complete checkpoint yet; train longer "
+            f"(checkpoint_every={train_config.checkpoint_every}) or resume it"
+        )
     init_keys, trainer_keys = seed_keys(train_config.seeds)
     template_states = init_states(algo, algo_config, obs_dim, act_dim, init_keys)
-    template = _payload(template_states, trainer_keys, 0,
-                        Preprocessor.identity(obs_dim, act_dim))
+    template = _payload(template_states, trainer_keys, 0, Preprocessor.identity(obs_dim, act_dim))
     restored = checkpoint.restore(ckpt_dir, step, template)
     return RunContext(
-        directory=directory, algo=algo, algo_config=algo_config, train_config=train_config,
+        directory=directory,
+        algo=algo,
+        algo_config=algo_config,
+        train_config=train_config,
         preprocessor=jax.tree_util.tree_map(jnp.asarray, restored["preprocessor"]),
-        states=restored["states"], keys=restored["keys"], step=int(restored["step"]),
-        observation_dim=obs_dim, action_dim=act_dim, env_id=saved.get("env_id"),
+        states=restored["states"],
+        keys=restored["keys"],
+        step=int(restored["step"]),
+        observation_dim=obs_dim,
+        action_dim=act_dim,
+        env_id=saved.get("env_id"),
     )
 
 
 def _format_metrics(metrics: dict[str, float], keys=("critic/loss", "actor/loss", "value/loss")):
-    parts = [f"{k.split('/')[0]} {metrics[f'train/{k}']:.3g}" for k in keys
-             if f"train/{k}" in metrics and np.isfinite(metrics[f"train/{k}"])]
+    parts = [
+        f"{k.split('/')[0]} {metrics[f'train/{k}']:.3g}"
+        for k in keys
+        if f"train/{k}" in metrics and np.isfinite(metrics[f"train/{k}"])
+    ]
     return "  ".join(parts)
 
 
@@ -184,8 +200,9 @@ def _seed_means(metrics: dict[str, jax.Array], prefix: str) -> dict[str, float]:
     out = {}
     for name, values in metrics.items():
         values = np.asarray(values, np.float64)
-        out[f"{prefix}/{name}"] = float(np.nanmean(values)) if np.isfinite(values).any() \
-            else float("nan")
+        out[f"{prefix}/{name}"] = (
+            float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+        )
     return out
 
 
@@ -214,13 +231,15 @@ def train(
     algorithm = algorithm.replace("-", "_")
     train_config = train_config or TrainConfig()
     run_dir = pathlib.Path(run_dir)
-    dataset_spec = dataset if isinstance(dataset, str) else (dataset.info.source or
-                                                              dataset.info.name)
+    dataset_spec = (
+        dataset if isinstance(dataset, str) else (dataset.info.source or dataset.info.name)
+    )
     data = load_dataset(dataset) if isinstance(dataset, str | os.PathLike) else dataset
     algo_config = fill_run_length(algo_config or algo.Config(), train_config.steps)
     if not isinstance(algo_config, algo.Config):
-        raise RunError(f"algo_config is a {type(algo_config).__name__}, expected "
-                       f"{algo.__name__}.Config")
+        raise RunError(
+            f"algo_config is a {type(algo_config).__name__}, expected {algo.__name__}.Config"
+        )
     env_id = train_config.env_id or data.info.env_id
 
     resolved = {
@@ -236,26 +255,34 @@ def train(
     config_path = run_dir / "config.json"
     if resume:
         if not config_path.is_file():
-            raise RunError(f"cannot resume: {run_dir} has no config.json; start a new run "
-                           "without --resume")
+            raise RunError(
+                f"cannot resume: {run_dir} has no config.json; start a new run without --resume"
+            )
         saved = json.loads(config_path.read_text())
         compare = {k: v for k, v in resolved.items()}
-        compare["train_config"] = {k: v for k, v in resolved["train_config"].items()
-                                   if k != "progress"}
+        compare["train_config"] = {
+            k: v for k, v in resolved["train_config"].items() if k != "progress"
+        }
         saved_cmp = dict(saved)
-        saved_cmp["train_config"] = {k: v for k, v in saved["train_config"].items()
-                                     if k != "progress"}
+        saved_cmp["train_config"] = {
+            k: v for k, v in saved["train_config"].items() if k != "progress"
+        }
         saved_cmp.pop("offrl_version", None)
         saved_cmp.pop("command", None)
         differences = sorted(k for k in compare if compare[k] != saved_cmp.get(k))
         if differences:
-            detail = "; ".join(f"{k}: saved {saved_cmp.get(k)!r} != now {compare[k]!r}"
-                               for k in differences)
-            raise RunError(f"cannot resume {run_dir}: the configuration differs ({detail}). "
-                           "Resume with the original arguments, or start a new run directory")
+            detail = "; ".join(
+                f"{k}: saved {saved_cmp.get(k)!r} != now {compare[k]!r}" for k in differences
+            )
+            raise RunError(
+                f"cannot resume {run_dir}: the configuration differs ({detail}). "
+                "Resume with the original arguments, or start a new run directory"
+            )
     elif run_dir.exists() and any(run_dir.iterdir()):
-        raise RunError(f"{run_dir} already exists and is not empty; pass --resume to continue "
-                       "it, or choose another --run-dir (nothing was overwritten)")
+        raise RunError(
+            f"{run_dir} already exists and is not empty; pass --resume to continue "
+            "it, or choose another --run-dir (nothing was overwritten)"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
 
     # ---- data: split, preprocess, move to the device
@@ -292,11 +319,18 @@ def train(
             start_step = int(restored["step"])
         truncate_jsonl(run_dir / "metrics.jsonl", start_step)
 
-    length = chunk_length(train_config.steps, train_config.steps_per_call,
-                          train_config.eval_every, train_config.checkpoint_every)
+    length = chunk_length(
+        train_config.steps,
+        train_config.steps_per_call,
+        train_config.eval_every,
+        train_config.checkpoint_every,
+    )
     chunk = build_chunk(algo, algo_config, train_config.batch_size, length)
-    validate_fn = build_validation(algo, algo_config, train_config.batch_size) \
-        if device_valid is not None else None
+    validate_fn = (
+        build_validation(algo, algo_config, train_config.batch_size)
+        if device_valid is not None
+        else None
+    )
     policy = build_policy(algo)
 
     loggers = [JsonlLogger(run_dir / "metrics.jsonl")]
@@ -309,8 +343,13 @@ def train(
     if train_config.mlflow_experiment:
         from offrl.run.loggers import MlflowLogger
 
-        loggers.append(MlflowLogger(train_config.mlflow_experiment, run_dir.name,
-                                    {"algorithm": algorithm, **resolved["algorithm_config"]}))
+        loggers.append(
+            MlflowLogger(
+                train_config.mlflow_experiment,
+                run_dir.name,
+                {"algorithm": algorithm, **resolved["algorithm_config"]},
+            )
+        )
     logger = MultiLogger(loggers)
 
     evaluations = _previous_evaluations(run_dir / "metrics.jsonl") if resume else []
@@ -320,13 +359,19 @@ def train(
 
         if env_id is None:
             return {}
-        result = evaluate(lambda obs, key: policy(states, pre, jnp.asarray(obs), key), env_id,
-                          num_seeds=len(seeds), num_episodes=train_config.eval_episodes)
+        result = evaluate(
+            lambda obs, key: policy(states, pre, jnp.asarray(obs), key),
+            env_id,
+            num_seeds=len(seeds),
+            num_episodes=train_config.eval_episodes,
+        )
         record = {"step": step, "return_per_seed": result.returns.mean(axis=1).tolist()}
-        metrics = {"eval/return_mean": float(result.returns.mean()),
-                   "eval/return_std": float(result.returns.mean(axis=1).std()),
-                   "eval/length_mean": float(result.lengths.mean()),
-                   "eval/return_per_seed": record["return_per_seed"]}
+        metrics = {
+            "eval/return_mean": float(result.returns.mean()),
+            "eval/return_std": float(result.returns.mean(axis=1).std()),
+            "eval/length_mean": float(result.lengths.mean()),
+            "eval/return_per_seed": record["return_per_seed"],
+        }
         if result.normalized is not None:
             record["normalized_per_seed"] = result.normalized.mean(axis=1).tolist()
             metrics["eval/normalized_score"] = float(result.normalized.mean())
@@ -334,8 +379,12 @@ def train(
         evaluations.append(record)
         return metrics
 
-    progress = _Progress(train_config.progress and sys.stderr.isatty(), train_config.steps,
-                         start_step, f"{algorithm} x{len(seeds)} seeds")
+    progress = _Progress(
+        train_config.progress and sys.stderr.isatty(),
+        train_config.steps,
+        start_step,
+        f"{algorithm} x{len(seeds)} seeds",
+    )
     step = start_step
     started = time.perf_counter()
     compile_seconds = None
@@ -352,12 +401,14 @@ def train(
                 step += length
                 record = _seed_means(metrics, "train")
                 record["time/updates_per_second"] = length / (time.perf_counter() - call_start)
-                if train_config.eval_every and step % train_config.eval_every == 0 \
-                        or step == train_config.steps:
+                if (
+                    train_config.eval_every
+                    and step % train_config.eval_every == 0
+                    or step == train_config.steps
+                ):
                     if validate_fn is not None:
                         valid_key, key = jax.random.split(valid_key)
-                        valid = validate_fn(states, jax.random.split(key, len(seeds)),
-                                            device_valid)
+                        valid = validate_fn(states, jax.random.split(key, len(seeds)), device_valid)
                         record.update(_seed_means(valid, "valid"))
                     record.update(run_evaluation(step))
                 logger.log(step, record)
@@ -375,13 +426,14 @@ def train(
         logger.close()
 
     elapsed = time.perf_counter() - started
-    summary = _summary(algorithm, seeds, evaluations, step, elapsed, compile_seconds,
-                       start_step)
+    summary = _summary(algorithm, seeds, evaluations, step, elapsed, compile_seconds, start_step)
     summary["interrupted"] = interrupted
     write_json_atomic(run_dir / "summary.json", summary)
     if interrupted and stop_after is None:
-        raise KeyboardInterrupt(f"stopped at step {step}; checkpoint written, continue with "
-                                f"--resume --run-dir {run_dir}")
+        raise KeyboardInterrupt(
+            f"stopped at step {step}; checkpoint written, continue with "
+            f"--resume --run-dir {run_dir}"
+        )
     return summary
 
 
@@ -401,12 +453,18 @@ def _previous_evaluations(path: pathlib.Path) -> list[dict]:
 
 
 def _summary(algorithm, seeds, evaluations, step, elapsed, compile_seconds, start_step) -> dict:
-    summary = {"algorithm": algorithm, "seeds": list(seeds), "steps": step,
-               "wall_seconds": elapsed, "compile_seconds": compile_seconds,
-               "updates_per_second_per_seed": (step - start_step) / elapsed if elapsed else None}
+    summary = {
+        "algorithm": algorithm,
+        "seeds": list(seeds),
+        "steps": step,
+        "wall_seconds": elapsed,
+        "compile_seconds": compile_seconds,
+        "updates_per_second_per_seed": (step - start_step) / elapsed if elapsed else None,
+    }
     if evaluations:
-        key = "normalized_per_seed" if "normalized_per_seed" in evaluations[-1] \
-            else "return_per_seed"
+        key = (
+            "normalized_per_seed" if "normalized_per_seed" in evaluations[-1] else "return_per_seed"
+        )
         table = np.asarray([e[key] for e in evaluations])  # [evals, S]
         summary["score"] = "normalized" if key == "normalized_per_seed" else "return"
         summary["final_per_seed"] = table[-1].tolist()
@@ -437,12 +495,16 @@ class _Progress:
             )
 
             self._progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[speed]}"), TimeRemainingColumn(),
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[speed]}"),
+                TimeRemainingColumn(),
                 TextColumn("{task.fields[info]}"),
             )
-            self._task = self._progress.add_task(label, total=total, completed=start,
-                                                 speed="", info="")
+            self._task = self._progress.add_task(
+                label, total=total, completed=start, speed="", info=""
+            )
 
     def __enter__(self):
         if self.enabled:

@@ -34,9 +34,16 @@ def build_suite_dataset(name: str, force: bool = False) -> pathlib.Path:
     if path.exists() and not force:
         return path
     dataset = pendulum.build(name)
-    write_minari(dataset, path, dataset_id=name, overwrite=True,
-                 metadata={"description": pendulum.__doc__.splitlines()[0],
-                           "algorithm_name": "offrl.suites.pendulum"})
+    write_minari(
+        dataset,
+        path,
+        dataset_id=name,
+        overwrite=True,
+        metadata={
+            "description": pendulum.__doc__.splitlines()[0],
+            "algorithm_name": "offrl.suites.pendulum",
+        },
+    )
     return path
 
 
@@ -44,6 +51,12 @@ def load_suite_dataset(name: str) -> Dataset:
     from offrl.data.formats.minari import read_minari
 
     dataset = read_minari(build_suite_dataset(name))
-    return dataset.replace(info=dataset.info.__class__(
-        name=name, env_id=dataset.info.env_id, action_low=dataset.info.action_low,
-        action_high=dataset.info.action_high, source=f"suite:{name}"))
+    return dataset.replace(
+        info=dataset.info.__class__(
+            name=name,
+            env_id=dataset.info.env_id,
+            action_low=dataset.info.action_low,
+            action_high=dataset.info.action_high,
+            source=f"suite:{name}",
+        )
+    )

@@ -46,10 +46,17 @@ class SwingUpController:
 
 
 def collect(
-    behavior: str, num_episodes: int, seed: int, noise_std: float = 0.0,
-    random_fraction: float = 0.0, first_reset_seed: int = 0,
+    behavior: str,
+    num_episodes: int,
+    seed: int,
+    noise_std: float = 0.0,
+    random_fraction: float = 0.0,
+    first_reset_seed: int = 0,
 ) -> list[dict[str, np.ndarray]]:
-    """Roll out one behavior deterministically; episode ``i`` resets with ``first_reset_seed + i``."""
+    """Roll out one behavior deterministically.
+
+    Episode ``i`` resets with ``first_reset_seed + i``.
+    """
     env = gym.make(ENV_ID)
     rng = np.random.default_rng(seed)
     controller = SwingUpController()
@@ -57,8 +64,13 @@ def collect(
     episodes = []
     for i in range(num_episodes):
         observation, _ = env.reset(seed=first_reset_seed + i)
-        steps = {"observations": [observation], "actions": [], "rewards": [],
-                 "terminations": [], "truncations": []}
+        steps = {
+            "observations": [observation],
+            "actions": [],
+            "rewards": [],
+            "terminations": [],
+            "truncations": [],
+        }
         while True:
             if behavior == "random" or rng.random() < random_fraction:
                 action = rng.uniform(low, high).astype(np.float32)
@@ -75,8 +87,12 @@ def collect(
             steps["truncations"].append(truncated)
             if terminated or truncated:
                 break
-        episodes.append({k: np.asarray(v, np.float32 if k not in ("terminations", "truncations")
-                                       else bool) for k, v in steps.items()})
+        episodes.append(
+            {
+                k: np.asarray(v, np.float32 if k not in ("terminations", "truncations") else bool)
+                for k, v in steps.items()
+            }
+        )
     env.close()
     return episodes
 
@@ -86,8 +102,9 @@ RECIPES = {
     "pendulum-random": [dict(behavior="random", num_episodes=100, seed=2)],
     "pendulum-mixed": [
         dict(behavior="expert", num_episodes=30, seed=3, noise_std=0.3),
-        dict(behavior="expert", num_episodes=30, seed=4, random_fraction=0.5,
-             first_reset_seed=1000),
+        dict(
+            behavior="expert", num_episodes=30, seed=4, random_fraction=0.5, first_reset_seed=1000
+        ),
         dict(behavior="random", num_episodes=40, seed=5, first_reset_seed=2000),
     ],
 }
@@ -101,9 +118,13 @@ def build(name: str) -> Dataset:
         raise KeyError(f"unknown Pendulum recipe '{name}'; available: {', '.join(RECIPES)}")
     episodes = [ep for part in RECIPES[name] for ep in collect(**part)]
     env = gym.make(ENV_ID)
-    info = DatasetInfo(name=name, env_id=ENV_ID,
-                       action_low=tuple(env.action_space.low.tolist()),
-                       action_high=tuple(env.action_space.high.tolist()), source=f"suite:{name}")
+    info = DatasetInfo(
+        name=name,
+        env_id=ENV_ID,
+        action_low=tuple(env.action_space.low.tolist()),
+        action_high=tuple(env.action_space.high.tolist()),
+        source=f"suite:{name}",
+    )
     dataset = validate(from_episodes(episodes, info), env.observation_space, env.action_space)
     env.close()
     return dataset
@@ -112,8 +133,10 @@ def build(name: str) -> Dataset:
 def measure_references(num_episodes: int = 100) -> dict[str, float]:
     expert = collect("expert", num_episodes, seed=0)
     random = collect("random", num_episodes, seed=0)
-    return {"expert_return": float(np.mean([ep["rewards"].sum() for ep in expert])),
-            "random_return": float(np.mean([ep["rewards"].sum() for ep in random]))}
+    return {
+        "expert_return": float(np.mean([ep["rewards"].sum() for ep in expert])),
+        "random_return": float(np.mean([ep["rewards"].sum() for ep in random])),
+    }
 
 
 def main() -> None:

@@ -29,25 +29,40 @@ def _open(path: str | os.PathLike):
     import h5py
 
     if not os.path.isfile(path):
-        raise DatasetError(f"file not found: {path}", field="file",
-                           fix="check the path (offrl never downloads datasets)")
+        raise DatasetError(
+            f"file not found: {path}",
+            field="file",
+            fix="check the path (offrl never downloads datasets)",
+        )
     try:
         return h5py.File(path, "r")
     except OSError as error:
-        raise DatasetError(f"not a readable HDF5 file ({error})", field="file", source=str(path),
-                           fix="the file is truncated or corrupt: re-copy or re-export it") from error
+        raise DatasetError(
+            f"not a readable HDF5 file ({error})",
+            field="file",
+            source=str(path),
+            fix="the file is truncated or corrupt: re-copy or re-export it",
+        ) from error
 
 
 def _read(group, key: str, source: str) -> np.ndarray:
     if key not in group:
         present = ", ".join(sorted(group.keys()))
-        raise DatasetError(f"is missing (present: {present})", field=key, source=source,
-                           fix=f"add '{key}' to the file, or use the matching importer")
+        raise DatasetError(
+            f"is missing (present: {present})",
+            field=key,
+            source=source,
+            fix=f"add '{key}' to the file, or use the matching importer",
+        )
     try:
         return np.asarray(group[key][()])
     except OSError as error:
-        raise DatasetError(f"could not be read ({error})", field=key, source=source,
-                           fix="the file is truncated or corrupt: re-copy or re-export it") from error
+        raise DatasetError(
+            f"could not be read ({error})",
+            field=key,
+            source=source,
+            fix="the file is truncated or corrupt: re-copy or re-export it",
+        ) from error
 
 
 def read_d4rl_hdf5(
@@ -76,14 +91,23 @@ def read_d4rl_hdf5(
         rewards = _read(f, "rewards", source)
         terminals = _read(f, "terminals", source)
         timeouts = _read(f, "timeouts", source)
-        next_observations = np.asarray(f["next_observations"][()]) if "next_observations" in f \
-            else None
+        next_observations = (
+            np.asarray(f["next_observations"][()]) if "next_observations" in f else None
+        )
     n = len(rewards)
-    for name, value in (("observations", observations), ("actions", actions),
-                        ("terminals", terminals), ("timeouts", timeouts)):
+    for name, value in (
+        ("observations", observations),
+        ("actions", actions),
+        ("terminals", terminals),
+        ("timeouts", timeouts),
+    ):
         if len(value) != n:
-            raise DatasetError(f"has {len(value)} rows but 'rewards' has {n}", field=name,
-                               source=source, fix="every array must have one row per transition")
+            raise DatasetError(
+                f"has {len(value)} rows but 'rewards' has {n}",
+                field=name,
+                source=source,
+                fix="every array must have one row per transition",
+            )
     rewards = rewards.reshape(n)
     terminations = terminals.reshape(n).astype(bool)
     truncations = timeouts.reshape(n).astype(bool) & ~terminations
@@ -108,25 +132,40 @@ def read_d4rl_hdf5(
         truncations[-1] = True
     rows = np.flatnonzero(keep)
     columns = {
-        "observations": observations[rows], "actions": actions[rows], "rewards": rewards[rows],
-        "next_observations": next_observations[rows], "terminations": terminations[rows],
+        "observations": observations[rows],
+        "actions": actions[rows],
+        "rewards": rewards[rows],
+        "next_observations": next_observations[rows],
+        "terminations": terminations[rows],
         "truncations": truncations[rows],
     }
     ends = np.flatnonzero(columns["terminations"] | columns["truncations"])
     bounds = np.concatenate([[0], ends + 1])
     if bounds[-1] < len(rows):
         bounds = np.concatenate([bounds, [len(rows)]])  # unclosed tail: validation reports it
-    episodes = [{k: v[a:b] for k, v in columns.items()} for a, b in zip(bounds[:-1], bounds[1:],
-                                                                        strict=True) if b > a]
-    info = DatasetInfo(name=os.path.splitext(os.path.basename(source))[0], env_id=env_id,
-                       source=source)
+    episodes = [
+        {k: v[a:b] for k, v in columns.items()}
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        if b > a
+    ]
+    info = DatasetInfo(
+        name=os.path.splitext(os.path.basename(source))[0], env_id=env_id, source=source
+    )
     if action_space is not None:
-        info = DatasetInfo(name=info.name, env_id=env_id, source=source,
-                           action_low=tuple(np.asarray(action_space.low, float).tolist()),
-                           action_high=tuple(np.asarray(action_space.high, float).tolist()))
+        info = DatasetInfo(
+            name=info.name,
+            env_id=env_id,
+            source=source,
+            action_low=tuple(np.asarray(action_space.low, float).tolist()),
+            action_high=tuple(np.asarray(action_space.high, float).tolist()),
+        )
     if not episodes:
-        raise DatasetError("the file holds no transitions", field="rewards", source=source,
-                           fix="export at least one episode")
+        raise DatasetError(
+            "the file holds no transitions",
+            field="rewards",
+            source=source,
+            fix="export at least one episode",
+        )
     dataset = from_episodes(episodes, info)
     if validate_data:
         dataset = validate(dataset, observation_space, action_space)
@@ -141,10 +180,14 @@ def _demo_sort_key(name: str):
 def robomimic_observation_keys(path: str | os.PathLike) -> list[str]:
     """The observation keys of the first demo in a robomimic-style file."""
     with _open(path) as f:
-        data = f["data"] if "data" in f else None
+        data = f.get("data")
         if data is None or not len(data.keys()):
-            raise DatasetError("has no demos", field="data", source=str(path),
-                               fix="a robomimic file holds data/demo_0, data/demo_1, ...")
+            raise DatasetError(
+                "has no demos",
+                field="data",
+                source=str(path),
+                fix="a robomimic file holds data/demo_0, data/demo_1, ...",
+            )
         first = sorted(data.keys(), key=_demo_sort_key)[0]
         return sorted(data[first]["obs"].keys())
 
@@ -167,8 +210,12 @@ def read_robomimic_hdf5(
     source = str(path)
     with _open(path) as f:
         if "data" not in f:
-            raise DatasetError("is missing", field="data", source=source,
-                               fix="a robomimic file holds data/demo_0, data/demo_1, ...")
+            raise DatasetError(
+                "is missing",
+                field="data",
+                source=source,
+                fix="a robomimic file holds data/demo_0, data/demo_1, ...",
+            )
         data = f["data"]
         if env_id is None and "env_args" in data.attrs:
             try:
@@ -177,16 +224,24 @@ def read_robomimic_hdf5(
                 env_id = None
         names = sorted(data.keys(), key=_demo_sort_key)
         if not names:
-            raise DatasetError("has no demos", field="data", source=source,
-                               fix="a robomimic file holds data/demo_0, data/demo_1, ...")
+            raise DatasetError(
+                "has no demos",
+                field="data",
+                source=source,
+                fix="a robomimic file holds data/demo_0, data/demo_1, ...",
+            )
         keys = list(observation_keys) if observation_keys else sorted(data[names[0]]["obs"].keys())
         episodes = []
         for name in names:
             demo = data[name]
             where = f"{source}:data/{name}"
             if "obs" not in demo:
-                raise DatasetError("is missing", field=f"data/{name}/obs", source=source,
-                                   fix="each demo needs an obs group")
+                raise DatasetError(
+                    "is missing",
+                    field=f"data/{name}/obs",
+                    source=source,
+                    fix="each demo needs an obs group",
+                )
 
             def flat(group, group_name, where=where):
                 parts = []
@@ -195,8 +250,10 @@ def read_robomimic_hdf5(
                         raise DatasetError(
                             f"observation key '{key}' is missing (present: "
                             f"{', '.join(sorted(group.keys()))})",
-                            field=f"{group_name}/{key}", source=where,
-                            fix="choose observation keys that every demo has")
+                            field=f"{group_name}/{key}",
+                            source=where,
+                            fix="choose observation keys that every demo has",
+                        )
                     value = np.asarray(group[key][()])
                     parts.append(value.reshape(len(value), -1).astype(np.float32))
                 return np.concatenate(parts, axis=1)
@@ -204,10 +261,16 @@ def read_robomimic_hdf5(
             observations = flat(demo["obs"], "obs")
             actions = _read(demo, "actions", where)
             steps = len(actions)
-            rewards = _read(demo, "rewards", where).reshape(-1) if "rewards" in demo \
+            rewards = (
+                _read(demo, "rewards", where).reshape(-1)
+                if "rewards" in demo
                 else np.zeros(steps, np.float32)
-            dones = _read(demo, "dones", where).reshape(-1).astype(bool) if "dones" in demo \
+            )
+            dones = (
+                _read(demo, "dones", where).reshape(-1).astype(bool)
+                if "dones" in demo
                 else np.zeros(steps, bool)
+            )
             if "next_obs" in demo:
                 next_observations = flat(demo["next_obs"], "next_obs")
             else:
@@ -224,16 +287,26 @@ def read_robomimic_hdf5(
                 terminations[-1] = True
             else:
                 truncations[-1] = True
-            episodes.append({
-                "observations": observations, "next_observations": next_observations,
-                "actions": actions.reshape(steps, -1), "rewards": rewards,
-                "terminations": terminations, "truncations": truncations,
-            })
+            episodes.append(
+                {
+                    "observations": observations,
+                    "next_observations": next_observations,
+                    "actions": actions.reshape(steps, -1),
+                    "rewards": rewards,
+                    "terminations": terminations,
+                    "truncations": truncations,
+                }
+            )
     if not episodes:
-        raise DatasetError("the file holds no transitions", field="data", source=source,
-                           fix="export at least one demo with two or more steps")
-    info = DatasetInfo(name=os.path.splitext(os.path.basename(source))[0], env_id=env_id,
-                       source=source)
+        raise DatasetError(
+            "the file holds no transitions",
+            field="data",
+            source=source,
+            fix="export at least one demo with two or more steps",
+        )
+    info = DatasetInfo(
+        name=os.path.splitext(os.path.basename(source))[0], env_id=env_id, source=source
+    )
     dataset = from_episodes(episodes, info)
     if validate_data:
         dataset = validate(dataset)

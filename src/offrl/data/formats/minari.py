@@ -55,9 +55,12 @@ def read_minari(path_or_id: str | os.PathLike, validate_data: bool = True) -> Da
     try:
         metadata = json.loads((data_path / "metadata.json").read_text())
     except (OSError, json.JSONDecodeError) as error:
-        raise DatasetError(f"metadata.json is unreadable ({error})", field="metadata.json",
-                           source=str(data_path),
-                           fix="restore the file or rebuild the dataset") from error
+        raise DatasetError(
+            f"metadata.json is unreadable ({error})",
+            field="metadata.json",
+            source=str(data_path),
+            fix="restore the file or rebuild the dataset",
+        ) from error
     try:
         storage = MinariStorage.read(data_path)
         raw_episodes = list(storage.get_episodes(range(storage.total_episodes)))
@@ -66,7 +69,8 @@ def read_minari(path_or_id: str | os.PathLike, validate_data: bool = True) -> Da
     except Exception as error:  # h5py/pyarrow raise many types for damaged files
         raise DatasetError(
             f"the episode data could not be read ({type(error).__name__}: {error})",
-            field="data", source=str(data_path),
+            field="data",
+            source=str(data_path),
             fix="the file is truncated or corrupt: rebuild or re-copy the dataset",
         ) from error
 
@@ -75,35 +79,53 @@ def read_minari(path_or_id: str | os.PathLike, validate_data: bool = True) -> Da
         if not isinstance(space, gym.spaces.Box):
             raise DatasetError(
                 f"has space {space}, but offrl handles flat Box spaces",
-                field=name, source=str(data_path),
+                field=name,
+                source=str(data_path),
                 fix="flatten the space (gymnasium.wrappers.FlattenObservation) when recording",
             )
     episodes = []
     for index, raw in enumerate(raw_episodes):
-        missing = [k for k in ("observations", "actions", "rewards", "terminations", "truncations")
-                   if k not in raw or raw[k] is None]
+        missing = [
+            k
+            for k in ("observations", "actions", "rewards", "terminations", "truncations")
+            if k not in raw or raw[k] is None
+        ]
         if missing:
-            raise DatasetError("is missing", field=missing[0], episode=index, source=str(data_path),
-                               fix="rebuild the dataset")
-        episode = {k: np.asarray(raw[k]) for k in
-                   ("observations", "actions", "rewards", "terminations", "truncations")}
+            raise DatasetError(
+                "is missing",
+                field=missing[0],
+                episode=index,
+                source=str(data_path),
+                fix="rebuild the dataset",
+            )
+        episode = {
+            k: np.asarray(raw[k])
+            for k in ("observations", "actions", "rewards", "terminations", "truncations")
+        }
         episode["actions"] = episode["actions"].reshape(len(episode["rewards"]), -1)
         episode["observations"] = episode["observations"].reshape(len(episode["observations"]), -1)
         infos = raw.get("infos") or {}
         if isinstance(infos, dict) and "cost" in infos:
             episode["costs"] = np.asarray(infos["cost"], np.float32).reshape(-1)[
-                -len(episode["rewards"]):
+                -len(episode["rewards"]) :
             ]
         if len(episode["observations"]) != len(episode["rewards"]) + 1:
             raise DatasetError(
                 f"has {len(episode['observations'])} observations for {len(episode['rewards'])} "
                 "steps; Minari stores steps + 1 (the final observation included)",
-                field="observations", episode=index, source=str(data_path),
-                fix="rebuild the dataset with a DataCollector or offrl's writer")
+                field="observations",
+                episode=index,
+                source=str(data_path),
+                fix="rebuild the dataset with a DataCollector or offrl's writer",
+            )
         episodes.append(episode)
     if not episodes:
-        raise DatasetError("the dataset holds no episodes", field="episodes",
-                           source=str(data_path), fix="record at least one episode")
+        raise DatasetError(
+            "the dataset holds no episodes",
+            field="episodes",
+            source=str(data_path),
+            fix="record at least one episode",
+        )
 
     env_id = None
     spec_json = metadata.get("env_spec")
@@ -122,8 +144,9 @@ def read_minari(path_or_id: str | os.PathLike, validate_data: bool = True) -> Da
     dataset = from_episodes(episodes, info)
     if validate_data:
         flat_obs = gym.spaces.Box(-np.inf, np.inf, (int(np.prod(obs_space.shape)),))
-        flat_act = gym.spaces.Box(np.asarray(act_space.low).reshape(-1),
-                                  np.asarray(act_space.high).reshape(-1))
+        flat_act = gym.spaces.Box(
+            np.asarray(act_space.low).reshape(-1), np.asarray(act_space.high).reshape(-1)
+        )
         dataset = validate(dataset, flat_obs, flat_act)
     return dataset
 
@@ -159,8 +182,10 @@ def write_minari(
         observation_space = gym.spaces.Box(-np.inf, np.inf, (host.observation_dim,), np.float32)
     if action_space is None:
         if dataset.info.action_low is not None:
-            action_space = gym.spaces.Box(np.asarray(dataset.info.action_low, np.float32),
-                                          np.asarray(dataset.info.action_high, np.float32))
+            action_space = gym.spaces.Box(
+                np.asarray(dataset.info.action_low, np.float32),
+                np.asarray(dataset.info.action_high, np.float32),
+            )
         else:
             action_space = gym.spaces.Box(-np.inf, np.inf, (host.action_dim,), np.float32)
     env_spec = None
@@ -174,8 +199,11 @@ def write_minari(
     staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         storage = MinariStorage.new(
-            staging / "data", observation_space=observation_space, action_space=action_space,
-            env_spec=env_spec, data_format=data_format,
+            staging / "data",
+            observation_space=observation_space,
+            action_space=action_space,
+            env_spec=env_spec,
+            data_format=data_format,
         )
         meta = {"dataset_id": dataset_id, "minari_version": minari_version}
         meta.update(metadata or {})
@@ -188,15 +216,17 @@ def write_minari(
                 # A list, not a 1-D array: minari 0.5's Arrow back end cannot decode the
                 # shape metadata it writes for 1-D info arrays.
                 infos["cost"] = [0.0, *episode["costs"].astype(float).tolist()]
-            buffers.append(EpisodeBuffer(
-                id=index,
-                observations=episode["observations"].astype(observation_space.dtype),
-                actions=episode["actions"].astype(action_space.dtype),
-                rewards=episode["rewards"].astype(np.float64),
-                terminations=episode["terminations"].astype(bool),
-                truncations=episode["truncations"].astype(bool),
-                infos=infos,
-            ))
+            buffers.append(
+                EpisodeBuffer(
+                    id=index,
+                    observations=episode["observations"].astype(observation_space.dtype),
+                    actions=episode["actions"].astype(action_space.dtype),
+                    rewards=episode["rewards"].astype(np.float64),
+                    terminations=episode["terminations"].astype(bool),
+                    truncations=episode["truncations"].astype(bool),
+                    infos=infos,
+                )
+            )
         storage.update_episodes(buffers)
         if path.exists():
             shutil.rmtree(path)

@@ -1,0 +1,134 @@
+"""The offrl command, run in-process."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from offrl.cli import main
+
+
+def run(argv, capsys):
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, " ".join((captured.out + captured.err).split())  # undo rich line wrapping
+
+
+def test_top_level_help(capsys):
+    code, out = run(["--help"], capsys)
+    assert code == 0 and "offrl train ALGO" in out and "quickstart" in out
+
+
+def test_train_help_lists_algorithm_and_train_options(capsys):
+    code, out = run(["train", "td3_bc", "--help"], capsys)
+    assert code == 0
+    assert "--alpha" in out and "--steps" in out and "--seeds" in out
+    assert "Trade-off between Q maximisation" in out  # field docstrings become --help
+
+
+def test_train_eval_and_resume_through_the_cli(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    argv = [
+        "train",
+        "bc",
+        "--dataset",
+        "suite:pendulum-expert",
+        "--run-dir",
+        str(run_dir),
+        "--steps",
+        "200",
+        "--steps-per-call",
+        "100",
+        "--eval-every",
+        "200",
+        "--checkpoint-every",
+        "100",
+        "--eval-episodes",
+        "2",
+        "--seeds",
+        "0,1",
+        "--hidden-dims",
+        "16",
+        "16",
+        "--no-progress",
+    ]
+    code, out = run(argv + ["--stop-after", "100"], capsys)
+    assert code == 0, out
+    code, out = run(argv + ["--resume"], capsys)
+    assert code == 0, out
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["train_config"]["seeds"] == [0, 1]
+    assert saved["algorithm_config"]["hidden_dims"] == [16, 16]
+    code, out = run(["eval", str(run_dir), "--episodes", "2"], capsys)
+    assert code == 0, out
+    assert "normalized score" in out
+    result = json.loads((run_dir / "eval_step_200.json").read_text())
+    assert len(result["return_per_seed"]) == 2
+
+
+def test_train_refuses_existing_run_dir(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "keep.txt").write_text("precious")
+    code, out = run(
+        [
+            "train",
+            "bc",
+            "--dataset",
+            "suite:pendulum-expert",
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--steps",
+            "100",
+            "--no-progress",
+        ],
+        capsys,
+    )
+    assert code == 2 and "already exists" in out
+    assert (tmp_path / "run" / "keep.txt").read_text() == "precious"
+
+
+def test_unknown_algorithm(capsys):
+    code, out = run(["train", "dqn", "--dataset", "x"], capsys)
+    assert code == 2 and "unknown algorithm" in out
+
+
+def test_data_validate_reports_the_field(tmp_path, capsys):
+    path = tmp_path / "bad.hdf5"
+    with h5py.File(path, "w") as f:
+        f["observations"] = np.zeros((4, 2), np.float32)
+        f["actions"] = np.zeros((4, 1), np.float32)
+        f["rewards"] = np.array([0, np.nan, 0, 0], np.float32)
+        f["terminals"] = np.zeros(4, bool)
+        f["timeouts"] = np.array([0, 0, 0, 1], bool)
+        f["next_observations"] = np.zeros((4, 2), np.float32)
+    code, out = run(["data", "validate", str(path)], capsys)
+    assert code == 2
+    assert "field 'rewards'" in out and "row 1" in out
+
+
+def test_data_inspect_and_convert(tmp_path, capsys):
+    code, out = run(["data", "inspect", "suite:pendulum-expert"], capsys)
+    assert code == 0 and "20000" in out and "episode return" in out
+    target = tmp_path / "converted"
+    code, out = run(
+        ["data", "convert", "suite:pendulum-expert", str(target), "--format", "arrow"], capsys
+    )
+    assert code == 0, out
+    code, out = run(["data", "validate", str(target)], capsys)
+    assert code == 0 and "valid" in out
+
+
+def test_suite_list(capsys):
+    code, out = run(["suite", "list"], capsys)
+    assert code == 0 and "suite:pendulum-mixed" in out
+
+
+@pytest.mark.parametrize("argv", [["eval"], ["data"], ["online"], ["bogus"]])
+def test_usage_errors_exit_cleanly(argv, capsys):
+    code, _ = run(argv, capsys)
+    assert code == 2
