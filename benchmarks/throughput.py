@@ -9,7 +9,8 @@ Arrays: 100k transitions with Hopper's shapes (11-D observations, 3-D
 actions), batch 256, 256x256 networks for every algorithm, each library's
 default hyperparameters otherwise. Each measurement excludes compilation and
 warm-up and includes sampling the batch. offrl runs ``steps_per_call`` updates
-per jitted call (its default, 1000); d3rlpy runs its ``update(batch)`` loop.
+per jitted call (its default, 1000; 100 for CQL and for the vmapped runs, to
+keep each measurement short); d3rlpy runs its ``update(batch)`` loop.
 
 Also measured in the same run: the machine's float32 matmul throughput
 (2048x2048, best of 10) and, from XLA's cost analysis of one update, the
@@ -170,7 +171,11 @@ def main() -> None:
 
     peak = matmul_gflops()
     print(f"matmul peak: {peak:.1f} GFLOP/s (float32, 2048x2048)", flush=True)
-    benches = {name: OffrlBench(arrays, name) for name in args.algorithms}
+    # CQL runs ~15 updates/s here: 100 updates per call keeps each measurement short.
+    benches = {
+        name: OffrlBench(arrays, name, steps_per_call=100 if name == "cql" else 1000)
+        for name in args.algorithms
+    }
     for name, bench in benches.items():
         print(
             f"offrl {name}: compiled in {bench.compile_seconds:.1f} s, "
@@ -211,7 +216,7 @@ def main() -> None:
     vmapped = {}
     if args.seeds > 1:
         for name in args.algorithms:
-            bench = OffrlBench(arrays, name, num_seeds=args.seeds)
+            bench = OffrlBench(arrays, name, num_seeds=args.seeds, steps_per_call=100)
             rate = bench.measure(1)
             calls = max(1, int(round(args.seconds * rate / bench.steps_per_call)))
             rate = bench.measure(calls)

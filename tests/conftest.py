@@ -7,8 +7,6 @@ import os
 import numpy as np
 import pytest
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
-
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory):
