@@ -133,7 +133,7 @@ def _print_summary(run_dir: str, summary: dict) -> None:
     if ups:
         console.print(
             f"{summary['steps']} updates in {summary['wall_seconds']:.0f} s "
-            f"({ups:.0f} updates/s per seed, {len(summary['seeds'])} seeds)"
+            f"({ups:.0f} updates/s per seed, {len(summary['seeds'])} seed(s) in parallel)"
         )
 
 

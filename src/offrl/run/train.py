@@ -383,7 +383,7 @@ def train(
         train_config.progress and sys.stderr.isatty(),
         train_config.steps,
         start_step,
-        f"{algorithm} x{len(seeds)} seeds",
+        f"{algorithm} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})",
     )
     step = start_step
     started = time.perf_counter()
