@@ -151,3 +151,35 @@ def test_learning_on_the_tiny_task(tmp_path, algorithm, dataset, steps, bound):
     )
     summary = train(algorithm, dataset, tmp_path / algorithm, train_config=config)
     assert summary["final_mean"] >= bound, summary
+
+
+def test_train_on_a_d4rl_file_uses_the_environment_bounds(tmp_path):
+    """--env-id validates a D4RL-style file against the spaces and maps [-2, 2] actions."""
+    import h5py
+
+    from offrl.data.loading import load_dataset
+
+    source = load_dataset("suite:pendulum-expert").select_episodes(range(10))
+    path = tmp_path / "pendulum.hdf5"
+    with h5py.File(path, "w") as f:
+        f["observations"] = source.observations
+        f["next_observations"] = source.next_observations
+        f["actions"] = source.actions
+        f["rewards"] = source.rewards
+        f["terminals"] = source.terminations
+        f["timeouts"] = source.truncations
+    config = TrainConfig(
+        steps=100,
+        steps_per_call=100,
+        eval_every=0,
+        checkpoint_every=100,
+        env_id="Pendulum-v1",
+        progress=False,
+        batch_size=32,
+    )
+    from offrl.algos import bc
+
+    train("bc", str(path), tmp_path / "run", bc.Config(hidden_dims=(8,)), config)
+    run = load_run(tmp_path / "run")
+    np.testing.assert_array_equal(np.asarray(run.preprocessor.action_high), [2.0])
+    assert run.env_id == "Pendulum-v1"

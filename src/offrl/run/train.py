@@ -234,7 +234,11 @@ def train(
     dataset_spec = (
         dataset if isinstance(dataset, str) else (dataset.info.source or dataset.info.name)
     )
-    data = load_dataset(dataset) if isinstance(dataset, str | os.PathLike) else dataset
+    data = (
+        load_dataset(dataset, env_id=train_config.env_id)
+        if isinstance(dataset, str | os.PathLike)
+        else dataset
+    )
     algo_config = fill_run_length(algo_config or algo.Config(), train_config.steps)
     if not isinstance(algo_config, algo.Config):
         raise RunError(
