@@ -5,6 +5,7 @@
     offrl data inspect|validate|convert ...        look at, check or convert a dataset
     offrl online sac --env-id ENV [options]        train online (SAC)
     offrl suite list|build [NAME]                  the built-in datasets
+    offrl bench --algorithms ... --datasets ...    algorithms x datasets x seeds, one table
     offrl quickstart                               the small end-to-end demo
 
 ``offrl COMMAND --help`` lists every option with its documentation.
@@ -33,7 +34,7 @@ def _split_commas(argv: list[str]) -> list[str]:
         else:
             out.append(arg)
         if arg.startswith("--"):
-            expand = arg in ("--seeds", "--train.seeds")
+            expand = arg in ("--seeds", "--algorithms", "--datasets")
     return out
 
 
@@ -313,6 +314,16 @@ def cmd_suite(argv: list[str]) -> None:
     console.print(f"built suite:{args.name.removeprefix('suite:')} at {path}")
 
 
+# --------------------------------------------------------------------------- bench
+def cmd_bench(argv: list[str]) -> None:
+    from offrl.bench import BenchConfig, run_bench
+
+    args = tyro.cli(BenchConfig, args=_split_commas(argv), prog="offrl bench")
+    result = run_bench(args)
+    print(pathlib.Path(result["files"][0]).read_text())
+    print("written:", ", ".join(result["files"]))
+
+
 # ---------------------------------------------------------------------- quickstart
 def cmd_quickstart(argv: list[str]) -> None:
     from offrl.quickstart import QuickstartConfig, run_quickstart
@@ -327,6 +338,7 @@ COMMANDS = {
     "data": cmd_data,
     "online": cmd_online,
     "suite": cmd_suite,
+    "bench": cmd_bench,
     "quickstart": cmd_quickstart,
 }
 

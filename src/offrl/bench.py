@@ -1,0 +1,160 @@
+"""``offrl bench``: algorithms x datasets x seeds, one table.
+
+Every cell (algorithm, dataset) is one run directory under ``output`` with all
+seeds trained in parallel; a finished cell is reused and an unfinished one is
+resumed, so an interrupted benchmark continues where it stopped. The table
+reports, per dataset, the final and the best evaluation score (mean ± std over
+seeds), and per algorithm the interquartile mean over all (dataset, seed) runs
+with a 95% stratified bootstrap interval. Scores are normalized scores where the
+task has reference returns, raw returns otherwise.
+"""
+
+import csv
+import dataclasses
+import json
+import pathlib
+
+import numpy as np
+
+from offrl.evaluate.statistics import summarize_scores
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    """Run algorithms x datasets x seeds and write a markdown and CSV table."""
+
+    algorithms: tuple[str, ...] = ("bc", "td3_bc", "iql", "cql")
+    """Registered offline algorithms."""
+    datasets: tuple[str, ...] = ("suite:pendulum-mixed",)
+    """Datasets (anything `offrl train --dataset` takes)."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """Seeds, trained in parallel within each cell."""
+    steps: int = 1_000_000
+    """Gradient updates per seed (state it with the results: 1M is the D4RL protocol)."""
+    eval_every: int = 10_000
+    """Evaluation interval; the best score is the best of these evaluations."""
+    eval_episodes: int = 10
+    """Episodes per evaluation and seed."""
+    checkpoint_every: int = 50_000
+    """Checkpoint interval, so an interrupted cell resumes."""
+    output: str = "runs/bench"
+    """Directory for the cells' runs and the tables."""
+
+
+def _cell_name(dataset: str) -> str:
+    return pathlib.Path(dataset.removeprefix("suite:").rstrip("/")).name.replace(".hdf5", "")
+
+
+def run_cell(config: BenchConfig, algorithm: str, dataset: str) -> dict:
+    from offrl.run import checkpoint
+    from offrl.run.train import TrainConfig, train
+
+    run_dir = pathlib.Path(config.output) / algorithm / _cell_name(dataset)
+    summary_path = run_dir / "summary.json"
+    if summary_path.exists():
+        summary = json.loads(summary_path.read_text())
+        if summary.get("steps") == config.steps and not summary.get("interrupted"):
+            return summary
+    train_config = TrainConfig(
+        steps=config.steps,
+        eval_every=config.eval_every,
+        eval_episodes=config.eval_episodes,
+        checkpoint_every=config.checkpoint_every,
+        seeds=config.seeds,
+    )
+    resume = (run_dir / "config.json").exists() and checkpoint.latest(
+        run_dir / "checkpoints"
+    ) is not None
+    if (run_dir / "config.json").exists() and not resume:
+        # Started but no checkpoint yet: nothing to keep.
+        import shutil
+
+        shutil.rmtree(run_dir)
+    return train(algorithm, dataset, run_dir, train_config=train_config, resume=resume)
+
+
+def table(config: BenchConfig, summaries: dict[tuple[str, str], dict]) -> dict:
+    """Rows per (dataset, algorithm) and aggregates per algorithm."""
+    rows, aggregates = [], {}
+    for algorithm in config.algorithms:
+        finals, bests = [], []
+        for dataset in config.datasets:
+            s = summaries[(algorithm, dataset)]
+            if "final_per_seed" not in s:
+                raise ValueError(
+                    f"{algorithm} on {dataset} has no evaluation (no environment "
+                    "recorded for the dataset): bench needs one"
+                )
+            finals.append(s["final_per_seed"])
+            bests.append(s["best_per_seed"])
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "algorithm": algorithm,
+                    "score": s["score"],
+                    "steps": s["steps"],
+                    "seeds": len(s["final_per_seed"]),
+                    "final_mean": float(np.mean(s["final_per_seed"])),
+                    "final_std": float(np.std(s["final_per_seed"])),
+                    "best_mean": float(np.mean(s["best_per_seed"])),
+                    "best_std": float(np.std(s["best_per_seed"])),
+                }
+            )
+        final = np.asarray(finals).T  # [seeds, datasets]
+        best = np.asarray(bests).T
+        aggregates[algorithm] = {"final": summarize_scores(final), "best": summarize_scores(best)}
+    return {"rows": rows, "aggregates": aggregates}
+
+
+def write_tables(config: BenchConfig, result: dict) -> list[pathlib.Path]:
+    output = pathlib.Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+    csv_path = output / "results.csv"
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(result["rows"][0]))
+        writer.writeheader()
+        writer.writerows(result["rows"])
+    lines = [
+        f"Scores after {config.steps} updates, {len(config.seeds)} seeds, "
+        f"{config.eval_episodes} evaluation episodes per seed and evaluation "
+        f"(every {config.eval_every} updates); final = last evaluation, best = best "
+        "evaluation.",
+        "",
+        "| dataset | algorithm | final (mean ± std) | best (mean ± std) |",
+        "|---|---|---|---|",
+    ]
+    for row in result["rows"]:
+        lines.append(
+            f"| {row['dataset']} | {row['algorithm']} | "
+            f"{row['final_mean']:.1f} ± {row['final_std']:.1f} | "
+            f"{row['best_mean']:.1f} ± {row['best_std']:.1f} |"
+        )
+    lines += [
+        "",
+        "Interquartile mean over all (dataset, seed) runs, 95% stratified bootstrap interval:",
+        "",
+        "| algorithm | final IQM [95% CI] | best IQM [95% CI] |",
+        "|---|---|---|",
+    ]
+    for algorithm, agg in result["aggregates"].items():
+        f, b = agg["final"], agg["best"]
+        lines.append(
+            f"| {algorithm} | {f['iqm']:.1f} [{f['iqm_ci_low']:.1f}, "
+            f"{f['iqm_ci_high']:.1f}] | {b['iqm']:.1f} [{b['iqm_ci_low']:.1f}, "
+            f"{b['iqm_ci_high']:.1f}] |"
+        )
+    md_path = output / "results.md"
+    md_path.write_text("\n".join(lines) + "\n")
+    json_path = output / "results.json"
+    json_path.write_text(json.dumps({"config": dataclasses.asdict(config), **result}, indent=2))
+    return [md_path, csv_path, json_path]
+
+
+def run_bench(config: BenchConfig) -> dict:
+    summaries = {}
+    for dataset in config.datasets:
+        for algorithm in config.algorithms:
+            summaries[(algorithm, dataset)] = run_cell(config, algorithm, dataset)
+    result = table(config, summaries)
+    result["files"] = [str(p) for p in write_tables(config, result)]
+    return result
