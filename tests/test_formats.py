@@ -178,3 +178,27 @@ def test_from_episodes_requires_optional_fields_everywhere():
     episodes[0]["costs"] = np.zeros(5, np.float32)
     with pytest.raises(ValueError, match="costs"):
         from_episodes(episodes, DatasetInfo())
+
+
+def test_suite_dataset_card(tmp_path, monkeypatch, capsys):
+    import json
+
+    from offrl import suites
+    from offrl.cli import main
+
+    monkeypatch.setenv("OFFRL_DATA_DIR", str(tmp_path))
+    path = suites.build_suite_dataset("pendulum-random")
+    card = json.loads((path / "card.json").read_text())
+    dataset = load_dataset("suite:pendulum-random")
+    assert card["transitions"] == dataset.size == 20_000 and card["episodes"] == 100
+    np.testing.assert_allclose(card["return"]["mean"], dataset.episode_returns().mean(), rtol=1e-6)
+    assert card["array_sha256"] == suites.array_digest(dataset)
+    assert card["recipe"] == [{"behavior": "random", "num_episodes": 100, "seed": 2}]
+    assert set(card["versions"]) >= {"offrl", "gymnasium", "minari", "numpy"}
+    assert card["command"] == "offrl suite build pendulum-random"
+    # A forced rebuild gives identical arrays.
+    suites.build_suite_dataset("pendulum-random", force=True)
+    again = json.loads((path / "card.json").read_text())
+    assert again["array_sha256"] == card["array_sha256"]
+    main(["suite", "card", "pendulum-random"])
+    assert "Dataset card: pendulum-random" in capsys.readouterr().out

@@ -4,7 +4,7 @@
     offrl eval RUN_DIR [options]                   evaluate a run's checkpoint
     offrl data inspect|validate|convert ...        look at, check or convert a dataset
     offrl online sac --env-id ENV [options]        train online (SAC)
-    offrl suite list|build [NAME]                  the built-in datasets
+    offrl suite list|build|card [NAME]             the built-in datasets and their cards
     offrl bench --algorithms ... --datasets ...    algorithms x datasets x seeds, one table
     offrl quickstart                               the small end-to-end demo
 
@@ -288,8 +288,16 @@ def cmd_suite(argv: list[str]) -> None:
     from offrl import suites
 
     console = Console()
-    if not argv or argv[0] not in ("list", "build"):
-        _fail("usage: offrl suite list | offrl suite build NAME [--force]")
+    if not argv or argv[0] not in ("list", "build", "card"):
+        _fail("usage: offrl suite list | offrl suite build NAME [--force] | offrl suite card NAME")
+    if argv[0] == "card":
+        if len(argv) != 2:
+            _fail("usage: offrl suite card NAME")
+        try:
+            console.print(suites.read_card(argv[1].removeprefix("suite:")))
+        except FileNotFoundError as error:
+            _fail(str(error))
+        return
     if argv[0] == "list":
         for name in suites.available():
             path = suites.cache_dir() / name

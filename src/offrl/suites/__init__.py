@@ -6,8 +6,15 @@ is a Minari dataset directory there. Nothing is downloaded.
 
 from __future__ import annotations
 
+import datetime
+import hashlib
+import json
 import os
 import pathlib
+import platform
+import time
+
+import numpy as np
 
 from offrl.data.dataset import Dataset
 
@@ -33,7 +40,9 @@ def build_suite_dataset(name: str, force: bool = False) -> pathlib.Path:
     path = cache_dir() / name
     if path.exists() and not force:
         return path
+    started = time.perf_counter()
     dataset = pendulum.build(name)
+    seconds = time.perf_counter() - started
     write_minari(
         dataset,
         path,
@@ -44,6 +53,15 @@ def build_suite_dataset(name: str, force: bool = False) -> pathlib.Path:
             "algorithm_name": "offrl.suites.pendulum",
         },
     )
+    card = dataset_card(
+        dataset,
+        recipe=pendulum.RECIPES[name],
+        policy="offrl.suites.pendulum: scripted swing-up controller (SwingUpController) "
+        "and uniform random actions",
+        build_seconds=seconds,
+        command=f"offrl suite build {name}",
+    )
+    write_card(path, card)
     return path
 
 
@@ -60,3 +78,79 @@ def load_suite_dataset(name: str) -> Dataset:
             source=f"suite:{name}",
         )
     )
+
+
+def array_digest(dataset: Dataset) -> str:
+    """SHA-256 over every per-step array: equal digests mean identical builds."""
+    digest = hashlib.sha256()
+    for field, value in sorted(dataset.to_numpy().step_fields().items()):
+        digest.update(field.encode())
+        digest.update(np.ascontiguousarray(value).tobytes())
+    return digest.hexdigest()
+
+
+def dataset_card(dataset: Dataset, recipe, policy: str, build_seconds: float, command: str) -> dict:
+    """Sizes, return statistics, the behavior, seeds, versions and the command."""
+    import gymnasium
+    import minari
+
+    from offrl import __version__
+    from offrl.data.summary import summarize
+
+    summary = summarize(dataset)
+    return {
+        "name": dataset.info.name,
+        "env_id": dataset.info.env_id,
+        "transitions": summary["transitions"],
+        "episodes": summary["episodes"],
+        "terminations": summary["terminations"],
+        "truncations": summary["truncations"],
+        "return": summary["return"],
+        "normalized_return_mean": summary.get("normalized_return_mean"),
+        "episode_length": summary["length"],
+        "behavior": policy,
+        "recipe": recipe,
+        "array_sha256": array_digest(dataset),
+        "build_seconds": round(build_seconds, 2),
+        "command": command,
+        "versions": {
+            "offrl": __version__,
+            "gymnasium": gymnasium.__version__,
+            "minari": minari.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+        "built": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+def write_card(path: pathlib.Path, card: dict) -> None:
+    """``card.json`` and a readable ``card.md`` beside the dataset's ``data/``."""
+    (path / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    r = card["return"]
+    lines = [
+        f"# Dataset card: {card['name']}",
+        "",
+        f"- environment: {card['env_id']}",
+        f"- transitions: {card['transitions']} in {card['episodes']} episodes "
+        f"({card['terminations']} terminated, {card['truncations']} truncated)",
+        f"- episode return: {r['mean']:.1f} ± {r['std']:.1f} (min {r['min']:.1f}, "
+        f"max {r['max']:.1f})",
+    ]
+    if card.get("normalized_return_mean") is not None:
+        lines.append(f"- normalized return (mean): {card['normalized_return_mean']:.1f}")
+    lines += [
+        f"- behavior: {card['behavior']}",
+        f"- recipe: `{json.dumps(card['recipe'])}`",
+        f"- arrays SHA-256: `{card['array_sha256']}`",
+        f"- built by `{card['command']}` in {card['build_seconds']} s on {card['built']}",
+        f"- versions: {', '.join(f'{k} {v}' for k, v in card['versions'].items())}",
+    ]
+    (path / "card.md").write_text("\n".join(lines) + "\n")
+
+
+def read_card(name: str) -> str:
+    path = cache_dir() / name / "card.md"
+    if not path.exists():
+        raise FileNotFoundError(f"no card for '{name}': build it first (offrl suite build {name})")
+    return path.read_text()
