@@ -69,6 +69,31 @@ TASKS: dict[str, Task] = {
     ),
 }
 
+# PointMaze (sparse and dense rewards): offrl's own references, measured with the
+# command recorded in each task (see offrl.suites.maze).
+_MAZE_REFERENCES = {
+    # name: (random return, planner return), 100 episodes each, measured 2026-11-27
+    "pointmaze-umaze": (15.85, 245.04),
+    "pointmaze-umaze-dense": (68.63, 255.01),
+    "pointmaze-medium": (17.48, 498.86),
+    "pointmaze-medium-dense": (73.13, 512.34),
+    "pointmaze-large": (13.58, 637.68),
+    "pointmaze-large-dense": (47.97, 650.89),
+}
+for _maze, _title in (("umaze", "UMaze"), ("medium", "Medium"), ("large", "Large")):
+    for _dense in (False, True):
+        _name = f"pointmaze-{_maze}" + ("-dense" if _dense else "")
+        _random, _expert = _MAZE_REFERENCES.get(_name, (None, None))
+        TASKS[_name] = Task(
+            f"PointMaze_{_title}{'Dense' if _dense else ''}-v3",
+            {"umaze": 300, "medium": 600, "large": 800}[_maze],
+            _random,
+            _expert,
+            reference_source="offrl: uniform random policy and the waypoint planner "
+            "(offrl.suites.maze.WaypointController), 100 episodes each",
+            reference_command="python -m offrl.suites.maze --measure-references",
+        )
+
 _ENV_TO_TASK = {task.env_id: name for name, task in TASKS.items()}
 
 
@@ -97,4 +122,8 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
     task = get_task(env_id)
     if task is not None and "max_episode_steps" not in kwargs:
         kwargs["max_episode_steps"] = task.max_episode_steps
+    from offrl.envs.pointmaze import is_pointmaze, make_pointmaze
+
+    if is_pointmaze(env_id):
+        return make_pointmaze(env_id, **kwargs)
     return gym.make(env_id, **kwargs)

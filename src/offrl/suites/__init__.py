@@ -25,23 +25,29 @@ def cache_dir() -> pathlib.Path:
 
 
 def available() -> list[str]:
-    from offrl.suites import pendulum
+    from offrl.suites import maze, pendulum
 
-    return list(pendulum.RECIPES)
+    return [*pendulum.RECIPES, *maze.RECIPES]
+
+
+def _recipe_module(name: str):
+    from offrl.suites import maze, pendulum
+
+    return maze if name in maze.RECIPES else pendulum
 
 
 def build_suite_dataset(name: str, force: bool = False) -> pathlib.Path:
     """Build recipe ``name`` into the cache (a Minari dataset); returns its path."""
     from offrl.data.formats.minari import write_minari
-    from offrl.suites import pendulum
 
     if name not in available():
         raise KeyError(f"unknown suite dataset '{name}'; available: {', '.join(available())}")
     path = cache_dir() / name
     if path.exists() and not force:
         return path
+    module = _recipe_module(name)
     started = time.perf_counter()
-    dataset = pendulum.build(name)
+    dataset = module.build(name)
     seconds = time.perf_counter() - started
     write_minari(
         dataset,
@@ -49,15 +55,14 @@ def build_suite_dataset(name: str, force: bool = False) -> pathlib.Path:
         dataset_id=name,
         overwrite=True,
         metadata={
-            "description": pendulum.__doc__.splitlines()[0],
-            "algorithm_name": "offrl.suites.pendulum",
+            "description": module.__doc__.splitlines()[0],
+            "algorithm_name": module.__name__,
         },
     )
     card = dataset_card(
         dataset,
-        recipe=pendulum.RECIPES[name],
-        policy="offrl.suites.pendulum: scripted swing-up controller (SwingUpController) "
-        "and uniform random actions",
+        recipe=module.RECIPES[name],
+        policy=module.BEHAVIOR,
         build_seconds=seconds,
         command=f"offrl suite build {name}",
     )

@@ -27,6 +27,10 @@ import numpy as np
 from offrl.data.dataset import Dataset, DatasetInfo, from_episodes
 
 ENV_ID = "Pendulum-v1"
+BEHAVIOR = (
+    "offrl.suites.pendulum: scripted swing-up controller (SwingUpController) and uniform "
+    "random actions"
+)
 _GRAVITY_TERM = 15.0  # 3 g / (2 l) with g = 10, l = 1
 
 

@@ -1,0 +1,212 @@
+"""PointMaze navigation data, made the way D4RL made its maze2d data.
+
+A waypoint planner (breadth-first search over the maze's free cells towards the
+goal's cell) feeds a PD controller, ``a = clip(10 (w - p) - 1 v, -1, 1)`` with
+``w`` the centre of the next cell on the shortest path (the goal itself once in
+its cell): D4RL's ``WaypointController`` gains (p = 10, d = -1). As D4RL's
+generator with ``--noisy``, Gaussian noise with std 0.5 is added to every
+action before clipping. The task is continuing and the target moves to a new
+random cell whenever it is reached (gymnasium-robotics' ``reset_target=True``),
+so the data covers many start-goal pairs; episodes last the task's horizon
+(UMaze 300, Medium 600, Large 800 steps) and the last one is cut at the
+dataset size.
+
+Recipes: ``pointmaze-{umaze,medium,large}`` (sparse reward: 1 within 0.45 of
+the goal) and ``pointmaze-{umaze,medium,large}-dense`` (``exp(-distance)``),
+1M transitions each. Observations are ``[x, y, vx, vy, goal_x, goal_y]``
+(:class:`offrl.envs.pointmaze.GoalObservation`).
+
+``python -m offrl.suites.maze --measure-references`` measures the reference
+returns (uniform random actions and the noise-free planner, 100 episodes of
+the evaluation task, which keeps its target fixed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+
+import numpy as np
+
+from offrl.data.dataset import Dataset, DatasetInfo, from_episodes
+from offrl.envs.pointmaze import HORIZONS, MAZES
+from offrl.envs.registry import make_env
+
+P_GAIN, D_GAIN = 10.0, -1.0
+BEHAVIOR = (
+    "offrl.suites.maze: BFS waypoint planner + PD controller (p=10, d=-1), Gaussian action "
+    "noise std 0.5, target resampled when reached"
+)
+
+
+class WaypointController:
+    """Shortest-path waypoints on the maze grid plus a PD law on the point mass."""
+
+    def __init__(self, maze):
+        self.maze = maze
+        self.free = np.asarray(maze.maze_map) != 1
+        self._next: dict[tuple, tuple] = {}
+
+    def _distances(self, goal: tuple) -> dict[tuple, int]:
+        distances = {goal: 0}
+        queue = collections.deque([goal])
+        rows, cols = self.free.shape
+        while queue:
+            cell = queue.popleft()
+            for dr, dc in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+                n = (cell[0] + dr, cell[1] + dc)
+                if 0 <= n[0] < rows and 0 <= n[1] < cols and self.free[n] and n not in distances:
+                    distances[n] = distances[cell] + 1
+                    queue.append(n)
+        return distances
+
+    def next_cell(self, cell: tuple, goal: tuple) -> tuple:
+        key = (cell, goal)
+        if key not in self._next:
+            distances = self._distances(goal)
+            best = cell
+            for dr, dc in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+                n = (cell[0] + dr, cell[1] + dc)
+                if n in distances and distances[n] < distances.get(best, np.inf):
+                    best = n
+            self._next[key] = best
+        return self._next[key]
+
+    def __call__(self, observation: np.ndarray) -> np.ndarray:
+        position, velocity, goal = observation[:2], observation[2:4], observation[4:6]
+        cell = tuple(int(x) for x in self.maze.cell_xy_to_rowcol(position))
+        goal_cell = tuple(int(x) for x in self.maze.cell_xy_to_rowcol(goal))
+        if cell == goal_cell:
+            waypoint = goal
+        else:
+            waypoint = self.maze.cell_rowcol_to_xy(np.array(self.next_cell(cell, goal_cell)))
+        action = P_GAIN * (waypoint - position) + D_GAIN * velocity
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+
+def env_id(maze: str, dense: bool) -> str:
+    return f"PointMaze_{MAZES[maze]}{'Dense' if dense else ''}-v3"
+
+
+def collect(
+    maze: str,
+    dense: bool,
+    num_steps: int,
+    seed: int,
+    noise_std: float = 0.5,
+    policy: str = "planner",
+) -> list[dict[str, np.ndarray]]:
+    """Deterministic collection: episode ``i`` resets with ``seed * 1_000_003 + i``."""
+    env = make_env(env_id(maze, dense), continuing_task=True, reset_target=True)
+    controller = WaypointController(env.unwrapped.maze)
+    rng = np.random.default_rng(seed)
+    horizon = HORIZONS[maze]
+    episodes, collected, index = [], 0, 0
+    while collected < num_steps:
+        observation, _ = env.reset(seed=seed * 1_000_003 + index)
+        length = min(horizon, num_steps - collected)
+        steps = {
+            "observations": [observation],
+            "actions": [],
+            "rewards": [],
+            "terminations": [],
+            "truncations": [],
+        }
+        for t in range(length):
+            if policy == "random":
+                action = rng.uniform(-1.0, 1.0, 2).astype(np.float32)
+            else:
+                action = controller(observation)
+                if noise_std > 0:
+                    action = np.clip(action + noise_std * rng.standard_normal(2), -1.0, 1.0)
+            observation, reward, terminated, truncated, _ = env.step(action.astype(np.float32))
+            steps["observations"].append(observation)
+            steps["actions"].append(action)
+            steps["rewards"].append(reward)
+            steps["terminations"].append(bool(terminated))
+            steps["truncations"].append(bool(truncated) or t == length - 1)
+            if terminated:
+                break
+        episodes.append(
+            {
+                k: np.asarray(v, bool if k in ("terminations", "truncations") else np.float32)
+                for k, v in steps.items()
+            }
+        )
+        collected += len(steps["rewards"])
+        index += 1
+    env.close()
+    return episodes
+
+
+RECIPES = {
+    f"pointmaze-{maze}{'-dense' if dense else ''}": dict(
+        maze=maze, dense=dense, num_steps=1_000_000, seed=7
+    )
+    for maze in MAZES
+    for dense in (False, True)
+}
+
+
+def build(name: str, num_steps: int | None = None) -> Dataset:
+    """Build a recipe (``num_steps`` overrides its size, for tests). Deterministic."""
+    from offrl.data.validate import validate
+
+    if name not in RECIPES:
+        raise KeyError(f"unknown PointMaze recipe '{name}'; available: {', '.join(RECIPES)}")
+    recipe = dict(RECIPES[name])
+    if num_steps is not None:
+        recipe["num_steps"] = num_steps
+    episodes = collect(**recipe)
+    env = make_env(env_id(recipe["maze"], recipe["dense"]))
+    info = DatasetInfo(
+        name=name,
+        env_id=env_id(recipe["maze"], recipe["dense"]),
+        action_low=(-1.0, -1.0),
+        action_high=(1.0, 1.0),
+        source=f"suite:{name}",
+    )
+    dataset = validate(from_episodes(episodes, info), env.observation_space, env.action_space)
+    env.close()
+    return dataset
+
+
+def evaluate_controller(maze: str, dense: bool, policy: str, episodes: int = 100) -> float:
+    """Mean return on the evaluation task (fixed target) over reset seeds 0..episodes-1."""
+    env = make_env(env_id(maze, dense))
+    controller = WaypointController(env.unwrapped.maze)
+    rng = np.random.default_rng(0)
+    returns = []
+    for i in range(episodes):
+        observation, _ = env.reset(seed=i)
+        total, done = 0.0, False
+        while not done:
+            action = (
+                rng.uniform(-1, 1, 2).astype(np.float32)
+                if policy == "random"
+                else controller(observation)
+            )
+            observation, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    env.close()
+    return float(np.mean(returns))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--measure-references", action="store_true")
+    parser.add_argument("--episodes", type=int, default=100)
+    args = parser.parse_args()
+    if args.measure_references:
+        for maze in MAZES:
+            for dense in (False, True):
+                name = f"pointmaze-{maze}{'-dense' if dense else ''}"
+                random = evaluate_controller(maze, dense, "random", args.episodes)
+                planner = evaluate_controller(maze, dense, "planner", args.episodes)
+                print(f'    "{name}": ({random:.2f}, {planner:.2f}),', flush=True)
+
+
+if __name__ == "__main__":
+    main()
