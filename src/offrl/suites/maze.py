@@ -31,6 +31,7 @@ import numpy as np
 from offrl.data.dataset import Dataset, DatasetInfo, from_episodes
 from offrl.envs.pointmaze import HORIZONS, MAZES
 from offrl.envs.registry import make_env
+from offrl.suites.collect import record_episode
 
 P_GAIN, D_GAIN = 10.0, -1.0
 BEHAVIOR = (
@@ -101,40 +102,22 @@ def collect(
     controller = WaypointController(env.unwrapped.maze)
     rng = np.random.default_rng(seed)
     horizon = HORIZONS[maze]
-    episodes, collected, index = [], 0, 0
+
+    def choose_action(observation):
+        if policy == "random":
+            return rng.uniform(-1.0, 1.0, 2).astype(np.float32)
+        action = controller(observation)
+        if noise_std > 0:
+            action = np.clip(action + noise_std * rng.standard_normal(2), -1.0, 1.0)
+        return action
+
+    episodes, collected = [], 0
     while collected < num_steps:
-        observation, _ = env.reset(seed=seed * 1_000_003 + index)
         length = min(horizon, num_steps - collected)
-        steps = {
-            "observations": [observation],
-            "actions": [],
-            "rewards": [],
-            "terminations": [],
-            "truncations": [],
-        }
-        for t in range(length):
-            if policy == "random":
-                action = rng.uniform(-1.0, 1.0, 2).astype(np.float32)
-            else:
-                action = controller(observation)
-                if noise_std > 0:
-                    action = np.clip(action + noise_std * rng.standard_normal(2), -1.0, 1.0)
-            observation, reward, terminated, truncated, _ = env.step(action.astype(np.float32))
-            steps["observations"].append(observation)
-            steps["actions"].append(action)
-            steps["rewards"].append(reward)
-            steps["terminations"].append(bool(terminated))
-            steps["truncations"].append(bool(truncated) or t == length - 1)
-            if terminated:
-                break
         episodes.append(
-            {
-                k: np.asarray(v, bool if k in ("terminations", "truncations") else np.float32)
-                for k, v in steps.items()
-            }
+            record_episode(env, choose_action, seed * 1_000_003 + len(episodes), max_steps=length)
         )
-        collected += len(steps["rewards"])
-        index += 1
+        collected += len(episodes[-1]["rewards"])
     env.close()
     return episodes
 

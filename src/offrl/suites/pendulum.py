@@ -25,6 +25,7 @@ import gymnasium as gym
 import numpy as np
 
 from offrl.data.dataset import Dataset, DatasetInfo, from_episodes
+from offrl.suites.collect import record_episode
 
 ENV_ID = "Pendulum-v1"
 BEHAVIOR = (
@@ -65,38 +66,18 @@ def collect(
     rng = np.random.default_rng(seed)
     controller = SwingUpController()
     low, high = env.action_space.low, env.action_space.high
-    episodes = []
-    for i in range(num_episodes):
-        observation, _ = env.reset(seed=first_reset_seed + i)
-        steps = {
-            "observations": [observation],
-            "actions": [],
-            "rewards": [],
-            "terminations": [],
-            "truncations": [],
-        }
-        while True:
-            if behavior == "random" or rng.random() < random_fraction:
-                action = rng.uniform(low, high).astype(np.float32)
-            else:
-                action = controller(observation)
-                if noise_std > 0:
-                    action = action + noise_std * rng.standard_normal(action.shape)
-                action = np.clip(action, low, high).astype(np.float32)
-            observation, reward, terminated, truncated, _ = env.step(action)
-            steps["observations"].append(observation)
-            steps["actions"].append(action)
-            steps["rewards"].append(reward)
-            steps["terminations"].append(terminated)
-            steps["truncations"].append(truncated)
-            if terminated or truncated:
-                break
-        episodes.append(
-            {
-                k: np.asarray(v, np.float32 if k not in ("terminations", "truncations") else bool)
-                for k, v in steps.items()
-            }
-        )
+
+    def choose_action(observation):
+        if behavior == "random" or rng.random() < random_fraction:
+            return rng.uniform(low, high).astype(np.float32)
+        action = controller(observation)
+        if noise_std > 0:
+            action = action + noise_std * rng.standard_normal(action.shape)
+        return np.clip(action, low, high).astype(np.float32)
+
+    episodes = [
+        record_episode(env, choose_action, first_reset_seed + i) for i in range(num_episodes)
+    ]
     env.close()
     return episodes
 
