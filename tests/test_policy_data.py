@@ -1,0 +1,70 @@
+"""Datasets from a trained run: policy rollouts, the replay buffer, the medium checkpoint."""
+
+import numpy as np
+import pytest
+
+from offrl.algos import sac
+from offrl.data import validate
+from offrl.run.online import OnlineConfig, train_online
+from offrl.suites import array_digest
+from offrl.suites.policies import (
+    collect_from_run,
+    evaluation_curve,
+    medium_checkpoint,
+    replay_from_run,
+)
+
+
+@pytest.fixture(scope="module")
+def sac_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("behavior") / "sac"
+    config = OnlineConfig(
+        env_id="Pendulum-v1",
+        steps=1200,
+        start_steps=400,
+        eval_every=400,
+        eval_episodes=2,
+        checkpoint_every=400,
+        progress=False,
+        batch_size=32,
+    )
+    train_online("sac", run, config, sac.Config(hidden_dims=(32, 32)))
+    return run
+
+
+def test_replay_is_the_buffer_in_order(sac_run):
+    replay = validate(replay_from_run(sac_run, 800))
+    assert replay.size == 800 and replay.num_episodes == 4
+    assert replay.truncations.sum() == 4 and replay.terminations.sum() == 0
+    assert np.all(np.abs(replay.actions) <= 2.0) and replay.actions.std() > 0.5
+    with np.load(sorted((sac_run / "checkpoints").glob("buffer_*.npz"))[-1]) as data:
+        np.testing.assert_array_equal(replay.observations, data["buffer_observations"][:800])
+        np.testing.assert_array_equal(replay.rewards, data["buffer_rewards"][:800])
+    with pytest.raises(ValueError, match="fewer than"):
+        replay_from_run(sac_run, 5000)
+
+
+def test_policy_rollouts_are_deterministic(sac_run):
+    first = validate(collect_from_run(sac_run, 500, seed=3))
+    second = collect_from_run(sac_run, 500, seed=3)
+    other = collect_from_run(sac_run, 500, seed=4)
+    assert first.size == 500 and list(first.episode_lengths) == [200, 200, 100]
+    assert array_digest(first) == array_digest(second) != array_digest(other)
+    assert first.info.env_id == "Pendulum-v1"
+
+
+def test_medium_checkpoint_selection(sac_run):
+    curve = evaluation_curve(sac_run)
+    assert [step for step, _ in curve] == [400, 800, 1200]
+    best_step, best = max(curve, key=lambda x: x[1])
+    chosen = medium_checkpoint(sac_run, expert_return=best, random_return=best - 1.0, fraction=1.0)
+    assert chosen >= best_step
+    first_step = curve[0][0]
+    assert (
+        medium_checkpoint(
+            sac_run, expert_return=curve[0][1], random_return=curve[0][1] - 1, fraction=0.5
+        )
+        >= first_step
+    )
+    with pytest.raises(ValueError, match="no evaluation"):
+        medium_checkpoint(sac_run, expert_return=1e6)
