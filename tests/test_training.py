@@ -183,3 +183,32 @@ def test_train_on_a_d4rl_file_uses_the_environment_bounds(tmp_path):
     run = load_run(tmp_path / "run")
     np.testing.assert_array_equal(np.asarray(run.preprocessor.action_high), [2.0])
     assert run.env_id == "Pendulum-v1"
+
+
+def test_resume_refuses_changed_data(tmp_path):
+    """The same path with other contents is not the same dataset."""
+    import h5py
+
+    from offrl.algos import bc
+    from offrl.data.loading import load_dataset
+
+    source = load_dataset("suite:pendulum-expert").select_episodes(range(5))
+    path = tmp_path / "data.hdf5"
+
+    def write(rewards):
+        with h5py.File(path, "w") as f:
+            f["observations"] = source.observations
+            f["next_observations"] = source.next_observations
+            f["actions"] = source.actions
+            f["rewards"] = rewards
+            f["terminals"] = source.terminations
+            f["timeouts"] = source.truncations
+
+    write(source.rewards)
+    config = TrainConfig(steps=200, steps_per_call=100, eval_every=0, checkpoint_every=100,
+                         env_id="Pendulum-v1", progress=False, batch_size=32)
+    small = bc.Config(hidden_dims=(8,))
+    train("bc", str(path), tmp_path / "run", small, config, stop_after=100)
+    write(source.rewards * 2.0)
+    with pytest.raises(RunError, match="dataset_sha256"):
+        train("bc", str(path), tmp_path / "run", small, config, resume=True)

@@ -14,6 +14,7 @@ a key and returns a batch, so it runs inside ``jax.jit`` and ``lax.scan``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -108,6 +109,14 @@ class Dataset:
 
     def to_numpy(self) -> Dataset:
         return jax.tree_util.tree_map(np.asarray, self)
+
+    def digest(self) -> str:
+        """SHA-256 over every per-step array: equal digests mean identical data."""
+        digest = hashlib.sha256()
+        for field, value in sorted(self.to_numpy().step_fields().items()):
+            digest.update(field.encode())
+            digest.update(np.ascontiguousarray(value).tobytes())
+        return digest.hexdigest()
 
     # -------------------------------------------------------------- episodes
     def episode_returns(self) -> np.ndarray:

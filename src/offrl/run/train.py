@@ -255,6 +255,7 @@ def train(
         "env_id": env_id,
         "observation_dim": data.observation_dim,
         "action_dim": data.action_dim,
+        "dataset_sha256": data.digest(),
     }
     config_path = run_dir / "config.json"
     if resume:
