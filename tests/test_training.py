@@ -205,8 +205,15 @@ def test_resume_refuses_changed_data(tmp_path):
             f["timeouts"] = source.truncations
 
     write(source.rewards)
-    config = TrainConfig(steps=200, steps_per_call=100, eval_every=0, checkpoint_every=100,
-                         env_id="Pendulum-v1", progress=False, batch_size=32)
+    config = TrainConfig(
+        steps=200,
+        steps_per_call=100,
+        eval_every=0,
+        checkpoint_every=100,
+        env_id="Pendulum-v1",
+        progress=False,
+        batch_size=32,
+    )
     small = bc.Config(hidden_dims=(8,))
     train("bc", str(path), tmp_path / "run", small, config, stop_after=100)
     write(source.rewards * 2.0)

@@ -24,15 +24,18 @@ def cache_dir() -> pathlib.Path:
 
 
 def available() -> list[str]:
-    from offrl.suites import maze, pendulum
+    from offrl.suites import locomotion, maze, pendulum
 
-    return [*pendulum.RECIPES, *maze.RECIPES]
+    return [*pendulum.RECIPES, *maze.RECIPES, *locomotion.RECIPES]
 
 
 def _recipe_module(name: str):
-    from offrl.suites import maze, pendulum
+    from offrl.suites import locomotion, maze, pendulum
 
-    return maze if name in maze.RECIPES else pendulum
+    for module in (pendulum, maze, locomotion):
+        if name in module.RECIPES:
+            return module
+    raise KeyError(name)
 
 
 def build_suite_dataset(name: str, force: bool = False) -> pathlib.Path:
