@@ -155,19 +155,11 @@ def test_learning_on_the_tiny_task(tmp_path, algorithm, dataset, steps, bound):
 
 def test_train_on_a_d4rl_file_uses_the_environment_bounds(tmp_path):
     """--env-id validates a D4RL-style file against the spaces and maps [-2, 2] actions."""
-    import h5py
-
     from offrl.data.loading import load_dataset
 
     source = load_dataset("suite:pendulum-expert").select_episodes(range(10))
     path = tmp_path / "pendulum.hdf5"
-    with h5py.File(path, "w") as f:
-        f["observations"] = source.observations
-        f["next_observations"] = source.next_observations
-        f["actions"] = source.actions
-        f["rewards"] = source.rewards
-        f["terminals"] = source.terminations
-        f["timeouts"] = source.truncations
+    _write_d4rl(path, source)
     config = TrainConfig(
         steps=100,
         steps_per_call=100,
@@ -187,24 +179,12 @@ def test_train_on_a_d4rl_file_uses_the_environment_bounds(tmp_path):
 
 def test_resume_refuses_changed_data(tmp_path):
     """The same path with other contents is not the same dataset."""
-    import h5py
-
     from offrl.algos import bc
     from offrl.data.loading import load_dataset
 
     source = load_dataset("suite:pendulum-expert").select_episodes(range(5))
     path = tmp_path / "data.hdf5"
-
-    def write(rewards):
-        with h5py.File(path, "w") as f:
-            f["observations"] = source.observations
-            f["next_observations"] = source.next_observations
-            f["actions"] = source.actions
-            f["rewards"] = rewards
-            f["terminals"] = source.terminations
-            f["timeouts"] = source.truncations
-
-    write(source.rewards)
+    _write_d4rl(path, source)
     config = TrainConfig(
         steps=200,
         steps_per_call=100,
@@ -216,6 +196,19 @@ def test_resume_refuses_changed_data(tmp_path):
     )
     small = bc.Config(hidden_dims=(8,))
     train("bc", str(path), tmp_path / "run", small, config, stop_after=100)
-    write(source.rewards * 2.0)
+    _write_d4rl(path, source, rewards=source.rewards * 2.0)
     with pytest.raises(RunError, match="dataset_sha256"):
         train("bc", str(path), tmp_path / "run", small, config, resume=True)
+
+
+def _write_d4rl(path, source, rewards=None):
+    """A D4RL-style file holding ``source``'s transitions (``rewards`` overrides)."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f["observations"] = source.observations
+        f["next_observations"] = source.next_observations
+        f["actions"] = source.actions
+        f["rewards"] = source.rewards if rewards is None else rewards
+        f["terminals"] = source.terminations
+        f["timeouts"] = source.truncations

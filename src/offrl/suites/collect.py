@@ -43,3 +43,25 @@ def record_episode(
         if terminated or truncated or cut:
             break
     return {k: np.asarray(v, bool if k in _FLAGS else np.float32) for k, v in steps.items()}
+
+
+def record_steps(
+    env: gym.Env,
+    choose_action: Callable[[np.ndarray], np.ndarray],
+    num_steps: int,
+    seed: int,
+    horizon: int | None = None,
+) -> list[dict[str, np.ndarray]]:
+    """Episodes totalling exactly ``num_steps`` transitions.
+
+    Episode ``i`` resets with ``seed * 1_000_003 + i``; each lasts at most
+    ``horizon`` steps (if given) and the last one is cut at ``num_steps``.
+    """
+    episodes, collected = [], 0
+    while collected < num_steps:
+        limit = num_steps - collected if horizon is None else min(horizon, num_steps - collected)
+        episodes.append(
+            record_episode(env, choose_action, seed * 1_000_003 + len(episodes), max_steps=limit)
+        )
+        collected += len(episodes[-1]["rewards"])
+    return episodes

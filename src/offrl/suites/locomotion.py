@@ -17,7 +17,7 @@ import numpy as np
 
 from offrl.data.dataset import Dataset, DatasetInfo, from_episodes
 from offrl.envs.registry import make_env
-from offrl.suites.collect import record_episode
+from offrl.suites.collect import record_steps
 
 ENVIRONMENTS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5"}
 BEHAVIOR = "offrl.suites.locomotion: uniform random actions over the action space"
@@ -36,13 +36,7 @@ def collect_random(env_id: str, num_steps: int, seed: int) -> list[dict[str, np.
     def choose_action(observation):
         return rng.uniform(low, high).astype(np.float32)
 
-    episodes, collected = [], 0
-    while collected < num_steps:
-        episode = record_episode(
-            env, choose_action, seed * 1_000_003 + len(episodes), max_steps=num_steps - collected
-        )
-        episodes.append(episode)
-        collected += len(episode["rewards"])
+    episodes = record_steps(env, choose_action, num_steps, seed)
     env.close()
     return episodes
 

@@ -31,7 +31,7 @@ import numpy as np
 from offrl.data.dataset import Dataset, DatasetInfo, from_episodes
 from offrl.envs.pointmaze import HORIZONS, MAZES
 from offrl.envs.registry import make_env
-from offrl.suites.collect import record_episode
+from offrl.suites.collect import record_steps
 
 P_GAIN, D_GAIN = 10.0, -1.0
 BEHAVIOR = (
@@ -101,7 +101,6 @@ def collect(
     env = make_env(env_id(maze, dense), continuing_task=True, reset_target=True)
     controller = WaypointController(env.unwrapped.maze)
     rng = np.random.default_rng(seed)
-    horizon = HORIZONS[maze]
 
     def choose_action(observation):
         if policy == "random":
@@ -111,13 +110,7 @@ def collect(
             action = np.clip(action + noise_std * rng.standard_normal(2), -1.0, 1.0)
         return action
 
-    episodes, collected = [], 0
-    while collected < num_steps:
-        length = min(horizon, num_steps - collected)
-        episodes.append(
-            record_episode(env, choose_action, seed * 1_000_003 + len(episodes), max_steps=length)
-        )
-        collected += len(episodes[-1]["rewards"])
+    episodes = record_steps(env, choose_action, num_steps, seed, horizon=HORIZONS[maze])
     env.close()
     return episodes
 

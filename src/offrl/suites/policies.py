@@ -20,7 +20,7 @@ import numpy as np
 
 from offrl.data.dataset import Dataset, DatasetInfo, from_episodes
 from offrl.envs.registry import make_env
-from offrl.suites.collect import record_episode
+from offrl.suites.collect import record_steps
 
 
 def collect_from_run(
@@ -51,13 +51,7 @@ def collect_from_run(
         )
         return np.asarray(actions)[0, 0]
 
-    episodes, collected = [], 0
-    while collected < num_steps:
-        episode = record_episode(
-            env, choose_action, seed * 1_000_003 + len(episodes), max_steps=num_steps - collected
-        )
-        episodes.append(episode)
-        collected += len(episode["rewards"])
+    episodes = record_steps(env, choose_action, num_steps, seed)
     env.close()
     low, high = env.action_space.low, env.action_space.high
     info = DatasetInfo(
