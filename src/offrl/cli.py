@@ -286,6 +286,7 @@ def cmd_suite(argv: list[str]) -> None:
     from rich.console import Console
 
     from offrl import suites
+    from offrl.suites.behavior import BehaviorError
 
     console = Console()
     if not argv or argv[0] not in ("list", "build", "card"):
@@ -301,8 +302,14 @@ def cmd_suite(argv: list[str]) -> None:
     if argv[0] == "list":
         for name in suites.available():
             path = suites.cache_dir() / name
-            state = "built" if path.exists() else "not built"
-            console.print(f"suite:{name}  ({state}: {path})")
+            missing = suites.missing_behavior(name)
+            if path.exists():
+                state = f"built: {path}"
+            elif missing:
+                state = f"not buildable here: {missing}"
+            else:
+                state = f"not built: {path}"
+            console.print(f"suite:{name}  ({state})")
         return
 
     @dataclasses.dataclass(frozen=True)
@@ -317,7 +324,7 @@ def cmd_suite(argv: list[str]) -> None:
     args = tyro.cli(Args, args=argv[1:], prog="offrl suite build")
     try:
         path = suites.build_suite_dataset(args.name.removeprefix("suite:"), force=args.force)
-    except KeyError as error:
+    except (KeyError, BehaviorError) as error:
         _fail(str(error))
     console.print(f"built suite:{args.name.removeprefix('suite:')} at {path}")
 

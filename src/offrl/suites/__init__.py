@@ -29,6 +29,33 @@ def available() -> list[str]:
     return [*pendulum.RECIPES, *maze.RECIPES, *locomotion.RECIPES]
 
 
+def missing_behavior(name: str) -> str | None:
+    """Why recipe ``name`` cannot be built in this installation, or ``None``.
+
+    Locomotion levels other than ``random`` need the shipped behavior files of
+    their task (:mod:`offrl.suites.behavior`).
+    """
+    from offrl.suites import locomotion
+    from offrl.suites.behavior import BehaviorError, behavior_dir, read_manifest
+
+    recipe = locomotion.RECIPES.get(name)
+    if recipe is None or recipe["level"] == "random":
+        return None
+    try:
+        read_manifest(recipe["task"])
+    except BehaviorError:
+        return f"no behavior policies shipped for {recipe['task']}"
+    parts = recipe.get("parts", [])
+    for part in parts:
+        reason = missing_behavior(part)
+        if reason:
+            return reason
+    file = recipe.get("policy") or recipe.get("action_log")
+    if file and not (behavior_dir(recipe["task"]) / file).is_file():
+        return f"{file} is not shipped for {recipe['task']}"
+    return None
+
+
 def _recipe_module(name: str):
     from offrl.suites import locomotion, maze, pendulum
 
@@ -64,7 +91,7 @@ def build_suite_dataset(name: str, force: bool = False) -> pathlib.Path:
     card = dataset_card(
         dataset,
         recipe=module.RECIPES[name],
-        policy=module.BEHAVIOR,
+        policy=module.behavior(name) if hasattr(module, "behavior") else module.BEHAVIOR,
         build_seconds=seconds,
         command=f"offrl suite build {name}",
     )

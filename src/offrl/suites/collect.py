@@ -65,3 +65,78 @@ def record_steps(
         )
         collected += len(episodes[-1]["rewards"])
     return episodes
+
+
+def record_steps_vectorized(
+    make_env: Callable[[], gym.Env],
+    choose_actions: Callable[[np.ndarray], np.ndarray],
+    num_steps: int,
+    seed: int,
+    num_envs: int = 16,
+) -> list[dict[str, np.ndarray]]:
+    """:func:`record_steps` with ``num_envs`` environments stepped in lock step, so a
+    network policy is called once per ``num_envs`` transitions.
+
+    Episode ``i`` still resets with ``seed * 1_000_003 + i``: each environment
+    takes the next episode number when its episode ends. Collection stops once
+    the episodes ``0..k`` are complete and hold at least ``num_steps``
+    transitions; episode ``k`` is cut there (a truncation) and later episodes are
+    dropped. ``choose_actions(observations[num_envs, ...]) -> actions[num_envs, ...]``
+    is called in a fixed order, so the result is deterministic for a given
+    ``num_envs`` (a different ``num_envs`` gives a different, equally valid dataset).
+    """
+    envs = [make_env() for _ in range(num_envs)]
+    observations = [None] * num_envs
+    slots: list[tuple[int, dict[str, list]]] = [None] * num_envs  # type: ignore[list-item]
+    finished: dict[int, dict[str, np.ndarray]] = {}
+    next_episode = 0
+
+    def start(j: int) -> None:
+        nonlocal next_episode
+        observation, _ = envs[j].reset(seed=seed * 1_000_003 + next_episode)
+        observations[j] = observation
+        slots[j] = (
+            next_episode,
+            {
+                "observations": [observation],
+                "actions": [],
+                "rewards": [],
+                **{f: [] for f in _FLAGS},
+            },
+        )
+        next_episode += 1
+
+    for j in range(num_envs):
+        start(j)
+    prefix_episodes, prefix_steps = 0, 0
+    while prefix_steps < num_steps:
+        actions = np.asarray(choose_actions(np.stack(observations)), np.float32)
+        for j, env in enumerate(envs):
+            observation, reward, terminated, truncated, _ = env.step(actions[j])
+            index, steps = slots[j]
+            steps["observations"].append(observation)
+            steps["actions"].append(actions[j])
+            steps["rewards"].append(reward)
+            steps["terminations"].append(bool(terminated))
+            steps["truncations"].append(bool(truncated))
+            observations[j] = observation
+            if terminated or truncated:
+                finished[index] = {
+                    k: np.asarray(v, bool if k in _FLAGS else np.float32) for k, v in steps.items()
+                }
+                start(j)
+        while prefix_episodes in finished and prefix_steps < num_steps:
+            prefix_steps += len(finished[prefix_episodes]["rewards"])
+            prefix_episodes += 1
+    for env in envs:
+        env.close()
+    episodes = [finished[i] for i in range(prefix_episodes)]
+    excess = prefix_steps - num_steps
+    if excess:
+        last = episodes[-1]
+        keep = len(last["rewards"]) - excess
+        episodes[-1] = {
+            k: v[: keep + 1] if k == "observations" else v[:keep] for k, v in last.items()
+        }
+        episodes[-1]["truncations"][-1] = not episodes[-1]["terminations"][-1]
+    return episodes

@@ -1,0 +1,411 @@
+"""Shipped behavior policies and the action logs of the runs that trained them.
+
+D4RL's locomotion levels come from one online SAC run per task: ``expert`` is
+its final policy, ``medium`` the first checkpoint reaching about a third of the
+expert's return, ``medium-replay`` everything the run stored until that
+checkpoint. offrl ships what is needed to rebuild all of them, small enough to
+live in the package (``offrl/suites/behavior/<task>/``):
+
+- ``<level>.npz``: a **policy file**: the actor's parameters, the
+  preprocessor and the algorithm's settings (:func:`export_policy`), a few
+  hundred kilobytes instead of the 3 MB checkpoint with critics and optimizer
+  moments. :func:`load_policy_file` rebuilds the actor from it.
+- ``medium_replay_actions.npz``: an **action log**: the run's first ``N``
+  actions in the networks' ``[-1, 1]`` units and the SHA-256 of the transitions
+  the run stored (:func:`export_action_log`). MuJoCo is deterministic and the
+  online loop resets episode ``i`` with ``seed * 1_000_003 + i``, so replaying
+  the actions regenerates the replay buffer exactly (:func:`replay_action_log`);
+  the build refuses to return data whose digest differs (another MuJoCo version,
+  say). Three floats per step instead of the full buffer.
+- ``manifest.json``: the run's command, the chosen checkpoints, their measured
+  returns and the files above; ``training_log.jsonl``: the run's evaluations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import pathlib
+import zipfile
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from offrl.data.dataset import Dataset, DatasetInfo, from_episodes
+from offrl.envs.registry import make_env
+from offrl.suites.collect import record_steps, record_steps_vectorized
+
+BEHAVIOR_ROOT = pathlib.Path(__file__).with_name("behavior")
+POLICY_FORMAT = "offrl-policy-1"
+ACTION_LOG_FORMAT = "offrl-action-log-1"
+
+
+class BehaviorError(ValueError):
+    """A policy file or action log that cannot be used, with what to do about it."""
+
+
+# ----------------------------------------------------------------- policy files
+def export_policy(
+    run_dir: str | pathlib.Path,
+    path: str | pathlib.Path,
+    step: int | None = None,
+    seed_index: int = 0,
+    extra: dict | None = None,
+) -> pathlib.Path:
+    """Write the actor of one seed of a run's checkpoint as a policy file."""
+    from offrl.run.train import _to_jsonable, load_run
+
+    context = load_run(run_dir, step)
+    state = jax.tree_util.tree_map(lambda x: np.asarray(x[seed_index]), context.states)
+    flat = traverse_util.flatten_dict(jax.device_get(state.actor.params), sep="/")
+    meta = {
+        "format": POLICY_FORMAT,
+        "algorithm": context.algo.__name__.rsplit(".", 1)[-1],
+        "algorithm_config": _to_jsonable(context.algo_config),
+        "env_id": context.env_id,
+        "observation_dim": context.observation_dim,
+        "action_dim": context.action_dim,
+        "source": {"run_dir": str(run_dir), "step": context.step, "seed_index": seed_index},
+        **(extra or {}),
+    }
+    pre = jax.device_get(context.preprocessor)
+    arrays = {f"actor/{k}": np.asarray(v) for k, v in flat.items()}
+    arrays.update(
+        {f"pre/{f.name}": np.asarray(getattr(pre, f.name)) for f in dataclasses.fields(pre)}
+    )
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez_compressed(tmp, meta=json.dumps(meta), **arrays)
+    tmp.replace(path)
+    return path
+
+
+@dataclasses.dataclass
+class PolicyFile:
+    """A loaded policy file: ``act(observations[N, obs_dim], key)`` in env units."""
+
+    meta: dict[str, Any]
+    algo: Any
+    state: Any
+    preprocessor: Any
+    _act: Any = None
+
+    @property
+    def env_id(self) -> str | None:
+        return self.meta.get("env_id")
+
+    def act(self, observations, key, deterministic: bool = False) -> np.ndarray:
+        observations = jnp.asarray(observations, jnp.float32)
+        return np.asarray(
+            self._act(self.state, self.preprocessor, observations, key, deterministic)
+        )
+
+
+def load_policy_file(path: str | pathlib.Path) -> PolicyFile:
+    """Rebuild the actor of a policy file (:func:`export_policy`)."""
+    from offrl.core import registry
+    from offrl.core.trainer import Preprocessor, example_batch
+    from offrl.run.train import _from_dict
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise BehaviorError(f"no policy file at {path}")
+    try:
+        with np.load(path) as data:
+            meta = json.loads(str(data["meta"]))
+            arrays = {k: data[k] for k in data.files if k != "meta"}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise BehaviorError(
+            f"{path} is not a readable offrl policy file ({error}); export it again with "
+            "offrl.suites.behavior.export_policy"
+        ) from error
+    if meta.get("format") != POLICY_FORMAT:
+        raise BehaviorError(f"{path} has format {meta.get('format')!r}, expected {POLICY_FORMAT}")
+    algo = registry.get(meta["algorithm"])
+    config = _from_dict(algo.Config, meta["algorithm_config"])
+    template = algo.init(
+        config,
+        example_batch(meta["observation_dim"], meta["action_dim"]),
+        jax.random.PRNGKey(0),
+    )
+    expected = traverse_util.flatten_dict(template.actor.params, sep="/")
+    stored = {k.removeprefix("actor/"): v for k, v in arrays.items() if k.startswith("actor/")}
+    if set(expected) != set(stored) or any(
+        np.shape(expected[k]) != stored[k].shape for k in expected
+    ):
+        raise BehaviorError(
+            f"{path}: the stored actor does not match a {meta['algorithm']} actor with "
+            f"{meta['algorithm_config']}; the file is damaged or from another offrl version"
+        )
+    params = traverse_util.unflatten_dict({k: jnp.asarray(v) for k, v in stored.items()}, sep="/")
+    state = template.replace(actor=template.actor.replace(params=params))
+    pre = Preprocessor(
+        **{f.name: jnp.asarray(arrays[f"pre/{f.name}"]) for f in dataclasses.fields(Preprocessor)}
+    )
+
+    @functools.partial(jax.jit, static_argnums=4)
+    def act(state, pre, observations, key, deterministic):
+        actions = algo.act(state, pre.observation(observations), key, deterministic)
+        return pre.action_to_env(jnp.clip(actions, -1.0, 1.0))
+
+    return PolicyFile(meta=meta, algo=algo, state=state, preprocessor=pre, _act=act)
+
+
+def collect_with_policy(
+    policy: PolicyFile,
+    num_steps: int,
+    seed: int,
+    name: str,
+    deterministic: bool = False,
+    env_id: str | None = None,
+    num_envs: int = 16,
+) -> Dataset:
+    """``num_steps`` transitions of a policy file, ``num_envs`` environments at a time
+    (:func:`~offrl.suites.collect.record_steps_vectorized`): episode ``i`` resets
+    with ``seed * 1_000_003 + i`` and actions are drawn with ``PRNGKey(seed)``."""
+    env_id = env_id or policy.env_id
+    key = [jax.random.PRNGKey(seed)]
+
+    def choose_actions(observations):
+        key[0], act_key = jax.random.split(key[0])
+        return policy.act(observations, act_key, deterministic)
+
+    episodes = record_steps_vectorized(
+        lambda: make_env(env_id), choose_actions, num_steps, seed, num_envs
+    )
+    env = make_env(env_id)
+    low, high = env.action_space.low, env.action_space.high
+    env.close()
+    info = DatasetInfo(
+        name=name,
+        env_id=env_id,
+        action_low=tuple(np.asarray(low, float).tolist()),
+        action_high=tuple(np.asarray(high, float).tolist()),
+        source=f"policy:{policy.meta.get('source', {})}",
+    )
+    return from_episodes(episodes, info)
+
+
+# ------------------------------------------------------------------ action logs
+def export_action_log(
+    run_dir: str | pathlib.Path, up_to_step: int, path: str | pathlib.Path
+) -> pathlib.Path:
+    """The first ``up_to_step`` actions of an online run, with the digest of the
+    transitions the run stored, so :func:`replay_action_log` can rebuild them."""
+    from offrl.suites.policies import replay_from_run
+
+    run_dir = pathlib.Path(run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    stored = replay_from_run(run_dir, up_to_step)
+    buffers = sorted(
+        (run_dir / "checkpoints").glob("buffer_*.npz"), key=lambda p: int(p.stem.split("_")[1])
+    )
+    with np.load(buffers[-1]) as data:
+        actions = data["buffer_actions"][:up_to_step].astype(np.float32)
+    meta = {
+        "format": ACTION_LOG_FORMAT,
+        "env_id": config["env_id"],
+        "seed": config["online_config"]["seed"],
+        "steps": int(up_to_step),
+        "episodes": int(stored.num_episodes),
+        "array_sha256": stored.digest(),
+        "source": {"run_dir": str(run_dir), "command": config.get("command")},
+    }
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez_compressed(tmp, meta=json.dumps(meta), actions=actions)
+    tmp.replace(path)
+    return path
+
+
+def replay_action_log(
+    path: str | pathlib.Path, name: str = "replay", check: bool = True
+) -> Dataset:
+    """Re-run an action log in its environment: the run's replay buffer, as a dataset.
+
+    With ``check`` the result must have the digest recorded at export; otherwise
+    a :class:`BehaviorError` says the environment no longer reproduces the run.
+    """
+    with np.load(path) as data:
+        meta = json.loads(str(data["meta"]))
+        actions = data["actions"]
+    if meta.get("format") != ACTION_LOG_FORMAT:
+        raise BehaviorError(
+            f"{path} has format {meta.get('format')!r}, expected {ACTION_LOG_FORMAT}"
+        )
+    env = make_env(meta["env_id"])
+    low = env.action_space.low.astype(np.float32)
+    high = env.action_space.high.astype(np.float32)
+    cursor = [0]
+
+    def choose_action(observation):
+        # The online loop's mapping from [-1, 1] to env units, bit for bit.
+        action = low + (actions[cursor[0]] + 1.0) * 0.5 * (high - low)
+        cursor[0] += 1
+        return action
+
+    episodes = record_steps(env, choose_action, meta["steps"], meta["seed"])
+    env.close()
+    info = DatasetInfo(
+        name=name,
+        env_id=meta["env_id"],
+        action_low=tuple(low.astype(float).tolist()),
+        action_high=tuple(high.astype(float).tolist()),
+        source=f"action-log:{pathlib.Path(path).name}",
+    )
+    dataset = from_episodes(episodes, info)
+    if check and dataset.digest() != meta["array_sha256"]:
+        raise BehaviorError(
+            f"replaying {path} did not reproduce the recorded transitions (SHA-256 "
+            f"{dataset.digest()[:12]} != {meta['array_sha256'][:12]}): this MuJoCo/Gymnasium "
+            "build simulates differently from the one that trained the policy. Use the "
+            "versions in the dataset card, or pass check=False to accept the difference."
+        )
+    return dataset
+
+
+# -------------------------------------------------------------------- manifests
+def behavior_dir(task: str) -> pathlib.Path:
+    return BEHAVIOR_ROOT / task
+
+
+def read_manifest(task: str, root: pathlib.Path | None = None) -> dict:
+    """The manifest of a task's shipped behavior, or an error saying what is missing."""
+    path = (root or BEHAVIOR_ROOT) / task / "manifest.json"
+    if not path.is_file():
+        raise BehaviorError(
+            f"no behavior policies are shipped for '{task}' in this offrl installation "
+            f"({path} is missing); only its 'random' dataset can be built"
+        )
+    return json.loads(path.read_text())
+
+
+# --------------------------------------------------------------------- shipping
+def evaluate_policy_file(
+    policy: PolicyFile,
+    episodes: int = 100,
+    deterministic: bool = False,
+    seed: int = 10_000,
+    env_id: str | None = None,
+) -> dict:
+    """Mean, std and count of episode returns of a policy file (resets ``seed + i``)."""
+    from offrl.evaluate.rollout import evaluate
+
+    def batched(observations, key):  # [1, N, obs_dim] -> [1, N, act_dim]
+        return policy.act(observations[0], key, deterministic)[None]
+
+    result = evaluate(
+        batched,
+        env_id or policy.env_id,
+        1,
+        episodes,
+        seed=seed,
+        key=jax.random.PRNGKey(seed),
+        max_parallel=25,
+    )
+    returns = result.returns[0]
+    return {
+        "episodes": int(episodes),
+        "deterministic": deterministic,
+        "return_mean": float(returns.mean()),
+        "return_std": float(returns.std()),
+        "length_mean": float(result.lengths[0].mean()),
+        "reset_seeds": f"{seed}..{seed + episodes - 1}",
+    }
+
+
+def ship(
+    task: str,
+    run_dir: str | pathlib.Path,
+    expert_step: int,
+    random_return: float,
+    episodes: int = 100,
+    root: pathlib.Path | None = None,
+    fraction: float = 1.0 / 3.0,
+    note: str = "",
+) -> dict:
+    """Export a finished online run as a task's behavior directory.
+
+    ``expert``: checkpoint ``expert_step``. ``medium``: the first checkpoint at or
+    after the first training evaluation reaching ``fraction`` of the way from
+    ``random_return`` to the expert's measured return (D4RL's one third).
+    ``medium-replay``: the action log up to the medium checkpoint. Both policies
+    are measured over ``episodes`` episodes with stochastic actions, as the
+    datasets are collected.
+    """
+    from offrl.suites.policies import evaluation_curve, medium_checkpoint
+
+    run_dir = pathlib.Path(run_dir)
+    out = (root or BEHAVIOR_ROOT) / task
+    out.mkdir(parents=True, exist_ok=True)
+    config = json.loads((run_dir / "config.json").read_text())
+    export_policy(run_dir, out / "expert.npz", step=expert_step)
+    expert = evaluate_policy_file(load_policy_file(out / "expert.npz"), episodes)
+    medium_step = medium_checkpoint(run_dir, expert["return_mean"], random_return, fraction)
+    export_policy(run_dir, out / "medium.npz", step=medium_step)
+    medium = evaluate_policy_file(load_policy_file(out / "medium.npz"), episodes)
+    export_action_log(run_dir, medium_step, out / "medium_replay_actions.npz")
+    with np.load(out / "medium_replay_actions.npz") as data:
+        log_meta = json.loads(str(data["meta"]))
+    curve = evaluation_curve(run_dir)
+    (out / "training_log.jsonl").write_text(
+        "".join(json.dumps({"step": s, "eval_return_mean": r}) + "\n" for s, r in curve)
+    )
+    manifest = {
+        "task": task,
+        "env_id": config["env_id"],
+        "command": config.get("command"),
+        "algorithm": config["algorithm"],
+        "algorithm_config": config["algorithm_config"],
+        "online_config": config["online_config"],
+        "trained_steps": max(s for s, _ in curve),
+        "note": note,
+        "random_return": random_return,
+        "medium_fraction": fraction,
+        "expert": {"file": "expert.npz", "step": expert_step, **expert},
+        "medium": {"file": "medium.npz", "step": medium_step, **medium},
+        "medium_replay": {
+            "file": "medium_replay_actions.npz",
+            "steps": log_meta["steps"],
+            "episodes": log_meta["episodes"],
+            "array_sha256": log_meta["array_sha256"],
+        },
+        "training_log": "training_log.jsonl",
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m offrl.suites.behavior",
+        description="Export a finished online SAC run as a task's shipped behavior policies.",
+    )
+    parser.add_argument("task", help="hopper, halfcheetah or walker2d")
+    parser.add_argument("run_dir")
+    parser.add_argument("--expert-step", type=int, required=True)
+    parser.add_argument("--random-return", type=float, required=True)
+    parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--note", default="")
+    args = parser.parse_args()
+    manifest = ship(
+        args.task,
+        args.run_dir,
+        args.expert_step,
+        args.random_return,
+        args.episodes,
+        note=args.note,
+    )
+    print(json.dumps(manifest, indent=2))
+
+
+if __name__ == "__main__":
+    _main()
