@@ -320,10 +320,37 @@ def evaluate_policy_file(
     }
 
 
+def select_expert(
+    run_dir: str | pathlib.Path,
+    last_fraction: float = 0.1,
+    episodes: int = 20,
+    seed: int = 50_000,
+) -> tuple[int, dict[int, float]]:
+    """The best checkpoint of the last ``last_fraction`` of a run, by the mean return
+    of ``episodes`` stochastic episodes each (resets from ``seed``, apart from the
+    ones :func:`ship` reports). SAC's last checkpoint can sit in a dip; D4RL's
+    expert is a fully trained policy, not a lucky one, so only late checkpoints
+    compete. Returns ``(step, {step: mean return})``."""
+    import tempfile
+
+    from offrl.run import checkpoint
+
+    steps = checkpoint.steps(pathlib.Path(run_dir) / "checkpoints")
+    cutoff = steps[-1] * (1.0 - last_fraction)
+    scores = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for step in (s for s in steps if s >= cutoff):
+            path = export_policy(run_dir, pathlib.Path(tmp) / f"{step}.npz", step=step)
+            scores[step] = evaluate_policy_file(load_policy_file(path), episodes, seed=seed)[
+                "return_mean"
+            ]
+    return max(scores, key=scores.get), scores
+
+
 def ship(
     task: str,
     run_dir: str | pathlib.Path,
-    expert_step: int,
+    expert_step: int | None,
     random_return: float,
     episodes: int = 100,
     root: pathlib.Path | None = None,
@@ -332,8 +359,9 @@ def ship(
 ) -> dict:
     """Export a finished online run as a task's behavior directory.
 
-    ``expert``: checkpoint ``expert_step``. ``medium``: the first checkpoint at or
-    after the first training evaluation reaching ``fraction`` of the way from
+    ``expert``: checkpoint ``expert_step`` (``None``: :func:`select_expert`).
+    ``medium``: the first checkpoint at or after the first training evaluation
+    reaching ``fraction`` of the way from
     ``random_return`` to the expert's measured return (D4RL's one third).
     ``medium-replay``: the action log up to the medium checkpoint. Both policies
     are measured over ``episodes`` episodes with stochastic actions, as the
@@ -345,6 +373,14 @@ def ship(
     out = (root or BEHAVIOR_ROOT) / task
     out.mkdir(parents=True, exist_ok=True)
     config = json.loads((run_dir / "config.json").read_text())
+    selection = {"rule": "given"}
+    if expert_step is None:
+        expert_step, scores = select_expert(run_dir)
+        selection = {
+            "rule": "best of the last 10% of checkpoints, 20 stochastic episodes each "
+            "(resets 50000..50019)",
+            "candidates": {str(k): round(v, 1) for k, v in scores.items()},
+        }
     export_policy(run_dir, out / "expert.npz", step=expert_step)
     expert = evaluate_policy_file(load_policy_file(out / "expert.npz"), episodes)
     medium_step = medium_checkpoint(run_dir, expert["return_mean"], random_return, fraction)
@@ -368,7 +404,7 @@ def ship(
         "note": note,
         "random_return": random_return,
         "medium_fraction": fraction,
-        "expert": {"file": "expert.npz", "step": expert_step, **expert},
+        "expert": {"file": "expert.npz", "step": expert_step, **expert, "selection": selection},
         "medium": {"file": "medium.npz", "step": medium_step, **medium},
         "medium_replay": {
             "file": "medium_replay_actions.npz",
@@ -391,7 +427,9 @@ def _main() -> None:
     )
     parser.add_argument("task", help="hopper, halfcheetah or walker2d")
     parser.add_argument("run_dir")
-    parser.add_argument("--expert-step", type=int, required=True)
+    parser.add_argument(
+        "--expert-step", type=int, default=None, help="default: select_expert's choice"
+    )
     parser.add_argument("--random-return", type=float, required=True)
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--note", default="")
