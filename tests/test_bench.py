@@ -66,6 +66,7 @@ def test_bench_on_a_tiny_grid(tmp_path):
     assert all(r["seeds"] == "2" and r["steps"] == "200" for r in rows)
     for row in rows:
         assert float(row["best_mean"]) >= float(row["final_mean"]) - 1e-9
+        assert float(row["updates_per_second_per_seed"]) > 0
     agg = result["aggregates"]["bc"]["final"]
     assert agg["iqm_ci_low"] <= agg["iqm"] <= agg["iqm_ci_high"]
     # A second call reuses the finished cells.

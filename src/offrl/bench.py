@@ -98,6 +98,8 @@ def table(config: BenchConfig, summaries: dict[tuple[str, str], dict]) -> dict:
                     "final_std": float(np.std(s["final_per_seed"])),
                     "best_mean": float(np.mean(s["best_per_seed"])),
                     "best_std": float(np.std(s["best_per_seed"])),
+                    "wall_seconds": s.get("wall_seconds"),
+                    "updates_per_second_per_seed": s.get("updates_per_second_per_seed"),
                 }
             )
         final = np.asarray(finals).T  # [seeds, datasets]
@@ -120,14 +122,16 @@ def write_tables(config: BenchConfig, result: dict) -> list[pathlib.Path]:
         f"(every {config.eval_every} updates); final = last evaluation, best = best "
         "evaluation.",
         "",
-        "| dataset | algorithm | final (mean ± std) | best (mean ± std) |",
-        "|---|---|---|---|",
+        "| dataset | algorithm | final (mean ± std) | best (mean ± std) | updates/s per seed |",
+        "|---|---|---|---|---|",
     ]
     for row in result["rows"]:
+        speed = row["updates_per_second_per_seed"]
         lines.append(
             f"| {row['dataset']} | {row['algorithm']} | "
             f"{row['final_mean']:.1f} ± {row['final_std']:.1f} | "
-            f"{row['best_mean']:.1f} ± {row['best_std']:.1f} |"
+            f"{row['best_mean']:.1f} ± {row['best_std']:.1f} | "
+            f"{'' if speed is None else f'{speed:.0f}'} |"
         )
     lines += [
         "",
