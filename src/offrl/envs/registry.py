@@ -46,12 +46,17 @@ TASKS: dict[str, Task] = {
         reference_command="python -m offrl.suites.pendulum --measure-references",
     ),
     # D4RL's references (measured on the -v2 environments; Gymnasium's v5 differ slightly).
+    # offrl's own (2026-11-27): random = uniform actions, resets 0..99; expert = the
+    # shipped SAC expert (offrl/suites/behavior/hopper/expert.npz), stochastic actions
+    # as its dataset is collected, resets 10000..10099.
     "hopper": Task(
         "Hopper-v5",
         1000,
-        -20.272305,
-        3234.3,
-        reference_source="D4RL (hopper-*-v2); offrl's own arrive with the suite",
+        random_return=19.08,
+        expert_return=3489.35,
+        reference_source="offrl: uniform random policy (100 episodes) and offrl's shipped "
+        "SAC expert after 1M steps (100 episodes, stochastic actions)",
+        reference_command="python -m offrl.suites.locomotion --measure-references --tasks hopper",
     ),
     "halfcheetah": Task(
         "HalfCheetah-v5",

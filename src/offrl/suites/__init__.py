@@ -123,6 +123,7 @@ def dataset_card(dataset: Dataset, recipe, policy: str, build_seconds: float, co
     """Sizes, return statistics, the behavior, seeds, versions and the command."""
     import gymnasium
     import minari
+    import mujoco
 
     from offrl import __version__
     from offrl.data.summary import summarize
@@ -147,6 +148,7 @@ def dataset_card(dataset: Dataset, recipe, policy: str, build_seconds: float, co
             "offrl": __version__,
             "gymnasium": gymnasium.__version__,
             "minari": minari.__version__,
+            "mujoco": mujoco.__version__,
             "numpy": np.__version__,
             "python": platform.python_version(),
         },

@@ -1,10 +1,11 @@
 """Shipped behavior policies and the action logs of the runs that trained them.
 
 D4RL's locomotion levels come from one online SAC run per task: ``expert`` is
-its final policy, ``medium`` the first checkpoint reaching about a third of the
-expert's return, ``medium-replay`` everything the run stored until that
-checkpoint. offrl ships what is needed to rebuild all of them, small enough to
-live in the package (``offrl/suites/behavior/<task>/``):
+its fully trained policy (:func:`select_expert`), ``medium`` a checkpoint
+performing at about a third of the expert (:func:`select_medium`),
+``medium-replay`` everything the run stored until that checkpoint. offrl
+ships what is needed to rebuild all of them, small enough to live in the
+package (``offrl/suites/behavior/<task>/``):
 
 - ``<level>.npz``: a **policy file**: the actor's parameters, the
   preprocessor and the algorithm's settings (:func:`export_policy`), a few
@@ -347,6 +348,45 @@ def select_expert(
     return max(scores, key=scores.get), scores
 
 
+def select_medium(
+    run_dir: str | pathlib.Path,
+    expert_return: float,
+    random_return: float,
+    fraction: float = 1.0 / 3.0,
+    episodes: int = 20,
+    seed: int = 50_000,
+) -> tuple[int, dict[int, float]]:
+    """The checkpoint whose measured return is closest to ``fraction`` of the way from
+    ``random_return`` to ``expert_return`` (D4RL's medium: about a third of the expert).
+
+    The training curve (10 deterministic episodes per evaluation) is too noisy to
+    pick it alone: on Hopper it jumps from 1/3 to 2/3 of the expert between two
+    evaluations. So checkpoints are measured in order, with ``episodes``
+    stochastic episodes as the data is collected, from the first one whose
+    training evaluation reaches half the target, until the first whose measured
+    return reaches the target; the closest of those wins. Returns
+    ``(step, {step: mean return})``.
+    """
+    import tempfile
+
+    from offrl.run import checkpoint
+    from offrl.suites.policies import medium_checkpoint
+
+    target = random_return + fraction * (expert_return - random_return)
+    first = medium_checkpoint(run_dir, expert_return, random_return, fraction / 2)
+    steps = [s for s in checkpoint.steps(pathlib.Path(run_dir) / "checkpoints") if s >= first]
+    scores: dict[int, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for step in steps:
+            path = export_policy(run_dir, pathlib.Path(tmp) / f"{step}.npz", step=step)
+            scores[step] = evaluate_policy_file(load_policy_file(path), episodes, seed=seed)[
+                "return_mean"
+            ]
+            if scores[step] >= target:
+                break
+    return min(scores, key=lambda s: abs(scores[s] - target)), scores
+
+
 def ship(
     task: str,
     run_dir: str | pathlib.Path,
@@ -360,14 +400,13 @@ def ship(
     """Export a finished online run as a task's behavior directory.
 
     ``expert``: checkpoint ``expert_step`` (``None``: :func:`select_expert`).
-    ``medium``: the first checkpoint at or after the first training evaluation
-    reaching ``fraction`` of the way from
-    ``random_return`` to the expert's measured return (D4RL's one third).
+    ``medium``: :func:`select_medium` with ``fraction`` (D4RL's one third) of the
+    way from ``random_return`` to the expert's measured return.
     ``medium-replay``: the action log up to the medium checkpoint. Both policies
     are measured over ``episodes`` episodes with stochastic actions, as the
     datasets are collected.
     """
-    from offrl.suites.policies import evaluation_curve, medium_checkpoint
+    from offrl.suites.policies import evaluation_curve
 
     run_dir = pathlib.Path(run_dir)
     out = (root or BEHAVIOR_ROOT) / task
@@ -383,7 +422,9 @@ def ship(
         }
     export_policy(run_dir, out / "expert.npz", step=expert_step)
     expert = evaluate_policy_file(load_policy_file(out / "expert.npz"), episodes)
-    medium_step = medium_checkpoint(run_dir, expert["return_mean"], random_return, fraction)
+    medium_step, medium_scores = select_medium(
+        run_dir, expert["return_mean"], random_return, fraction
+    )
     export_policy(run_dir, out / "medium.npz", step=medium_step)
     medium = evaluate_policy_file(load_policy_file(out / "medium.npz"), episodes)
     export_action_log(run_dir, medium_step, out / "medium_replay_actions.npz")
@@ -405,7 +446,18 @@ def ship(
         "random_return": random_return,
         "medium_fraction": fraction,
         "expert": {"file": "expert.npz", "step": expert_step, **expert, "selection": selection},
-        "medium": {"file": "medium.npz", "step": medium_step, **medium},
+        "medium": {
+            "file": "medium.npz",
+            "step": medium_step,
+            **medium,
+            "selection": {
+                "rule": "closest to the target of the checkpoints measured in order (20 "
+                "stochastic episodes each, resets 50000..50019) from the first training "
+                "evaluation at half the target to the first measurement at the target",
+                "target_return": random_return + fraction * (expert["return_mean"] - random_return),
+                "candidates": {str(k): round(v, 1) for k, v in medium_scores.items()},
+            },
+        },
         "medium_replay": {
             "file": "medium_replay_actions.npz",
             "steps": log_meta["steps"],
