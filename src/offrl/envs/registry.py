@@ -47,7 +47,7 @@ TASKS: dict[str, Task] = {
     ),
     # D4RL's references (measured on the -v2 environments; Gymnasium's v5 differ slightly).
     # offrl's own (2026-11-27): random = uniform actions, resets 0..99; expert = the
-    # shipped SAC expert (offrl/suites/behavior/hopper/expert.npz), stochastic actions
+    # shipped SAC expert (offrl/suites/behavior_data/hopper/expert.npz), stochastic actions
     # as its dataset is collected, resets 10000..10099.
     "hopper": Task(
         "Hopper-v5",

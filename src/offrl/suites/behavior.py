@@ -5,7 +5,7 @@ its fully trained policy (:func:`select_expert`), ``medium`` a checkpoint
 performing at about a third of the expert (:func:`select_medium`),
 ``medium-replay`` everything the run stored until that checkpoint. offrl
 ships what is needed to rebuild all of them, small enough to live in the
-package (``offrl/suites/behavior/<task>/``):
+package (``offrl/suites/behavior_data/<task>/``):
 
 - ``<level>.npz``: a **policy file**: the actor's parameters, the
   preprocessor and the algorithm's settings (:func:`export_policy`), a few
@@ -40,7 +40,7 @@ from offrl.data.dataset import Dataset, DatasetInfo, from_episodes
 from offrl.envs.registry import make_env
 from offrl.suites.collect import record_steps, record_steps_vectorized
 
-BEHAVIOR_ROOT = pathlib.Path(__file__).with_name("behavior")
+BEHAVIOR_ROOT = pathlib.Path(__file__).with_name("behavior_data")
 POLICY_FORMAT = "offrl-policy-1"
 ACTION_LOG_FORMAT = "offrl-action-log-1"
 
