@@ -16,6 +16,7 @@ import sys
 import time
 
 import numpy as np
+from d3rlpy_worker import load_mdp_dataset  # the script's directory is on sys.path
 
 
 def main() -> None:
@@ -30,15 +31,7 @@ def main() -> None:
         sys.argv[5],
         int(sys.argv[6]),
     )
-    data = np.load(path)
-    dataset = d3rlpy.dataset.MDPDataset(
-        observations=data["observations"],
-        actions=data["actions"],
-        rewards=data["rewards"],
-        terminals=data["terminations"].astype(np.float32),
-        timeouts=data["truncations"].astype(np.float32),
-        action_space=d3rlpy.constants.ActionSpace.CONTINUOUS,
-    )
+    dataset = load_mdp_dataset(path)
     d3rlpy.seed(seed)
     if algorithm == "td3_bc":
         algo = d3rlpy.algos.TD3PlusBCConfig(

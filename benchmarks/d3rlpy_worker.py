@@ -12,13 +12,14 @@ import time
 import numpy as np
 
 
-def main() -> None:
+def load_mdp_dataset(path: str):
+    """The arrays offrl exported (``observations``, ``actions``, ``rewards``,
+    ``terminations``, ``truncations``) as a d3rlpy ``MDPDataset``; shared with
+    d3rlpy_train_worker.py."""
     import d3rlpy
-    import torch
 
-    path, algorithm, warmup, updates = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     data = np.load(path)
-    dataset = d3rlpy.dataset.MDPDataset(
+    return d3rlpy.dataset.MDPDataset(
         observations=data["observations"],
         actions=data["actions"],
         rewards=data["rewards"],
@@ -26,6 +27,14 @@ def main() -> None:
         timeouts=data["truncations"].astype(np.float32),
         action_space=d3rlpy.constants.ActionSpace.CONTINUOUS,
     )
+
+
+def main() -> None:
+    import d3rlpy
+    import torch
+
+    path, algorithm, warmup, updates = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    dataset = load_mdp_dataset(path)
     encoder = d3rlpy.models.encoders.VectorEncoderFactory(hidden_units=[256, 256])
     common = {
         "batch_size": 256,

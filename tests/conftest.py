@@ -50,3 +50,23 @@ def small_dataset():
 
     info = DatasetInfo(name="small", action_low=(-1.0, -1.0), action_high=(1.0, 1.0))
     return validate(from_episodes(make_episodes(), info))
+
+
+def train_tiny_sac(run_dir, env_id: str, steps: int, start_steps: int, interval: int):
+    """A seconds-long online SAC run (32x32 networks, batch 32) for tests that need
+    a real run directory: evaluations and checkpoints every ``interval`` steps."""
+    from offrl.algos import sac
+    from offrl.run.online import OnlineConfig, train_online
+
+    config = OnlineConfig(
+        env_id=env_id,
+        steps=steps,
+        start_steps=start_steps,
+        eval_every=interval,
+        eval_episodes=2,
+        checkpoint_every=interval,
+        progress=False,
+        batch_size=32,
+    )
+    train_online("sac", run_dir, config, sac.Config(hidden_dims=(32, 32)))
+    return run_dir

@@ -5,13 +5,12 @@ import json
 import jax
 import numpy as np
 import pytest
+from conftest import train_tiny_sac
 
 from offrl import suites
-from offrl.algos import sac
 from offrl.data import validate
 from offrl.run import checkpoint
 from offrl.run.evaluation import load_policy
-from offrl.run.online import OnlineConfig, train_online
 from offrl.suites import behavior, locomotion
 from offrl.suites.policies import replay_from_run
 
@@ -20,18 +19,7 @@ from offrl.suites.policies import replay_from_run
 def hopper_run(tmp_path_factory):
     """A tiny SAC run on Hopper (shapes of the real thing, seconds to train)."""
     run = tmp_path_factory.mktemp("behavior") / "hopper-sac"
-    config = OnlineConfig(
-        env_id="Hopper-v5",
-        steps=1500,
-        start_steps=1000,
-        eval_every=500,
-        eval_episodes=2,
-        checkpoint_every=500,
-        progress=False,
-        batch_size=32,
-    )
-    train_online("sac", run, config, sac.Config(hidden_dims=(32, 32)))
-    return run
+    return train_tiny_sac(run, "Hopper-v5", steps=1500, start_steps=1000, interval=500)
 
 
 def test_policy_file_round_trip(hopper_run, tmp_path):

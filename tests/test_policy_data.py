@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
+from conftest import train_tiny_sac
 
-from offrl.algos import sac
 from offrl.data import validate
-from offrl.run.online import OnlineConfig, train_online
 from offrl.suites import array_digest
 from offrl.suites.policies import (
     collect_from_run,
@@ -18,18 +17,7 @@ from offrl.suites.policies import (
 @pytest.fixture(scope="module")
 def sac_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("behavior") / "sac"
-    config = OnlineConfig(
-        env_id="Pendulum-v1",
-        steps=1200,
-        start_steps=400,
-        eval_every=400,
-        eval_episodes=2,
-        checkpoint_every=400,
-        progress=False,
-        batch_size=32,
-    )
-    train_online("sac", run, config, sac.Config(hidden_dims=(32, 32)))
-    return run
+    return train_tiny_sac(run, "Pendulum-v1", steps=1200, start_steps=400, interval=400)
 
 
 def test_replay_is_the_buffer_in_order(sac_run):
