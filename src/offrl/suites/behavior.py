@@ -321,6 +321,25 @@ def evaluate_policy_file(
     }
 
 
+def _measure_checkpoints(
+    run_dir, steps, episodes: int, seed: int, stop_at: float | None = None
+) -> dict[int, float]:
+    """Mean stochastic return of each checkpoint in ``steps``, in order, through its
+    policy file (the policy the datasets would use); stops after the first one
+    reaching ``stop_at``."""
+    import tempfile
+
+    scores: dict[int, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for step in steps:
+            path = export_policy(run_dir, pathlib.Path(tmp) / f"{step}.npz", step=step)
+            result = evaluate_policy_file(load_policy_file(path), episodes, seed=seed)
+            scores[step] = result["return_mean"]
+            if stop_at is not None and scores[step] >= stop_at:
+                break
+    return scores
+
+
 def select_expert(
     run_dir: str | pathlib.Path,
     last_fraction: float = 0.1,
@@ -332,19 +351,11 @@ def select_expert(
     ones :func:`ship` reports). SAC's last checkpoint can sit in a dip; D4RL's
     expert is a fully trained policy, not a lucky one, so only late checkpoints
     compete. Returns ``(step, {step: mean return})``."""
-    import tempfile
-
     from offrl.run import checkpoint
 
     steps = checkpoint.steps(pathlib.Path(run_dir) / "checkpoints")
     cutoff = steps[-1] * (1.0 - last_fraction)
-    scores = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for step in (s for s in steps if s >= cutoff):
-            path = export_policy(run_dir, pathlib.Path(tmp) / f"{step}.npz", step=step)
-            scores[step] = evaluate_policy_file(load_policy_file(path), episodes, seed=seed)[
-                "return_mean"
-            ]
+    scores = _measure_checkpoints(run_dir, [s for s in steps if s >= cutoff], episodes, seed)
     return max(scores, key=scores.get), scores
 
 
@@ -367,23 +378,13 @@ def select_medium(
     return reaches the target; the closest of those wins. Returns
     ``(step, {step: mean return})``.
     """
-    import tempfile
-
     from offrl.run import checkpoint
     from offrl.suites.policies import medium_checkpoint
 
     target = random_return + fraction * (expert_return - random_return)
     first = medium_checkpoint(run_dir, expert_return, random_return, fraction / 2)
     steps = [s for s in checkpoint.steps(pathlib.Path(run_dir) / "checkpoints") if s >= first]
-    scores: dict[int, float] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for step in steps:
-            path = export_policy(run_dir, pathlib.Path(tmp) / f"{step}.npz", step=step)
-            scores[step] = evaluate_policy_file(load_policy_file(path), episodes, seed=seed)[
-                "return_mean"
-            ]
-            if scores[step] >= target:
-                break
+    scores = _measure_checkpoints(run_dir, steps, episodes, seed, stop_at=target)
     return min(scores, key=lambda s: abs(scores[s] - target)), scores
 
 
