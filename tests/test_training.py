@@ -160,15 +160,7 @@ def test_train_on_a_d4rl_file_uses_the_environment_bounds(tmp_path):
     source = load_dataset("suite:pendulum-expert").select_episodes(range(10))
     path = tmp_path / "pendulum.hdf5"
     _write_d4rl(path, source)
-    config = TrainConfig(
-        steps=100,
-        steps_per_call=100,
-        eval_every=0,
-        checkpoint_every=100,
-        env_id="Pendulum-v1",
-        progress=False,
-        batch_size=32,
-    )
+    config = _pendulum_file_config(steps=100)
     from offrl.algos import bc
 
     train("bc", str(path), tmp_path / "run", bc.Config(hidden_dims=(8,)), config)
@@ -185,8 +177,18 @@ def test_resume_refuses_changed_data(tmp_path):
     source = load_dataset("suite:pendulum-expert").select_episodes(range(5))
     path = tmp_path / "data.hdf5"
     _write_d4rl(path, source)
-    config = TrainConfig(
-        steps=200,
+    config = _pendulum_file_config(steps=200)
+    small = bc.Config(hidden_dims=(8,))
+    train("bc", str(path), tmp_path / "run", small, config, stop_after=100)
+    _write_d4rl(path, source, rewards=source.rewards * 2.0)
+    with pytest.raises(RunError, match="dataset_sha256"):
+        train("bc", str(path), tmp_path / "run", small, config, resume=True)
+
+
+def _pendulum_file_config(steps: int) -> TrainConfig:
+    """Training on a Pendulum D4RL-style file: no evaluation, checkpoints every 100."""
+    return TrainConfig(
+        steps=steps,
         steps_per_call=100,
         eval_every=0,
         checkpoint_every=100,
@@ -194,11 +196,6 @@ def test_resume_refuses_changed_data(tmp_path):
         progress=False,
         batch_size=32,
     )
-    small = bc.Config(hidden_dims=(8,))
-    train("bc", str(path), tmp_path / "run", small, config, stop_after=100)
-    _write_d4rl(path, source, rewards=source.rewards * 2.0)
-    with pytest.raises(RunError, match="dataset_sha256"):
-        train("bc", str(path), tmp_path / "run", small, config, resume=True)
 
 
 def _write_d4rl(path, source, rewards=None):
