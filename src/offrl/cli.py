@@ -2,6 +2,8 @@
 
     offrl train ALGO --dataset DATASET [options]   train offline (bc, td3_bc, iql, cql)
     offrl eval RUN_DIR [options]                   evaluate a run's checkpoint
+    offrl select RUN_DIR... [options]              choose a checkpoint offline (FQE, diagnostics)
+    offrl report RUN_DIR... [--output FILE]        a self-contained HTML report, offline only
     offrl data inspect|validate|convert ...        look at, check or convert a dataset
     offrl online sac --env-id ENV [options]        train online (SAC)
     offrl suite list|build|card [NAME]             the built-in datasets and their cards
@@ -181,6 +183,118 @@ def cmd_eval(argv: list[str]) -> None:
     Console().print(table)
 
 
+# ------------------------------------------------------------------ select / report
+@dataclasses.dataclass(frozen=True)
+class _OfflineArgs:
+    """Offline evaluation of run directories: nothing here touches an environment."""
+
+    run_dirs: tyro.conf.Positional[tuple[str, ...]]
+    """Run directories written by `offrl train`."""
+    dataset: str | None = None
+    """The training dataset (default: the one recorded in each run's config.json)."""
+    fqe_updates: int = 20_000
+    """FQE gradient updates per fit."""
+    bootstrap: int = 5
+    """FQE fits on episode resamples per checkpoint (the interval); 0 = one fit."""
+    fqe_discount: float = 0.99
+    """Discount of the FQE value."""
+    seed: int = 0
+    """Seed of the FQE fits and resamples."""
+
+
+def _fqe_config(args: _OfflineArgs):
+    from offrl.evaluate.fqe import FQEConfig
+
+    return FQEConfig(
+        updates=args.fqe_updates,
+        bootstrap=args.bootstrap,
+        discount=args.fqe_discount,
+        seed=args.seed,
+    )
+
+
+def _progress_printer():
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    return lambda message: console.print(f"[dim]{message}[/]")
+
+
+def cmd_select(argv: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from offrl.evaluate.selection import analyze_run, choose, rank_selectors
+
+    args = tyro.cli(_OfflineArgs, args=argv, prog="offrl select")
+    console = Console()
+    for run_dir in args.run_dirs:
+        try:
+            analysis = analyze_run(
+                run_dir, args.dataset, _fqe_config(args), progress=_progress_printer()
+            )
+        except Exception as error:  # noqa: BLE001 - shown to the user with its type
+            _fail(f"{type(error).__name__}: {error}")
+        table = Table(title=f"offline selection — {run_dir}")
+        for column in ("step", "seed", "FQE value", "interval", "dataset Q", "action MSE"):
+            table.add_column(column)
+        q = analysis["signals"].get("q_peak")
+        for c, step in enumerate(analysis["steps"]):
+            for s, seed in enumerate(analysis["seeds"]):
+                table.add_row(
+                    str(step),
+                    str(seed),
+                    f"{analysis['signals']['fqe'][c][s]:.2f}",
+                    f"[{analysis['fqe_low'][c][s]:.2f}, {analysis['fqe_high'][c][s]:.2f}]",
+                    "–" if q is None else f"{q[c][s]:.3f}",
+                    f"{analysis['action_mse'][c][s]:.4f}",
+                )
+        console.print(table)
+        c, s = choose(analysis, "fqe")
+        console.print(
+            f"[bold]deploy step {analysis['steps'][c]}, seed {analysis['seeds'][s]}[/] "
+            f"(highest FQE value; behavior value {analysis['behavior_value']:.2f})"
+        )
+        for seed, verdicts in zip(analysis["seeds"], analysis["diagnostics"], strict=True):
+            for v in verdicts:
+                console.print(
+                    f"seed {seed}: [bold]{v['kind']}[/] — {v['finding']}. {v['recommendation']}"
+                )
+        ranking = rank_selectors(analysis)
+        for name, row in ranking["selectors"].items():
+            console.print(
+                f"against logged evaluations: {name}: Spearman {row['spearman']:.2f}, "
+                f"regret {row['regret']:.1f}"
+            )
+
+
+def cmd_report(argv: list[str]) -> None:
+    from offrl.evaluate.report import write_report
+
+    @dataclasses.dataclass(frozen=True)
+    class Args(_OfflineArgs):
+        """Write a self-contained HTML report of run directories (offline estimates,
+        diagnostics, learning curves, dataset summary)."""
+
+        output: str = "report.html"
+        """The HTML file to write."""
+
+    args = tyro.cli(Args, args=argv, prog="offrl report")
+    try:
+        path = write_report(
+            list(args.run_dirs),
+            args.output,
+            _fqe_config(args),
+            args.dataset,
+            progress=_progress_printer(),
+        )
+    except Exception as error:  # noqa: BLE001 - shown to the user with its type
+        _fail(f"{type(error).__name__}: {error}")
+    from rich.console import Console
+
+    Console().print(f"wrote {path}")
+
+
 # ---------------------------------------------------------------------------- data
 def cmd_data(argv: list[str]) -> None:
     from rich.console import Console
@@ -205,6 +319,13 @@ def cmd_data(argv: list[str]) -> None:
         """The environment the data came from (D4RL-style files: checks shapes and bounds)."""
 
     @dataclasses.dataclass(frozen=True)
+    class Inspect(Source):
+        """Summarize a dataset: sizes, returns, lengths, actions."""
+
+        plot: str | None = None
+        """Also write the return histogram and action distributions to this PNG."""
+
+    @dataclasses.dataclass(frozen=True)
     class Convert(Source):
         """Convert a dataset to a Minari dataset directory."""
 
@@ -215,7 +336,7 @@ def cmd_data(argv: list[str]) -> None:
         overwrite: bool = False
         """Replace an existing output directory."""
 
-    cls = Convert if verb == "convert" else Source
+    cls = {"convert": Convert, "inspect": Inspect}.get(verb, Source)
     args = tyro.cli(cls, args=rest, prog=f"offrl data {verb}")
     try:
         dataset = load_dataset(args.dataset, args.observation_keys, args.env_id)
@@ -230,6 +351,11 @@ def cmd_data(argv: list[str]) -> None:
         from offrl.data.summary import print_summary
 
         print_summary(dataset, console)
+        if args.plot:
+            from offrl.evaluate.report import dataset_figure
+
+            dataset_figure(dataset).savefig(args.plot, dpi=100, bbox_inches="tight")
+            console.print(f"wrote {args.plot}")
     else:
         from offrl.data.formats.minari import write_minari
 
@@ -353,6 +479,8 @@ COMMANDS = {
     "data": cmd_data,
     "online": cmd_online,
     "suite": cmd_suite,
+    "select": cmd_select,
+    "report": cmd_report,
     "bench": cmd_bench,
     "quickstart": cmd_quickstart,
 }

@@ -3,6 +3,11 @@
 The normalized score is D4RL's ``100 * (R - R_random) / (R_expert - R_random)``.
 Every reference return records where it came from; offrl's own are measured
 with the command in ``reference_command``.
+
+Offline value estimates (FQE) are discounted, so tasks with offrl's own
+references also carry the same episodes' *discounted* returns (``random_value``
+and ``expert_value``, discount :data:`VALUE_DISCOUNT`); :func:`normalized_value`
+maps a discounted value onto the same 0..100 scale.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ class Task:
         expert_return: mean return of the expert policy, or ``None``.
         reference_source: where the two references come from.
         reference_command: the command that measured them (offrl's own).
+        random_value, expert_value: the same episodes' mean discounted return
+            (discount :data:`VALUE_DISCOUNT`), or ``None``.
     """
 
     env_id: str
@@ -32,6 +39,12 @@ class Task:
     expert_return: float | None = None
     reference_source: str = ""
     reference_command: str = ""
+    random_value: float | None = None
+    expert_value: float | None = None
+
+
+#: The discount of every ``random_value`` / ``expert_value`` in the registry.
+VALUE_DISCOUNT = 0.99
 
 
 TASKS: dict[str, Task] = {
@@ -44,6 +57,8 @@ TASKS: dict[str, Task] = {
         reference_source="offrl: uniform random policy and the scripted swing-up controller "
         "(offrl.suites.pendulum.SwingUpController), 100 episodes each",
         reference_command="python -m offrl.suites.pendulum --measure-references",
+        random_value=-521.43,
+        expert_value=-124.26,
     ),
     # D4RL's references (measured on the -v2 environments; Gymnasium's v5 differ slightly).
     # offrl's own (2026-11-27): random = uniform actions, resets 0..99; expert = the
@@ -57,6 +72,8 @@ TASKS: dict[str, Task] = {
         reference_source="offrl: uniform random policy (100 episodes) and offrl's shipped "
         "SAC expert after 1M steps (100 episodes, stochastic actions)",
         reference_command="python -m offrl.suites.locomotion --measure-references --tasks hopper",
+        random_value=16.70,
+        expert_value=268.47,
     ),
     "halfcheetah": Task(
         "HalfCheetah-v5",
@@ -120,6 +137,23 @@ def normalized_score(returns, task: Task | str | None):
         return None
     returns = np.asarray(returns, dtype=np.float64)
     return 100.0 * (returns - task.random_return) / (task.expert_return - task.random_return)
+
+
+def normalized_value(values, task: Task | str | None, discount: float):
+    """A discounted value (e.g. an FQE estimate) on the normalized scale:
+    ``100 * (V - V_random) / (V_expert - V_random)`` with the registry's discounted
+    references, or ``None`` when the task has none or ``discount`` differs from theirs."""
+    if isinstance(task, str) or task is None:
+        task = get_task(task)
+    if (
+        task is None
+        or task.random_value is None
+        or task.expert_value is None
+        or abs(discount - VALUE_DISCOUNT) > 1e-9
+    ):
+        return None
+    values = np.asarray(values, dtype=np.float64)
+    return 100.0 * (values - task.random_value) / (task.expert_value - task.random_value)
 
 
 def make_env(env_id: str, **kwargs) -> gym.Env:

@@ -19,11 +19,17 @@ from offrl.envs.registry import get_task, make_env, normalized_score
 
 @dataclasses.dataclass
 class EvaluationResult:
-    """Returns and lengths per seed and episode, ``[S, episodes]``."""
+    """Returns and lengths per seed and episode, ``[S, episodes]``.
+
+    ``discounted`` holds ``sum_t discount^t r_t`` of each episode (the quantity an
+    offline value estimate such as FQE targets).
+    """
 
     returns: np.ndarray
     lengths: np.ndarray
     normalized: np.ndarray | None
+    discounted: np.ndarray | None = None
+    discount: float = 0.99
 
     def summary(self) -> dict:
         out = {
@@ -46,6 +52,7 @@ def evaluate(
     seed: int = 10_000,
     key: jax.Array | None = None,
     max_parallel: int = 10,
+    discount: float = 0.99,
 ) -> EvaluationResult:
     """Run ``num_episodes`` episodes for each of ``num_seeds`` policies.
 
@@ -57,9 +64,11 @@ def evaluate(
         seed: reset seed of the first episode.
         key: for stochastic policies; ``None`` means ``PRNGKey(0)``.
         max_parallel: environments stepped side by side per seed.
+        discount: of the discounted returns recorded beside the plain ones.
     """
     key = jax.random.PRNGKey(0) if key is None else key
     returns = np.zeros((num_seeds, num_episodes))
+    discounted = np.zeros((num_seeds, num_episodes))
     lengths = np.zeros((num_seeds, num_episodes), dtype=np.int64)
     for first in range(0, num_episodes, max_parallel):
         episodes = list(range(first, min(num_episodes, first + max_parallel)))
@@ -82,6 +91,7 @@ def evaluate(
                         continue
                     next_obs, reward, terminated, truncated, _ = env.step(actions[s, n])
                     returns[s, first + n] += reward
+                    discounted[s, first + n] += discount ** lengths[s, first + n] * reward
                     lengths[s, first + n] += 1
                     obs[s, n] = next_obs
                     done[s, n] = terminated or truncated
@@ -94,4 +104,6 @@ def evaluate(
         returns=returns,
         lengths=lengths,
         normalized=None if normalized is None else np.asarray(normalized),
+        discounted=discounted,
+        discount=discount,
     )

@@ -66,3 +66,62 @@ def summarize_scores(scores: np.ndarray, reps: int = 2000, seed: int = 0) -> dic
         "runs": int(scores.shape[0]),
         "tasks": int(scores.shape[1]) if scores.ndim > 1 else 1,
     }
+
+
+def rankdata(values) -> np.ndarray:
+    """Ranks 1..n with ties given their average rank (as ``scipy.stats.rankdata``)."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values))
+    sorted_values = values[order]
+    i = 0
+    while i < len(values):
+        j = i
+        while j + 1 < len(values) and sorted_values[j + 1] == sorted_values[i]:
+            j += 1
+        ranks[order[i : j + 1]] = 0.5 * (i + j) + 1.0
+        i = j + 1
+    return ranks
+
+
+def spearman(x, y) -> float:
+    """Spearman rank correlation (Pearson correlation of average ranks); NaN when
+    either side is constant."""
+    rx, ry = rankdata(x), rankdata(y)
+    if len(rx) != len(ry):
+        raise ValueError(f"spearman needs equal lengths, got {len(rx)} and {len(ry)}")
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denominator = np.sqrt((rx**2).sum() * (ry**2).sum())
+    return float((rx * ry).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def performance_profile(
+    scores: np.ndarray,
+    thresholds: np.ndarray,
+    reps: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Score distribution ``P(score > tau)`` over all runs and tasks for each threshold,
+    with stratified bootstrap bands (Agarwal et al., 2021, Figure 5).
+
+    ``scores`` is ``[runs, tasks]``; the profile averages the per-task fraction of
+    runs above ``tau``, so every task weighs the same.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim == 1:
+        scores = scores[:, None]
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+
+    def profile(table):
+        return (table[:, :, None] > thresholds).mean(axis=0).mean(axis=0)
+
+    runs, tasks = scores.shape
+    rng = np.random.default_rng(seed)
+    columns = np.arange(tasks)
+    replicates = np.stack(
+        [profile(scores[rng.integers(0, runs, size=(runs, tasks)), columns]) for _ in range(reps)]
+    )
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(replicates, [alpha, 1.0 - alpha], axis=0)
+    return {"thresholds": thresholds, "fraction": profile(scores), "low": low, "high": high}

@@ -317,6 +317,8 @@ def evaluate_policy_file(
         "return_mean": float(returns.mean()),
         "return_std": float(returns.std()),
         "length_mean": float(result.lengths[0].mean()),
+        "discounted_mean": float(result.discounted[0].mean()),
+        "discount": result.discount,
         "reset_seeds": f"{seed}..{seed + episodes - 1}",
     }
 

@@ -143,7 +143,8 @@ def build(name: str, num_steps: int | None = None) -> Dataset:
 
 def measure_references(task: str, num_episodes: int = 100) -> dict[str, float | None]:
     """Mean returns of a uniform random policy (resets ``0..num_episodes-1``) and,
-    when shipped, of the expert policy file (stochastic actions, resets from 10,000)."""
+    when shipped, of the expert policy file (stochastic actions, resets from 10,000);
+    ``*_value`` are the same episodes' discounted (0.99) returns."""
     from offrl.evaluate.rollout import evaluate
     from offrl.suites.behavior import (
         BehaviorError,
@@ -162,13 +163,20 @@ def measure_references(task: str, num_episodes: int = 100) -> dict[str, float | 
         return rng.uniform(low, high, size=(*observations.shape[:2], low.shape[0]))
 
     random = evaluate(random_policy, env_id, 1, num_episodes, seed=0, max_parallel=25)
-    expert = None
+    out = {
+        "random_return": float(random.returns.mean()),
+        "random_value": float(random.discounted.mean()),
+        "expert_return": None,
+        "expert_value": None,
+        "discount": random.discount,
+    }
     try:
         policy = load_policy_file(behavior_dir(task) / "expert.npz")
-        expert = evaluate_policy_file(policy, num_episodes)["return_mean"]
     except BehaviorError:
-        pass
-    return {"random_return": float(random.returns.mean()), "expert_return": expert}
+        return out
+    expert = evaluate_policy_file(policy, num_episodes)
+    out["expert_return"], out["expert_value"] = expert["return_mean"], expert["discounted_mean"]
+    return out
 
 
 def main() -> None:

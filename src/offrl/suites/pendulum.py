@@ -118,9 +118,19 @@ def build(name: str) -> Dataset:
 def measure_references(num_episodes: int = 100) -> dict[str, float]:
     expert = collect("expert", num_episodes, seed=0)
     random = collect("random", num_episodes, seed=0)
+    discounts = 0.99 ** np.arange(200)
+
+    def value(episodes):
+        return float(
+            np.mean([np.sum(ep["rewards"] * discounts[: len(ep["rewards"])]) for ep in episodes])
+        )
+
     return {
         "expert_return": float(np.mean([ep["rewards"].sum() for ep in expert])),
         "random_return": float(np.mean([ep["rewards"].sum() for ep in random])),
+        "expert_value": value(expert),
+        "random_value": value(random),
+        "discount": 0.99,
     }
 
 

@@ -1,0 +1,348 @@
+"""Offline evaluation: FQE on an MDP with a known value, diagnostics on synthetic
+curves, ranking statistics and selector scoring against hand-computed values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from offrl.data import DatasetInfo, from_episodes, validate
+from offrl.evaluate.diagnostics import diagnose
+from offrl.evaluate.fqe import FQEConfig, bootstrap_rows, discounted_episode_returns, fqe
+from offrl.evaluate.selection import pooled_ranking, rank_selectors
+from offrl.evaluate.statistics import performance_profile, rankdata, spearman
+
+
+def chain_dataset(n=6, episodes=300, horizon=15, seed=0):
+    """A chain of ``n`` one-hot states; action > 0 moves right, else left (floored at 0).
+    Reaching state ``n - 1`` pays 1 and terminates. Behavior: uniform random actions,
+    episodes start in a random non-goal state."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(episodes):
+        s = int(rng.integers(0, n - 1))
+        obs, acts, rews, terms = [], [], [], []
+        for _ in range(horizon):
+            obs.append(np.eye(n)[s])
+            a = rng.uniform(-1, 1)
+            acts.append([a])
+            s = min(s + 1, n - 1) if a > 0 else max(s - 1, 0)
+            rews.append(1.0 if s == n - 1 else 0.0)
+            terms.append(s == n - 1)
+            if terms[-1]:
+                break
+        obs.append(np.eye(n)[s])
+        truncations = np.zeros(len(rews), bool)
+        truncations[-1] = not terms[-1]
+        out.append(
+            {
+                "observations": np.asarray(obs, np.float32),
+                "actions": np.asarray(acts, np.float32),
+                "rewards": np.asarray(rews, np.float32),
+                "terminations": np.asarray(terms),
+                "truncations": truncations,
+            }
+        )
+    info = DatasetInfo(name="chain", action_low=(-1.0,), action_high=(1.0,))
+    return validate(from_episodes(out, info))
+
+
+def test_fqe_recovers_the_value_of_a_chain_policy():
+    n, gamma = 6, 0.9
+    data = chain_dataset(n)
+    start_states = np.argmax(np.asarray(data.observations)[np.asarray(data.episode_starts)], 1)
+    # Going right from state s reaches the goal after n-1-s moves; the reward comes
+    # on the last one: V = gamma^(n-2-s). Going left never reaches it: V = 0.
+    truth_right = np.mean(gamma ** (n - 2 - start_states))
+    right = lambda o: np.full((len(o), 1), 0.5, np.float32)  # noqa: E731
+    left = lambda o: np.full((len(o), 1), -0.5, np.float32)  # noqa: E731
+    config = FQEConfig(
+        updates=3000, discount=gamma, hidden_dims=(64, 64), bootstrap=4, batch_size=128
+    )
+    result = fqe(data, [right, left], config)
+    assert abs(result.value[0] - truth_right) < 0.05 * truth_right
+    assert abs(result.value[1]) < 0.1
+    assert result.fits.shape == (2, 4)
+    assert np.all(result.low <= result.value) and np.all(result.value <= result.high)
+    # The behavior's value is the Monte Carlo mean of the episodes' discounted returns.
+    assert result.behavior_value == pytest.approx(discounted_episode_returns(data, gamma).mean())
+
+
+def test_discounted_episode_returns_by_hand(small_dataset):
+    returns = discounted_episode_returns(small_dataset, 0.5)
+    rewards = np.asarray(small_dataset.rewards)
+    first = rewards[:5] @ (0.5 ** np.arange(5))
+    assert returns[0] == pytest.approx(first)
+    assert discounted_episode_returns(small_dataset, 1.0) == pytest.approx(
+        small_dataset.episode_returns()
+    )
+
+
+def test_bootstrap_rows_resample_whole_episodes():
+    starts, lengths = np.array([0, 4, 10]), np.array([4, 6, 3])
+    rows, counts = bootstrap_rows(starts, lengths, 13, np.random.default_rng(1))
+    assert rows.shape == (13,) and counts.sum() >= 1
+    # Every row lies in an episode that was drawn.
+    episode_of = np.searchsorted(starts, rows, side="right") - 1
+    assert set(episode_of) <= set(np.flatnonzero(counts))
+
+
+def test_fqe_rejects_bad_input(small_dataset):
+    policy = lambda o: np.zeros((len(o), 2), np.float32)  # noqa: E731
+    with pytest.raises(ValueError, match="discount"):
+        fqe(small_dataset, [policy], FQEConfig(discount=1.0, updates=10))
+    with pytest.raises(ValueError, match="updates"):
+        fqe(small_dataset, [policy], FQEConfig(updates=0))
+    with pytest.raises(ValueError, match="next_actions must be"):
+        fqe(
+            small_dataset,
+            config=FQEConfig(updates=10),
+            next_actions=np.zeros((1, 3, 2)),
+            start_actions=np.zeros((1, 3, 2)),
+        )
+
+
+# ----------------------------------------------------------------- diagnostics
+STEPS = np.arange(1, 11) * 1000
+
+
+def kinds(verdicts):
+    return [v.kind for v in verdicts]
+
+
+def test_diagnose_overfitting_names_the_peak():
+    q = np.array([1, 3, 5, 7, 8, 7.5, 6, 5, 4, 3.5])
+    verdicts = diagnose(STEPS, q, td_error=np.full(10, 0.1))
+    assert kinds(verdicts) == ["overfitting"]
+    assert verdicts[0].step == 5000
+    assert "5000" in verdicts[0].recommendation
+
+
+def test_diagnose_healthy_run_is_ok():
+    q = np.linspace(1, 10, 10)
+    td = np.linspace(1.0, 0.2, 10)
+    assert kinds(diagnose(STEPS, q, td)) == ["ok"]
+
+
+def test_diagnose_underfitting_when_td_error_stays_high():
+    q = np.linspace(1, 2, 10)
+    td = np.full(10, 1.5)
+    verdicts = diagnose(STEPS, q, td)
+    assert kinds(verdicts) == ["underfitting"]
+    assert "capacity" in verdicts[0].recommendation
+
+
+def test_diagnose_divergence_and_nan():
+    q = np.linspace(1, 500, 10)
+    verdicts = diagnose(STEPS, q, None, q_bound=100.0)
+    assert "diverging" in kinds(verdicts)
+    assert verdicts[0].step == 3000  # linspace: 1, 56.4, 111.9 (the first above 100), ...
+    q_nan = q.copy()
+    q_nan[6] = np.nan
+    assert kinds(diagnose(STEPS, q_nan)) == ["diverging"]
+    assert kinds(diagnose(STEPS, None)) == ["no-critic"]
+    with pytest.raises(ValueError, match="points"):
+        diagnose(STEPS, q[:5])
+
+
+# ----------------------------------------------------------------- statistics
+def test_rankdata_and_spearman_by_hand():
+    assert rankdata([10, 20, 20, 5]).tolist() == [2.0, 3.5, 3.5, 1.0]
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # d = rank differences (0, 1, -1, 0): rho = 1 - 6 * 2 / (4 * 15) = 0.8
+    assert spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
+    assert np.isnan(spearman([1, 1, 1], [1, 2, 3]))
+    scipy_stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 5, 30), rng.normal(size=30)
+    assert spearman(x, y) == pytest.approx(scipy_stats.spearmanr(x, y).statistic)
+
+
+def test_performance_profile_by_hand():
+    scores = np.array([[10.0, 50.0], [30.0, 70.0], [60.0, 90.0]])  # [runs, tasks]
+    out = performance_profile(scores, np.array([0.0, 40.0, 80.0]), reps=200)
+    # tau=40: task 0 has 1/3 above, task 1 has 3/3 -> mean 2/3; tau=80: (0 + 1/3)/2.
+    assert out["fraction"] == pytest.approx([1.0, 2 / 3, 1 / 6])
+    assert np.all(out["low"] <= out["fraction"] + 1e-12)
+    assert np.all(out["fraction"] <= out["high"] + 1e-12)
+
+
+# ----------------------------------------------------------------- selectors
+def synthetic_analysis():
+    # 4 checkpoints x 2 seeds; true normalized scores and two selectors' signals.
+    return {
+        "seeds": [0, 1],
+        "true_normalized": [[10, 20], [40, 30], [30, 50], [20, 40]],
+        "true_return": [[1, 2], [4, 3], [3, 5], [2, 4]],
+        "signals": {
+            "fqe": [[1, 1], [4, 2], [3, 5], [2, 3]],  # ranks both seeds perfectly
+            "validation": [[-4, -4], [-3, -3], [-2, -2], [-1, -1]],  # prefers the last
+            "last": [[0, 0], [1, 1], [2, 2], [3, 3]],
+            "q_peak": None,
+            "critic": None,
+        },
+    }
+
+
+def test_rank_selectors_by_hand():
+    ranking = rank_selectors(synthetic_analysis())
+    assert ranking["score"] == "normalized score"
+    fqe_row = ranking["selectors"]["fqe"]
+    # seed 0: perfect ranking (rho 1, regret 0); seed 1: ranks 1,2,4,3 vs 1,2,4,3 -> 1.
+    assert fqe_row["spearman"] == pytest.approx(1.0)
+    assert fqe_row["regret"] == pytest.approx(0.0)
+    last = ranking["selectors"]["last"]
+    # seed 0 picks 20 (best 40): regret 20; seed 1 picks 40 (best 50): regret 10.
+    assert last["regret"] == pytest.approx(15.0)
+    assert "q_peak" not in ranking["selectors"]
+
+
+def test_pooled_ranking_over_runs():
+    a = synthetic_analysis()
+    pooled = pooled_ranking([a, a])
+    assert pooled["fqe"]["candidates"] == 16
+    assert pooled["fqe"]["regret"] == pytest.approx(0.0)
+    assert pooled["validation"]["regret"] == pytest.approx(50 - 20)
+
+
+def test_normalized_value_uses_discounted_references():
+    from offrl.envs.registry import get_task, normalized_value
+
+    task = get_task("hopper")
+    assert normalized_value(task.random_value, "hopper", 0.99) == pytest.approx(0.0)
+    assert normalized_value(task.expert_value, "Hopper-v5", 0.99) == pytest.approx(100.0)
+    assert normalized_value(100.0, "hopper", 0.9) is None  # references are at 0.99
+    assert normalized_value(100.0, "halfcheetah", 0.99) is None
+
+
+# ----------------------------------------------------------------- run analysis and report
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    """A TD3+BC and a BC run on the Pendulum suite: 3 checkpoints x 2 seeds each,
+    evaluated at every checkpoint."""
+    from offrl.algos import bc, td3_bc
+    from offrl.run.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("offline-runs")
+    config = TrainConfig(
+        steps=300,
+        eval_every=100,
+        checkpoint_every=100,
+        eval_episodes=2,
+        seeds=(0, 1),
+        steps_per_call=100,
+        progress=False,
+    )
+    train(
+        "td3_bc",
+        "suite:pendulum-mixed",
+        root / "td3_bc",
+        td3_bc.Config(hidden_dims=(32, 32)),
+        config,
+    )
+    train("bc", "suite:pendulum-mixed", root / "bc", bc.Config(hidden_dims=(32, 32)), config)
+    return root
+
+
+TINY_FQE = FQEConfig(updates=200, bootstrap=2, hidden_dims=(32, 32), batch_size=64)
+
+
+def test_analyze_run_tables_diagnostics_and_cache(tiny_runs):
+    from offrl.evaluate.selection import analyze_run, choose
+
+    analysis = analyze_run(tiny_runs / "td3_bc", fqe_config=TINY_FQE)
+    assert analysis["steps"] == [100, 200, 300] and analysis["seeds"] == [0, 1]
+    for name in ("fqe", "q_peak", "critic", "validation", "last"):
+        assert np.asarray(analysis["signals"][name]).shape == (3, 2), name
+    assert np.isfinite(analysis["signals"]["fqe"]).all()
+    assert np.asarray(analysis["fqe_fits"]).shape == (3, 2, 2)
+    assert np.all(np.asarray(analysis["fqe_low"]) <= np.asarray(analysis["fqe_high"]))
+    # Pendulum has discounted references, and the run logged evaluations at every step.
+    assert np.asarray(analysis["fqe_normalized"]).shape == (3, 2)
+    assert all(row is not None and len(row) == 2 for row in analysis["true_normalized"])
+    assert [v[0]["kind"] for v in analysis["diagnostics"]] != []
+    c, s = choose(analysis, "fqe")
+    assert analysis["signals"]["fqe"][c][s] == np.max(analysis["signals"]["fqe"])
+    # A second call reads the cache instead of refitting.
+    cache = tiny_runs / "td3_bc" / "offline" / "analysis.json"
+    before = cache.stat().st_mtime_ns
+    assert analyze_run(tiny_runs / "td3_bc", fqe_config=TINY_FQE) == analysis
+    assert cache.stat().st_mtime_ns == before
+
+
+def test_analyze_run_without_critic_and_with_the_wrong_dataset(tiny_runs):
+    from offrl.evaluate.selection import analyze_run
+    from offrl.run.train import RunError
+
+    analysis = analyze_run(tiny_runs / "bc", fqe_config=TINY_FQE)
+    assert analysis["signals"]["q_peak"] is None and analysis["signals"]["critic"] is None
+    assert analysis["diagnostics"][0][0]["kind"] == "no-critic"
+    with pytest.raises(RunError, match="not the one it was trained on"):
+        analyze_run(tiny_runs / "bc", dataset="suite:pendulum-expert", fqe_config=TINY_FQE)
+    with pytest.raises(RunError, match="no checkpoints at steps"):
+        analyze_run(tiny_runs / "bc", steps=[150], fqe_config=TINY_FQE)
+
+
+def test_report_is_self_contained_and_every_image_decodes(tiny_runs, tmp_path):
+    import base64
+    import html.parser
+    import io
+
+    import matplotlib.image
+
+    from offrl.evaluate.report import write_report
+
+    path = write_report(
+        [tiny_runs / "td3_bc", tiny_runs / "bc"], tmp_path / "report.html", TINY_FQE
+    )
+    text = path.read_text()
+
+    class Parser(html.parser.HTMLParser):
+        images, headings, tables = [], [], 0
+        _in_heading = False
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if tag == "img":
+                self.images.append(attrs["src"])
+            if tag in ("h2", "h3"):
+                self._in_heading = True
+            if tag == "table":
+                self.tables += 1
+
+        def handle_endtag(self, tag):
+            if tag in ("h2", "h3"):
+                self._in_heading = False
+
+        def handle_data(self, data):
+            if self._in_heading:
+                self.headings.append(data.strip())
+
+    parser = Parser()
+    parser.feed(text)
+    # Nothing is linked: every image is an embedded PNG that decodes.
+    assert "http://" not in text and "https://" not in text
+    assert len(parser.images) >= 6
+    for src in parser.images:
+        assert src.startswith("data:image/png;base64,")
+        image = matplotlib.image.imread(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
+        assert image.ndim == 3 and image.shape[0] > 50 and image.shape[1] > 50
+    for heading in (
+        "Diagnostics",
+        "Learning curves",
+        "Offline estimates per checkpoint",
+        "Dataset",
+    ):
+        assert parser.headings.count(heading) == 2, heading
+    assert "Deploy checkpoint step" in text and "Across the 2 runs" in text
+    assert "no-critic" in text
+
+
+def test_cli_select_and_report_name_bad_run_dirs(tmp_path, capsys):
+    from offrl.cli import main
+
+    for command in ("select", "report"):
+        with pytest.raises(SystemExit):
+            main([command, str(tmp_path)])
+        assert "not a run directory" in capsys.readouterr().err
