@@ -69,6 +69,14 @@ def test_bench_on_a_tiny_grid(tmp_path):
         assert float(row["updates_per_second_per_seed"]) > 0
     agg = result["aggregates"]["bc"]["final"]
     assert agg["iqm_ci_low"] <= agg["iqm"] <= agg["iqm_ci_high"]
+    # The performance profile: a fraction of runs, falling as the threshold rises.
+    profile = {k: np.asarray(v) for k, v in result["aggregates"]["bc"]["final_profile"].items()}
+    assert np.all(np.diff(profile["fraction"]) <= 1e-12)
+    assert np.all(
+        (profile["low"] <= profile["fraction"]) & (profile["fraction"] <= profile["high"])
+    )
+    assert "Performance profile" in text
+    assert (tmp_path / "bench" / "profiles.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # A second call reuses the finished cells.
     again = run_bench(config)
     assert again["rows"] == result["rows"]

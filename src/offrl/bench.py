@@ -16,7 +16,7 @@ import pathlib
 
 import numpy as np
 
-from offrl.evaluate.statistics import summarize_scores
+from offrl.evaluate.statistics import performance_profile, summarize_scores
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,8 +104,44 @@ def table(config: BenchConfig, summaries: dict[tuple[str, str], dict]) -> dict:
             )
         final = np.asarray(finals).T  # [seeds, datasets]
         best = np.asarray(bests).T
-        aggregates[algorithm] = {"final": summarize_scores(final), "best": summarize_scores(best)}
+        profile = performance_profile(final, PROFILE_THRESHOLDS)
+        aggregates[algorithm] = {
+            "final": summarize_scores(final),
+            "best": summarize_scores(best),
+            "final_profile": {k: np.asarray(v).tolist() for k, v in profile.items()},
+        }
     return {"rows": rows, "aggregates": aggregates}
+
+
+#: Thresholds of the performance profiles (score distributions of final scores).
+PROFILE_THRESHOLDS = np.linspace(0.0, 120.0, 25)
+
+
+def profile_figure(result: dict, path: pathlib.Path) -> pathlib.Path:
+    """Performance profiles (fraction of runs above each score, with 95% bands)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for algorithm, agg in result["aggregates"].items():
+        profile = agg["final_profile"]
+        line = ax.plot(profile["thresholds"], profile["fraction"], label=algorithm)[0]
+        ax.fill_between(
+            profile["thresholds"],
+            profile["low"],
+            profile["high"],
+            alpha=0.2,
+            color=line.get_color(),
+        )
+    ax.set_xlabel(f"final {result['rows'][0]['score']} τ")
+    ax.set_ylabel("fraction of runs with score > τ")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def write_tables(config: BenchConfig, result: dict) -> list[pathlib.Path]:
@@ -147,11 +183,25 @@ def write_tables(config: BenchConfig, result: dict) -> list[pathlib.Path]:
             f"{f['iqm_ci_high']:.1f}] | {b['iqm']:.1f} [{b['iqm_ci_low']:.1f}, "
             f"{b['iqm_ci_high']:.1f}] |"
         )
+    marks = [25.0, 50.0, 75.0, 100.0]
+    lines += [
+        "",
+        "Performance profile of the final scores (fraction of runs above each score, "
+        "every dataset weighted equally; `profiles.png` draws it with 95% bands):",
+        "",
+        "| algorithm | " + " | ".join(f"> {m:g}" for m in marks) + " |",
+        "|---|" + "---|" * len(marks),
+    ]
+    for algorithm, agg in result["aggregates"].items():
+        profile = agg["final_profile"]
+        cells = [f"{np.interp(m, profile['thresholds'], profile['fraction']):.2f}" for m in marks]
+        lines.append(f"| {algorithm} | " + " | ".join(cells) + " |")
+    figure = profile_figure(result, output / "profiles.png")
     md_path = output / "results.md"
     md_path.write_text("\n".join(lines) + "\n")
     json_path = output / "results.json"
     json_path.write_text(json.dumps({"config": dataclasses.asdict(config), **result}, indent=2))
-    return [md_path, csv_path, json_path]
+    return [md_path, csv_path, json_path, figure]
 
 
 def run_bench(config: BenchConfig) -> dict:

@@ -192,7 +192,7 @@ class _OfflineArgs:
     """Run directories written by `offrl train`."""
     dataset: str | None = None
     """The training dataset (default: the one recorded in each run's config.json)."""
-    fqe_updates: int = 20_000
+    fqe_updates: int = 10_000
     """FQE gradient updates per fit."""
     bootstrap: int = 5
     """FQE fits on episode resamples per checkpoint (the interval); 0 = one fit."""

@@ -1,0 +1,167 @@
+"""How well offline selectors rank checkpoints, and how far FQE is from the truth.
+
+For every run directory given (offline runs with several checkpoints), this
+script
+
+1. runs :func:`offrl.evaluate.selection.analyze_run` (FQE for every checkpoint
+   and seed, the run's own dataset Q and TD error, the held-out action error);
+2. rolls every checkpoint out in the environment (``--episodes`` per seed,
+   deterministic actions, resets from 10,000 as training evaluations do) and
+   records the return, the normalized score and the discounted return -- the
+   quantity FQE estimates;
+3. writes, per run and pooled per dataset, each selector's Spearman rank
+   correlation with the true normalized score and its regret (best true score
+   minus the chosen checkpoint's), plus FQE's error against the true discounted
+   value (absolute, relative, and in normalized points where the task has
+   discounted references).
+
+    python benchmarks/offline_selection.py RUN_DIR... --output results/selection.json
+
+The environment is used only for the ground truth; every selector sees the
+data alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import time
+
+import jax
+import numpy as np
+
+from offrl.envs.registry import normalized_value
+from offrl.evaluate.fqe import FQEConfig
+from offrl.evaluate.rollout import evaluate
+from offrl.evaluate.selection import (
+    COMPARABLE_ACROSS_RUNS,
+    SELECTORS,
+    analyze_run,
+    pooled_ranking,
+    rank_selectors,
+)
+from offrl.run.evaluation import load_policy
+
+
+def true_values(run_dir: pathlib.Path, steps: list[int], episodes: int) -> dict:
+    returns, normalized, discounted = [], [], []
+    for step in steps:
+        policy, context = load_policy(run_dir, step)
+        result = evaluate(policy, context.env_id, len(context.train_config.seeds), episodes)
+        returns.append(result.returns.mean(axis=1).tolist())
+        normalized.append(
+            None if result.normalized is None else result.normalized.mean(axis=1).tolist()
+        )
+        discounted.append(result.discounted.mean(axis=1).tolist())
+    return {"return": returns, "normalized": normalized, "discounted": discounted}
+
+
+def fqe_error(analysis: dict, truth: dict) -> dict:
+    estimate = np.asarray(analysis["signals"]["fqe"])
+    actual = np.asarray(truth["discounted"])
+    error = estimate - actual
+    out = {
+        "mean_abs_error": float(np.abs(error).mean()),
+        "mean_error": float(error.mean()),
+        "relative_error": float((np.abs(error) / np.maximum(np.abs(actual), 1e-8)).mean()),
+        "interval_coverage": float(
+            np.mean(
+                (np.asarray(analysis["fqe_low"]) <= actual)
+                & (actual <= np.asarray(analysis["fqe_high"]))
+            )
+        ),
+    }
+    est_n = normalized_value(estimate, analysis["env_id"], analysis["discount"])
+    act_n = normalized_value(actual, analysis["env_id"], analysis["discount"])
+    if est_n is not None:
+        out["mean_abs_error_normalized"] = float(np.abs(est_n - act_n).mean())
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dirs", nargs="+")
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--fqe-updates", type=int, default=FQEConfig.updates)
+    parser.add_argument("--bootstrap", type=int, default=0)
+    parser.add_argument("--output", required=True)
+    args = parser.parse_args()
+    config = FQEConfig(updates=args.fqe_updates, bootstrap=args.bootstrap)
+    output = pathlib.Path(args.output)
+    previous = json.loads(output.read_text()) if output.is_file() else {"runs": {}}
+    runs = previous["runs"]
+    for run_dir in map(pathlib.Path, args.run_dirs):
+        if str(run_dir) in runs and runs[str(run_dir)]["fqe_config"] == config.__dict__:
+            continue
+        started = time.perf_counter()
+        analysis = analyze_run(run_dir, fqe_config=config, progress=print)
+        analysis_seconds = time.perf_counter() - started
+        truth = true_values(run_dir, analysis["steps"], args.episodes)
+        # Score the selectors against the fresh rollouts (same protocol as training's).
+        analysis["true_return"] = truth["return"]
+        analysis["true_normalized"] = truth["normalized"]
+        runs[str(run_dir)] = {
+            "algorithm": analysis["algorithm"],
+            "dataset": analysis["dataset"],
+            "steps": analysis["steps"],
+            "seeds": analysis["seeds"],
+            "fqe_config": config.__dict__,
+            "analysis_seconds": analysis_seconds,
+            "ranking": rank_selectors(analysis),
+            "fqe_error": fqe_error(analysis, truth),
+            "truth": truth,
+            "analysis": analysis,
+        }
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps({"runs": runs}, indent=1, default=float))
+        print(run_dir, json.dumps(runs[str(run_dir)]["ranking"]), runs[str(run_dir)]["fqe_error"])
+    by_dataset: dict[str, list] = {}
+    for entry in runs.values():
+        by_dataset.setdefault(entry["dataset"], []).append(entry["analysis"])
+    pooled = {name: pooled_ranking(analyses) for name, analyses in by_dataset.items()}
+    output.write_text(json.dumps({"runs": runs, "pooled": pooled}, indent=1, default=float))
+    print(markdown(runs, pooled))
+
+
+def markdown(runs: dict, pooled: dict) -> str:
+    lines = [
+        "| run | dataset | "
+        + " | ".join(f"{s} ρ / regret" for s in SELECTORS)
+        + " | FQE abs. error (norm.) | interval coverage |",
+        "| --- | --- | " + " | ".join("---" for _ in SELECTORS) + " | --- | --- |",
+    ]
+    for entry in runs.values():
+        cells = []
+        for name in SELECTORS:
+            row = entry["ranking"]["selectors"].get(name)
+            cells.append("–" if row is None else f"{row['spearman']:.2f} / {row['regret']:.1f}")
+        error = entry["fqe_error"]
+        lines.append(
+            f"| {entry['algorithm']} | {entry['dataset']} | "
+            + " | ".join(cells)
+            + f" | {error.get('mean_abs_error_normalized', float('nan')):.1f} | "
+            f"{error['interval_coverage']:.2f} |"
+        )
+    lines += [
+        "",
+        "| dataset (all runs pooled) | "
+        + " | ".join(f"{s} ρ / regret" for s in COMPARABLE_ACROSS_RUNS)
+        + " | candidates |",
+        "| --- | " + " | ".join("---" for _ in COMPARABLE_ACROSS_RUNS) + " | --- |",
+    ]
+    for dataset, rows in pooled.items():
+        cells = [
+            "–"
+            if name not in rows
+            else f"{rows[name]['spearman']:.2f} / {rows[name]['regret']:.1f}"
+            for name in COMPARABLE_ACROSS_RUNS
+        ]
+        count = max((r["candidates"] for r in rows.values()), default=0)
+        lines.append(f"| {dataset} | " + " | ".join(cells) + f" | {count} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    jax.config.update("jax_platform_name", "cpu")
+    main()
