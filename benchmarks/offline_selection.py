@@ -41,6 +41,7 @@ from offrl.evaluate.selection import (
     pooled_ranking,
     rank_selectors,
 )
+from offrl.run import checkpoint
 from offrl.run.evaluation import load_policy
 
 
@@ -85,6 +86,9 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--fqe-updates", type=int, default=FQEConfig.updates)
     parser.add_argument("--bootstrap", type=int, default=0)
+    parser.add_argument(
+        "--stride", type=int, default=1, help="analyze every n-th checkpoint (the last always)"
+    )
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
     config = FQEConfig(updates=args.fqe_updates, bootstrap=args.bootstrap)
@@ -95,7 +99,9 @@ def main() -> None:
         if str(run_dir) in runs and runs[str(run_dir)]["fqe_config"] == config.__dict__:
             continue
         started = time.perf_counter()
-        analysis = analyze_run(run_dir, fqe_config=config, progress=print)
+        available = checkpoint.steps(run_dir / "checkpoints")
+        steps = available[::-1][:: args.stride][::-1]
+        analysis = analyze_run(run_dir, fqe_config=config, steps=steps, progress=print)
         analysis_seconds = time.perf_counter() - started
         truth = true_values(run_dir, analysis["steps"], args.episodes)
         # Score the selectors against the fresh rollouts (same protocol as training's).

@@ -112,8 +112,12 @@ def test_data_validate_reports_the_field(tmp_path, capsys):
 
 
 def test_data_inspect_and_convert(tmp_path, capsys):
-    code, out = run(["data", "inspect", "suite:pendulum-expert"], capsys)
+    plot = tmp_path / "summary.png"
+    code, out = run(["data", "inspect", "suite:pendulum-expert", "--plot", str(plot)], capsys)
     assert code == 0 and "20000" in out and "episode return" in out
+    import matplotlib.image
+
+    assert matplotlib.image.imread(plot).shape[0] > 100  # a real, decodable figure
     target = tmp_path / "converted"
     code, out = run(
         ["data", "convert", "suite:pendulum-expert", str(target), "--format", "arrow"], capsys

@@ -140,26 +140,25 @@ def offline_figure(analysis: dict):
     truth, label = true_table(analysis)
     normalized = analysis.get("fqe_normalized") is not None and label == "normalized score"
     estimate = np.asarray(analysis["fqe_normalized"] if normalized else analysis["signals"]["fqe"])
-    low, high = np.asarray(analysis["fqe_low"]), np.asarray(analysis["fqe_high"])
-    value = np.asarray(analysis["signals"]["fqe"])
-    if normalized:  # map the interval with the same affine map as the estimate
-        slope = np.divide(estimate - 0.0, value, out=np.ones_like(value), where=value != 0)
-        offset = estimate - slope * value
-        low, high = low * slope + offset, high * slope + offset
+    suffix = "_normalized" if normalized else ""
+    low = np.asarray(analysis["fqe_low" + suffix])
+    high = np.asarray(analysis["fqe_high" + suffix])
     critic = analysis["signals"].get("q_peak") is not None
     cols = 3 if critic else 2
     fig, axes = plt.subplots(1, cols, figsize=(4.4 * cols, 3.3))
     ax = axes[0]
+    # Same units (normalized) share the axis; otherwise the true return gets its own.
+    truth_ax = ax if normalized else (ax.twinx() if truth is not None else None)
     for s, seed in enumerate(seeds):
         line = ax.plot(steps, estimate[:, s], marker="o", ms=3, label=f"FQE seed {seed}")[0]
         ax.fill_between(steps, low[:, s], high[:, s], color=line.get_color(), alpha=0.15)
-        if truth is not None and (not normalized or label == "normalized score"):
+        if truth_ax is not None:
             ok = np.isfinite(truth[:, s])
-            if not normalized and label != "return":
-                continue
-            ax.plot(steps[ok], truth[ok, s], ls="--", color=line.get_color(), lw=1)
-    ax.set_title("FQE estimate (solid) vs true (dashed)")
-    ax.set_ylabel("normalized" if normalized else "discounted value (FQE) / return (true)")
+            truth_ax.plot(steps[ok], truth[ok, s], ls="--", color=line.get_color(), lw=1)
+    ax.set_title("FQE (solid, with interval) and true score (dashed)")
+    ax.set_ylabel("normalized" if normalized else "FQE discounted value")
+    if truth_ax is not None and truth_ax is not ax:
+        truth_ax.set_ylabel(f"true {label}")
     ax.set_xlabel("checkpoint step")
     ax.legend(fontsize=7)
     ax = axes[1]
@@ -216,8 +215,8 @@ def _recommendation(analysis: dict) -> str:
         f"{len(analysis['steps']) * len(analysis['seeds'])} candidates).",
         f"FQE value (discount {analysis['discount']}): <b>{_fmt(value, 2)}</b>"
         + (
-            f", {int(100 * 0.95)}% bootstrap interval [{_fmt(low, 2)}, {_fmt(high, 2)}] "
-            f"over {fits} episode resamples"
+            f", {100 * analysis['fqe_confidence']:.0f}% bootstrap interval "
+            f"[{_fmt(low, 2)}, {_fmt(high, 2)}] over {fits} episode resamples"
             if fits > 1
             else " (one fit: no interval; raise --bootstrap)"
         )

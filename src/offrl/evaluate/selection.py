@@ -270,7 +270,11 @@ def analyze_run(
     true_normalized = [
         logged[s].get("eval/normalized_per_seed") if s in logged else None for s in steps
     ]
-    fqe_normalized = normalized_value(estimate.value, env_id, estimate.discount)
+
+    def normalized(values):
+        out = normalized_value(values, env_id, estimate.discount)
+        return None if out is None else np.asarray(out).reshape(shape).tolist()
+
     out = {
         "key": key,
         "run_dir": str(run_dir),
@@ -292,9 +296,10 @@ def analyze_run(
         "fqe_low": estimate.low.reshape(shape).tolist(),
         "fqe_high": estimate.high.reshape(shape).tolist(),
         "fqe_fits": estimate.fits.reshape(*shape, -1).tolist(),
-        "fqe_normalized": None
-        if fqe_normalized is None
-        else np.asarray(fqe_normalized).reshape(shape).tolist(),
+        "fqe_normalized": normalized(estimate.value),
+        "fqe_low_normalized": normalized(estimate.low),
+        "fqe_high_normalized": normalized(estimate.high),
+        "fqe_confidence": fqe_config.confidence,
         "diagnostics": diagnostics,
         "true_return": true_return,
         "true_normalized": true_normalized,

@@ -30,7 +30,7 @@ import numpy as np
 
 from offrl.data.dataset import Dataset, DatasetInfo, from_episodes
 from offrl.envs.pointmaze import HORIZONS, MAZES
-from offrl.envs.registry import make_env
+from offrl.envs.registry import VALUE_DISCOUNT, make_env
 from offrl.suites.collect import record_steps
 
 P_GAIN, D_GAIN = 10.0, -1.0
@@ -147,15 +147,18 @@ def build(name: str, num_steps: int | None = None) -> Dataset:
     return dataset
 
 
-def evaluate_controller(maze: str, dense: bool, policy: str, episodes: int = 100) -> float:
-    """Mean return on the evaluation task (fixed target) over reset seeds 0..episodes-1."""
+def evaluate_controller(
+    maze: str, dense: bool, policy: str, episodes: int = 100, discount: float | None = None
+) -> float:
+    """Mean return on the evaluation task (fixed target) over reset seeds 0..episodes-1;
+    with ``discount``, the mean discounted return instead."""
     env = make_env(env_id(maze, dense))
     controller = WaypointController(env.unwrapped.maze)
     rng = np.random.default_rng(0)
     returns = []
     for i in range(episodes):
         observation, _ = env.reset(seed=i)
-        total, done = 0.0, False
+        total, done, weight = 0.0, False, 1.0
         while not done:
             action = (
                 rng.uniform(-1, 1, 2).astype(np.float32)
@@ -163,7 +166,8 @@ def evaluate_controller(maze: str, dense: bool, policy: str, episodes: int = 100
                 else controller(observation)
             )
             observation, reward, terminated, truncated, _ = env.step(action)
-            total += float(reward)
+            total += weight * float(reward)
+            weight *= 1.0 if discount is None else discount
             done = terminated or truncated
         returns.append(total)
     env.close()
@@ -181,7 +185,15 @@ def main() -> None:
                 name = f"pointmaze-{maze}{'-dense' if dense else ''}"
                 random = evaluate_controller(maze, dense, "random", args.episodes)
                 planner = evaluate_controller(maze, dense, "planner", args.episodes)
-                print(f'    "{name}": ({random:.2f}, {planner:.2f}),', flush=True)
+                values = [
+                    evaluate_controller(maze, dense, who, args.episodes, VALUE_DISCOUNT)
+                    for who in ("random", "planner")
+                ]
+                print(
+                    f'    "{name}": ({random:.2f}, {planner:.2f}, {values[0]:.2f}, '
+                    f"{values[1]:.2f}),",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":
