@@ -94,18 +94,19 @@ TASKS: dict[str, Task] = {
 # PointMaze (sparse and dense rewards): offrl's own references, measured with the
 # command recorded in each task (see offrl.suites.maze).
 _MAZE_REFERENCES = {
-    # name: (random return, planner return), 100 episodes each, measured 2026-11-27
-    "pointmaze-umaze": (15.85, 245.04),
-    "pointmaze-umaze-dense": (68.63, 255.01),
-    "pointmaze-medium": (17.48, 498.86),
-    "pointmaze-medium-dense": (73.13, 512.34),
-    "pointmaze-large": (13.58, 637.68),
-    "pointmaze-large-dense": (47.97, 650.89),
+    # name: (random return, planner return, random value, planner value); 100 episodes
+    # each, measured 2026-11-27 (values: discounted returns, VALUE_DISCOUNT)
+    "pointmaze-umaze": (15.85, 245.04, 3.19, 55.45),
+    "pointmaze-umaze-dense": (68.63, 255.01, 20.58, 62.96),
+    "pointmaze-medium": (17.48, 498.86, 1.29, 40.69),
+    "pointmaze-medium-dense": (73.13, 512.34, 10.07, 47.84),
+    "pointmaze-large": (13.58, 637.68, 0.64, 26.55),
+    "pointmaze-large-dense": (47.97, 650.89, 4.72, 31.33),
 }
 for _maze, _title in (("umaze", "UMaze"), ("medium", "Medium"), ("large", "Large")):
     for _dense in (False, True):
         _name = f"pointmaze-{_maze}" + ("-dense" if _dense else "")
-        _random, _expert = _MAZE_REFERENCES.get(_name, (None, None))
+        _random, _expert, _random_value, _expert_value = _MAZE_REFERENCES[_name]
         TASKS[_name] = Task(
             f"PointMaze_{_title}{'Dense' if _dense else ''}-v3",
             {"umaze": 300, "medium": 600, "large": 800}[_maze],
@@ -114,6 +115,8 @@ for _maze, _title in (("umaze", "UMaze"), ("medium", "Medium"), ("large", "Large
             reference_source="offrl: uniform random policy and the waypoint planner "
             "(offrl.suites.maze.WaypointController), 100 episodes each",
             reference_command="python -m offrl.suites.maze --measure-references",
+            random_value=_random_value,
+            expert_value=_expert_value,
         )
 
 _ENV_TO_TASK = {task.env_id: name for name, task in TASKS.items()}
