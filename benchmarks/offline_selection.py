@@ -41,6 +41,7 @@ from offrl.evaluate.selection import (
     pooled_ranking,
     rank_selectors,
 )
+from offrl.evaluate.statistics import spearman
 from offrl.run import checkpoint
 from offrl.run.evaluation import load_policy
 
@@ -73,6 +74,16 @@ def fqe_error(analysis: dict, truth: dict) -> dict:
             )
         ),
     }
+    # FQE's own target is the discounted value: how well it ranks *that* separates
+    # estimation error from the gap between discounted and undiscounted returns.
+    per_seed = [spearman(estimate[:, s], actual[:, s]) for s in range(actual.shape[1])]
+    out["spearman_vs_discounted"] = float(np.nanmean(per_seed))
+    out["spearman_vs_discounted_pooled"] = spearman(estimate.ravel(), actual.ravel())
+    true_norm = truth["normalized"]
+    if true_norm and true_norm[0] is not None:
+        out["spearman_discounted_truth_vs_normalized_truth"] = spearman(
+            actual.ravel(), np.asarray(true_norm).ravel()
+        )
     est_n = normalized_value(estimate, analysis["env_id"], analysis["discount"])
     act_n = normalized_value(actual, analysis["env_id"], analysis["discount"])
     if est_n is not None:
@@ -85,13 +96,14 @@ def main() -> None:
     parser.add_argument("run_dirs", nargs="+")
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--fqe-updates", type=int, default=FQEConfig.updates)
-    parser.add_argument("--bootstrap", type=int, default=0)
+    parser.add_argument("--bootstrap", type=int, default=5)
+    parser.add_argument("--discount", type=float, default=0.99)
     parser.add_argument(
         "--stride", type=int, default=1, help="analyze every n-th checkpoint (the last always)"
     )
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
-    config = FQEConfig(updates=args.fqe_updates, bootstrap=args.bootstrap)
+    config = FQEConfig(updates=args.fqe_updates, bootstrap=args.bootstrap, discount=args.discount)
     output = pathlib.Path(args.output)
     previous = json.loads(output.read_text()) if output.is_file() else {"runs": {}}
     runs = previous["runs"]

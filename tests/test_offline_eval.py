@@ -119,13 +119,21 @@ def test_diagnose_overfitting_names_the_peak():
 
 
 def test_diagnose_healthy_run_is_ok():
-    q = np.linspace(1, 10, 10)
+    q = 10 - 9 * np.exp(-np.arange(10.0))  # rises and settles
     td = np.linspace(1.0, 0.2, 10)
     assert kinds(diagnose(STEPS, q, td)) == ["ok"]
 
 
+def test_diagnose_still_rising_is_not_converged():
+    q = np.linspace(1, 10, 10)  # +1 per point: 20% of the final value over the last 2
+    td = np.linspace(1.0, 0.2, 10)
+    verdicts = diagnose(STEPS, q, td)
+    assert kinds(verdicts) == ["not-converged"]
+    assert "train longer" in verdicts[0].recommendation
+
+
 def test_diagnose_underfitting_when_td_error_stays_high():
-    q = np.linspace(1, 2, 10)
+    q = np.full(10, 2.0)
     td = np.full(10, 1.5)
     verdicts = diagnose(STEPS, q, td)
     assert kinds(verdicts) == ["underfitting"]

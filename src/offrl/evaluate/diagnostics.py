@@ -31,7 +31,7 @@ import numpy as np
 @dataclasses.dataclass
 class Verdict:
     """One diagnosis: a short ``kind`` (ok, overfitting, underfitting, diverging,
-    no-critic), a sentence naming what was seen, and what to do."""
+    not-converged, no-critic), a sentence naming what was seen, and what to do."""
 
     kind: str
     finding: str
@@ -60,6 +60,7 @@ def diagnose(
     td_relative_high: float = 0.25,
     td_stuck_ratio: float = 0.7,
     smooth: int = 3,
+    still_moving: float = 0.1,
 ) -> list[Verdict]:
     """Verdicts from the average dataset Q and the TD error over training.
 
@@ -76,6 +77,8 @@ def diagnose(
             fraction of the final mean |Q| ...
         td_stuck_ratio: ... and has not fallen below this fraction of its early level.
         smooth: moving-average window applied before looking for the peak.
+        still_moving: "not converged" when the Q-value changed by more than this
+            fraction of its final value over the last fifth of the points.
     """
     steps = np.asarray(steps, dtype=np.int64)
     if q_mean is None:
@@ -135,6 +138,20 @@ def diagnose(
                     f"deploy a checkpoint near step {steps[peak]} (the Q peak), or regularize: "
                     "fewer updates, dropout in the critic, or a larger CQL alpha",
                     int(steps[peak]),
+                )
+            )
+    if len(q) >= 3 and not any(v.kind == "overfitting" for v in verdicts):
+        tail = max(2, len(q) // 5 + 1)
+        recent = q[-1] - q[-tail]
+        if abs(recent) > still_moving * max(abs(q[-1]), 1e-8):
+            verdicts.append(
+                Verdict(
+                    "not-converged",
+                    f"the dataset Q-value still moves by {100 * abs(recent) / abs(q[-1]):.0f}% "
+                    f"over the last {tail - 1} interval(s) (to {q[-1]:.3g} at step {steps[-1]})",
+                    "train longer before trusting the curve; until then the latest checkpoint "
+                    "is the workflow's choice",
+                    int(steps[-1]),
                 )
             )
     if td_error is not None:
