@@ -93,7 +93,10 @@ def fqe_error(analysis: dict, truth: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dirs", nargs="+")
+    parser.add_argument("run_dirs", nargs="*")
+    parser.add_argument(
+        "--aggregate", nargs="*", default=[], help="also read these earlier --output files"
+    )
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--fqe-updates", type=int, default=FQEConfig.updates)
     parser.add_argument("--bootstrap", type=int, default=5)
@@ -107,6 +110,8 @@ def main() -> None:
     output = pathlib.Path(args.output)
     previous = json.loads(output.read_text()) if output.is_file() else {"runs": {}}
     runs = previous["runs"]
+    for extra in args.aggregate:
+        runs.update(json.loads(pathlib.Path(extra).read_text())["runs"])
     for run_dir in map(pathlib.Path, args.run_dirs):
         if str(run_dir) in runs and runs[str(run_dir)]["fqe_config"] == config.__dict__:
             continue

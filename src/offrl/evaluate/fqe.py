@@ -317,6 +317,7 @@ def fqe(
             carry, keys, device_data, all_rows, resample_index, policy_index, all_next
         )
         if progress is not None:
+            jax.block_until_ready(loss)  # report work done, not work queued
             progress(done + chunk, config.updates)
     params = carry[0]
     q0 = np.asarray(
