@@ -200,6 +200,8 @@ class _OfflineArgs:
     """Discount of the FQE value."""
     seed: int = 0
     """Seed of the FQE fits and resamples."""
+    steps: tuple[int, ...] | None = None
+    """Analyze only these checkpoint steps (default: every checkpoint)."""
 
 
 def _fqe_config(args: _OfflineArgs):
@@ -231,7 +233,11 @@ def cmd_select(argv: list[str]) -> None:
     for run_dir in args.run_dirs:
         try:
             analysis = analyze_run(
-                run_dir, args.dataset, _fqe_config(args), progress=_progress_printer()
+                run_dir,
+                args.dataset,
+                _fqe_config(args),
+                steps=list(args.steps) if args.steps else None,
+                progress=_progress_printer(),
             )
         except Exception as error:  # noqa: BLE001 - shown to the user with its type
             _fail(f"{type(error).__name__}: {error}")
@@ -286,6 +292,7 @@ def cmd_report(argv: list[str]) -> None:
             args.output,
             _fqe_config(args),
             args.dataset,
+            steps=list(args.steps) if args.steps else None,
             progress=_progress_printer(),
         )
     except Exception as error:  # noqa: BLE001 - shown to the user with its type

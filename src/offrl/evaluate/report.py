@@ -380,8 +380,10 @@ def write_report(
     fqe_config=None,
     dataset: str | None = None,
     progress=None,
+    steps: list[int] | None = None,
 ) -> pathlib.Path:
-    """Analyze every run (cached) and write one HTML report to ``output``."""
+    """Analyze every run (cached) and write one HTML report to ``output``; ``steps``
+    limits the analysis to those checkpoints."""
     from offrl import __version__
     from offrl.data.loading import load_dataset
     from offrl.run.train import RunError
@@ -397,7 +399,7 @@ def write_report(
         spec = dataset or json.loads(config_path.read_text()).get("dataset")
         if spec not in datasets:
             datasets[spec] = load_dataset(spec)
-        analysis = analyze_run(run_dir, datasets[spec], fqe_config, progress=progress)
+        analysis = analyze_run(run_dir, datasets[spec], fqe_config, steps=steps, progress=progress)
         analyses.append(analysis)
         sections.append(run_section(run_dir, analysis, datasets[spec]))
     summary = ""
