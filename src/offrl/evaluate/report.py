@@ -46,6 +46,10 @@ img { max-width: 100%; } .small { color: #666; font-size: .9em; }
 
 def _figure_uri(fig) -> str:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in fig.axes:  # step axes reach 1e6: keep their tick labels apart
+        ax.xaxis.set_major_locator(MaxNLocator(5))
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
