@@ -113,13 +113,12 @@ class FQEResult:
 def discounted_episode_returns(dataset: Dataset, discount: float) -> np.ndarray:
     """``sum_t gamma^t r_t`` of every episode from its first row, ``[E]``."""
     host = dataset.to_numpy()
-    rewards = np.asarray(host.rewards, np.float64)
-    out = np.empty(host.num_episodes)
-    for i, (start, length) in enumerate(
-        zip(np.asarray(host.episode_starts), np.asarray(host.episode_lengths), strict=True)
-    ):
-        out[i] = np.sum(rewards[start : start + length] * discount ** np.arange(length))
-    return out
+    starts = np.asarray(host.episode_starts)
+    lengths = np.asarray(host.episode_lengths)
+    # Step index within its episode, for every row (episodes are contiguous, non-empty).
+    t = np.arange(host.size) - np.repeat(starts, lengths)
+    weighted = np.asarray(host.rewards, np.float64) * float(discount) ** t
+    return np.add.reduceat(weighted, starts) if host.num_episodes else np.zeros(0)
 
 
 def bootstrap_rows(
@@ -174,9 +173,10 @@ def _build_fit(config: FQEConfig, observation_dim: int, action_dim: int, chunk: 
         params = module.init(key, jnp.zeros((1, observation_dim)), jnp.zeros((1, action_dim)))
         return params, params, tx.init(params)
 
-    def one_update(carry, key, data, rows, policy, policy_next):
+    def one_update(carry, key, data, all_rows, resample, policy, policy_next):
         params, target, opt_state = carry
-        idx = rows[jax.random.randint(key, (config.batch_size,), 0, rows.shape[0])]
+        columns = jax.random.randint(key, (config.batch_size,), 0, all_rows.shape[1])
+        idx = all_rows[resample, columns]  # a gather: no per-fit copy of the rows
         obs = data["observations"][idx]
         next_obs = data["next_observations"][idx]
         next_q = module.apply(target, next_obs, policy_next[policy, idx])
@@ -196,9 +196,10 @@ def _build_fit(config: FQEConfig, observation_dim: int, action_dim: int, chunk: 
 
     def run_chunk(carry, key, data, all_rows, resample, policy, policy_next):
         keys = jax.random.split(key, chunk)
-        rows = all_rows[resample]
         carry, losses = jax.lax.scan(
-            lambda c, k: one_update(c, k, data, rows, policy, policy_next), carry, keys
+            lambda c, k: one_update(c, k, data, all_rows, resample, policy, policy_next),
+            carry,
+            keys,
         )
         return carry, losses[-min(100, chunk) :].mean()
 
