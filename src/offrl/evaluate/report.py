@@ -14,6 +14,7 @@ import base64
 import datetime
 import html
 import io
+import json
 import os
 import pathlib
 
@@ -22,9 +23,10 @@ import numpy as np
 from offrl.data.dataset import Dataset
 from offrl.evaluate.selection import (
     SELECTORS,
-    _nan_table,
     analyze_run,
     choose,
+    load_run_dataset,
+    nan_table,
     pooled_ranking,
     rank_selectors,
     true_table,
@@ -274,8 +276,8 @@ def _checkpoint_table(analysis: dict) -> str:
     if truth is not None:
         header.append(f"true {label}")
     rows = []
-    q = _nan_table(analysis["signals"].get("q_peak"))
-    td = _nan_table(analysis.get("td_error"))
+    q = nan_table(analysis["signals"].get("q_peak"))
+    td = nan_table(analysis.get("td_error"))
     for c, step in enumerate(analysis["steps"]):
         for s, seed in enumerate(analysis["seeds"]):
             row = [
@@ -389,20 +391,17 @@ def write_report(
     """Analyze every run (cached) and write one HTML report to ``output``; ``steps``
     limits the analysis to those checkpoints."""
     from offrl import __version__
-    from offrl.data.loading import load_dataset
     from offrl.run.train import RunError
 
     sections, analyses = [], []
     datasets: dict[str, Dataset] = {}
     for run_dir in map(pathlib.Path, run_dirs):
-        import json
-
         config_path = run_dir / "config.json"
         if not config_path.is_file():
             raise RunError(f"{run_dir} is not a run directory (no config.json)")
         spec = dataset or json.loads(config_path.read_text()).get("dataset")
-        if spec not in datasets:
-            datasets[spec] = load_dataset(spec)
+        if spec not in datasets:  # runs on the same data share one load
+            datasets[spec] = load_run_dataset(run_dir, dataset)
         analysis = analyze_run(run_dir, datasets[spec], fqe_config, steps=steps, progress=progress)
         analyses.append(analysis)
         sections.append(run_section(run_dir, analysis, datasets[spec]))

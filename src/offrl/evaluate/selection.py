@@ -43,7 +43,7 @@ from offrl.evaluate.diagnostics import diagnose
 from offrl.evaluate.fqe import FQEConfig, fqe, policy_actions
 from offrl.evaluate.statistics import spearman
 from offrl.run import checkpoint
-from offrl.run.train import RunError, load_run, write_json_atomic
+from offrl.run.train import RunError, _previous_evaluations, load_run, write_json_atomic
 
 SELECTORS: dict[str, str] = {
     "fqe": "highest FQE estimate of the policy's value",
@@ -101,20 +101,14 @@ def _rows(dataset: Dataset, size: int, seed: int) -> dict[str, jax.Array]:
     }
 
 
-def _logged_evaluations(run_dir: pathlib.Path) -> dict[int, dict]:
-    from offrl.run.loggers import read_jsonl
-
-    path = run_dir / "metrics.jsonl"
-    out = {}
-    if path.is_file():
-        for record in read_jsonl(path):
-            if "eval/return_per_seed" in record:
-                out[int(record["step"])] = record
-    return out
-
-
-def _load_run_dataset(run_dir: pathlib.Path, saved: dict, dataset) -> Dataset:
+def load_run_dataset(run_dir: str | os.PathLike, dataset=None) -> Dataset:
+    """The dataset a run was trained on (from its config.json), loaded the way training
+    loaded it; ``dataset`` (a Dataset or a spec) overrides it but must have the same
+    SHA-256."""
     from offrl.data.loading import load_dataset
+
+    run_dir = pathlib.Path(run_dir)
+    saved = json.loads((run_dir / "config.json").read_text())
 
     data = dataset
     if data is None:
@@ -170,7 +164,7 @@ def analyze_run(
     missing = sorted(set(steps) - set(available))
     if missing:
         raise RunError(f"{run_dir} has no checkpoints at steps {missing}; available: {available}")
-    data = _load_run_dataset(run_dir, saved, dataset)
+    data = load_run_dataset(run_dir, dataset)
     key = json.loads(  # as it reads back from the cache (tuples become lists)
         json.dumps(
             {
@@ -265,11 +259,10 @@ def analyze_run(
     from offrl.envs.registry import normalized_value
 
     env_id = saved.get("env_id")
-    logged = _logged_evaluations(run_dir)
-    true_return = [logged[s]["eval/return_per_seed"] if s in logged else None for s in steps]
-    true_normalized = [
-        logged[s].get("eval/normalized_per_seed") if s in logged else None for s in steps
-    ]
+    # The evaluations training logged (the same reader resume uses), by step.
+    logged = {e["step"]: e for e in _previous_evaluations(run_dir / "metrics.jsonl")}
+    true_return = [logged[s]["return_per_seed"] if s in logged else None for s in steps]
+    true_normalized = [logged[s].get("normalized_per_seed") if s in logged else None for s in steps]
 
     def normalized(values):
         out = normalized_value(values, env_id, estimate.discount)
@@ -313,7 +306,7 @@ def _maybe_float(value):
     return None if value is None else float(value)
 
 
-def _nan_table(values) -> np.ndarray | None:
+def nan_table(values) -> np.ndarray | None:
     if values is None:
         return None
     return np.asarray(
@@ -338,7 +331,7 @@ def true_table(analysis: dict) -> tuple[np.ndarray | None, str]:
 def choose(analysis: dict, selector: str, seed_index: int | None = None) -> tuple[int, int]:
     """``(checkpoint_index, seed_index)`` the selector picks (over all seeds when
     ``seed_index`` is None)."""
-    scores = _nan_table(analysis["signals"].get(selector))
+    scores = nan_table(analysis["signals"].get(selector))
     if scores is None:
         raise ValueError(f"selector '{selector}' has no signal for this run")
     if seed_index is not None:
@@ -356,7 +349,7 @@ def rank_selectors(analysis: dict) -> dict:
     if truth is None:
         return out
     for name in SELECTORS:
-        scores = _nan_table(analysis["signals"].get(name))
+        scores = nan_table(analysis["signals"].get(name))
         if scores is None:
             continue
         correlations, regrets = [], []
@@ -384,7 +377,7 @@ def pooled_ranking(analyses: list[dict], selectors=COMPARABLE_ACROSS_RUNS) -> di
         xs, ts = [], []
         for analysis in analyses:
             truth, _ = true_table(analysis)
-            scores = _nan_table(analysis["signals"].get(name))
+            scores = nan_table(analysis["signals"].get(name))
             if truth is None or scores is None:
                 continue
             ok = np.isfinite(truth) & np.isfinite(scores)
