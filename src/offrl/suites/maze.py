@@ -147,18 +147,18 @@ def build(name: str, num_steps: int | None = None) -> Dataset:
     return dataset
 
 
-def evaluate_controller(
-    maze: str, dense: bool, policy: str, episodes: int = 100, discount: float | None = None
-) -> float:
-    """Mean return on the evaluation task (fixed target) over reset seeds 0..episodes-1;
-    with ``discount``, the mean discounted return instead."""
+def controller_returns(
+    maze: str, dense: bool, policy: str, episodes: int = 100, discount: float = VALUE_DISCOUNT
+) -> tuple[float, float]:
+    """Mean return and mean discounted return on the evaluation task (fixed target),
+    reset seeds 0..episodes-1, from the same episodes."""
     env = make_env(env_id(maze, dense))
     controller = WaypointController(env.unwrapped.maze)
     rng = np.random.default_rng(0)
-    returns = []
+    returns, values = [], []
     for i in range(episodes):
         observation, _ = env.reset(seed=i)
-        total, done, weight = 0.0, False, 1.0
+        total, value, weight, done = 0.0, 0.0, 1.0, False
         while not done:
             action = (
                 rng.uniform(-1, 1, 2).astype(np.float32)
@@ -166,12 +166,19 @@ def evaluate_controller(
                 else controller(observation)
             )
             observation, reward, terminated, truncated, _ = env.step(action)
-            total += weight * float(reward)
-            weight *= 1.0 if discount is None else discount
+            total += float(reward)
+            value += weight * float(reward)
+            weight *= discount
             done = terminated or truncated
         returns.append(total)
+        values.append(value)
     env.close()
-    return float(np.mean(returns))
+    return float(np.mean(returns)), float(np.mean(values))
+
+
+def evaluate_controller(maze: str, dense: bool, policy: str, episodes: int = 100) -> float:
+    """Mean return on the evaluation task (fixed target) over reset seeds 0..episodes-1."""
+    return controller_returns(maze, dense, policy, episodes)[0]
 
 
 def main() -> None:
@@ -183,15 +190,11 @@ def main() -> None:
         for maze in MAZES:
             for dense in (False, True):
                 name = f"pointmaze-{maze}{'-dense' if dense else ''}"
-                random = evaluate_controller(maze, dense, "random", args.episodes)
-                planner = evaluate_controller(maze, dense, "planner", args.episodes)
-                values = [
-                    evaluate_controller(maze, dense, who, args.episodes, VALUE_DISCOUNT)
-                    for who in ("random", "planner")
-                ]
+                random, random_value = controller_returns(maze, dense, "random", args.episodes)
+                planner, planner_value = controller_returns(maze, dense, "planner", args.episodes)
                 print(
-                    f'    "{name}": ({random:.2f}, {planner:.2f}, {values[0]:.2f}, '
-                    f"{values[1]:.2f}),",
+                    f'    "{name}": ({random:.2f}, {planner:.2f}, {random_value:.2f}, '
+                    f"{planner_value:.2f}),",
                     flush=True,
                 )
 
