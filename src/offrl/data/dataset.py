@@ -33,7 +33,7 @@ STEP_FIELDS = (
     "truncations",
 )
 #: Per-step fields a dataset may have.
-OPTIONAL_STEP_FIELDS = ("costs", "weights")
+OPTIONAL_STEP_FIELDS = ("costs", "margins", "weights")
 
 Batch = dict[str, jax.Array]
 
@@ -69,7 +69,8 @@ class Dataset:
     truncations: Any  # [N] bool
     episode_starts: Any  # [E] int64: first row of each episode
     episode_lengths: Any  # [E] int64: rows in each episode
-    costs: Any = None  # [N] float32, optional (safety)
+    costs: Any = None  # [N] float32, optional (safety: cost of the step, e.g. 1 if h(s') < 0)
+    margins: Any = None  # [N] float32, optional (safety margin h(s) of the step's state, > 0 safe)
     weights: Any = None  # [N] float32, optional (per-step loss weights)
     info: DatasetInfo = struct.field(pytree_node=False, default=DatasetInfo())
 
@@ -154,7 +155,7 @@ def from_episodes(episodes: Sequence[dict[str, np.ndarray]], info: DatasetInfo) 
     Each episode dict holds ``observations`` with ``T + 1`` rows (the final
     observation included, as Minari stores them) or ``T`` rows together with
     ``next_observations``; ``actions``, ``rewards``, ``terminations`` and
-    ``truncations`` with ``T`` rows; optionally ``costs`` and ``weights``.
+    ``truncations`` with ``T`` rows; optionally ``costs``, ``margins`` and ``weights``.
     No validation happens here: call :func:`offrl.data.validate.validate`.
     """
     parts: dict[str, list[np.ndarray]] = {name: [] for name in STEP_FIELDS + OPTIONAL_STEP_FIELDS}
@@ -170,7 +171,7 @@ def from_episodes(episodes: Sequence[dict[str, np.ndarray]], info: DatasetInfo) 
             observations = observations[:steps]
         parts["observations"].append(observations)
         parts["next_observations"].append(next_observations)
-        for name in ("actions", "rewards", "terminations", "truncations", "costs", "weights"):
+        for name in ("actions", "rewards", "terminations", "truncations", *OPTIONAL_STEP_FIELDS):
             if name in episode and episode[name] is not None:
                 parts[name].append(np.asarray(episode[name]))
         lengths.append(steps)

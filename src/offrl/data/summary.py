@@ -37,7 +37,10 @@ def summarize(dataset: Dataset) -> dict:
         "action_min": actions.min(axis=0).tolist(),
         "action_max": actions.max(axis=0).tolist(),
         "has_costs": host.costs is not None,
+        "has_margins": host.margins is not None,
     }
+    if host.margins is not None or host.costs is not None:
+        out["safety"] = safety_summary(host)
     from offrl.envs.registry import normalized_score
 
     score = normalized_score(returns, host.info.env_id)
@@ -89,3 +92,24 @@ def print_summary(dataset: Dataset, console=None) -> dict:
         )
     console.print(actions)
     return summary
+
+
+def safety_summary(dataset: Dataset) -> dict:
+    """Violation statistics: the share of steps whose state has ``h < 0`` (or, without
+    margins, a positive cost), the share of episodes with any, and the margin's range."""
+    host = dataset.to_numpy()
+    violating = (
+        np.asarray(host.margins) < 0 if host.margins is not None else np.asarray(host.costs) > 0
+    )
+    starts = np.asarray(host.episode_starts)
+    per_episode = np.add.reduceat(violating.astype(np.int64), starts) if starts.size else []
+    out = {
+        "violation_rate": float(violating.mean()),
+        "episodes_with_violation": float(np.mean(np.asarray(per_episode) > 0)),
+    }
+    if host.costs is not None:
+        out["cost_per_episode"] = float(np.asarray(host.costs).sum() / max(host.num_episodes, 1))
+    if host.margins is not None:
+        margins = np.asarray(host.margins)
+        out["margin"] = {"min": float(margins.min()), "max": float(margins.max())}
+    return out

@@ -53,7 +53,15 @@ class DatasetError(ValueError):
         super().__init__(full)
 
 
-_FLOAT_FIELDS = ("observations", "actions", "rewards", "next_observations", "costs", "weights")
+_FLOAT_FIELDS = (
+    "observations",
+    "actions",
+    "rewards",
+    "next_observations",
+    "costs",
+    "margins",
+    "weights",
+)
 _FLAG_FIELDS = ("terminations", "truncations")
 # Actions may exceed the bounds by float round-off when they were written as float64.
 _BOUND_TOLERANCE = 1e-4
@@ -150,7 +158,7 @@ def validate(
                 field=name,
                 fix="every per-step field must have one row per transition",
             )
-    for name in ("rewards", "terminations", "truncations", "costs", "weights"):
+    for name in ("rewards", "terminations", "truncations", "costs", "margins", "weights"):
         if name in fields and fields[name].ndim != 1:
             fail(
                 f"has shape {fields[name].shape}, expected ({size},)",

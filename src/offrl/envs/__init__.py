@@ -1,5 +1,8 @@
-"""Environments: the task registry (reference returns) and environment construction."""
+"""Environments: the task registry (reference returns), safety tasks and construction."""
 
+from offrl.envs import safety
 from offrl.envs.registry import TASKS, Task, get_task, make_env, normalized_score
 
-__all__ = ["TASKS", "Task", "get_task", "make_env", "normalized_score"]
+safety.register()
+
+__all__ = ["TASKS", "Task", "get_task", "make_env", "normalized_score", "safety"]

@@ -119,6 +119,30 @@ for _maze, _title in (("umaze", "UMaze"), ("medium", "Medium"), ("large", "Large
             expert_value=_expert_value,
         )
 
+# Safety tasks (offrl.envs.safety). The point robot's references: measured 2026-11-27,
+# 100 episodes each, resets 0..99; "expert" is the constraint-ignoring goal seeker (the
+# return ceiling), so a safe policy scores below 100 by construction.
+TASKS["pointrobot"] = Task(
+    "offrl/PointRobot-v0",
+    100,
+    random_return=0.65,
+    expert_return=74.99,
+    reference_source="offrl: uniform random policy and the scripted goal seeker "
+    "(offrl.suites.safety.GoalSeeker, constraint-ignoring), 100 episodes each",
+    reference_command="python -m offrl.suites.safety --measure-references",
+    random_value=0.39,
+    expert_value=41.57,
+)
+# Velocity-constrained locomotion keeps its task's reward, so its references too.
+for _name, _base in (
+    ("hopper", "Hopper"),
+    ("halfcheetah", "HalfCheetah"),
+    ("walker2d", "Walker2d"),
+):
+    TASKS[f"{_name}-velocity"] = dataclasses.replace(
+        TASKS[_name], env_id=f"offrl/{_base}Velocity-v0"
+    )
+
 _ENV_TO_TASK = {task.env_id: name for name, task in TASKS.items()}
 
 
@@ -168,4 +192,8 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
 
     if is_pointmaze(env_id):
         return make_pointmaze(env_id, **kwargs)
+    if env_id.startswith("offrl/"):
+        from offrl.envs.safety import register
+
+        register()
     return gym.make(env_id, **kwargs)

@@ -24,9 +24,9 @@ def cache_dir() -> pathlib.Path:
 
 
 def available() -> list[str]:
-    from offrl.suites import locomotion, maze, pendulum
+    from offrl.suites import locomotion, maze, pendulum, safety
 
-    return [*pendulum.RECIPES, *maze.RECIPES, *locomotion.RECIPES]
+    return [*pendulum.RECIPES, *maze.RECIPES, *locomotion.RECIPES, *safety.RECIPES]
 
 
 def missing_behavior(name: str) -> str | None:
@@ -35,9 +35,13 @@ def missing_behavior(name: str) -> str | None:
     Locomotion levels other than ``random`` need the shipped behavior files of
     their task (:mod:`offrl.suites.behavior`).
     """
-    from offrl.suites import locomotion
+    from offrl.suites import locomotion, safety
     from offrl.suites.behavior import BehaviorError, behavior_dir, read_manifest
 
+    for part in safety.RECIPES.get(name, {}).get("locomotion_parts", []):
+        reason = missing_behavior(part)
+        if reason:
+            return reason
     recipe = locomotion.RECIPES.get(name)
     if recipe is None or recipe["level"] == "random":
         return None
@@ -57,9 +61,9 @@ def missing_behavior(name: str) -> str | None:
 
 
 def _recipe_module(name: str):
-    from offrl.suites import locomotion, maze, pendulum
+    from offrl.suites import locomotion, maze, pendulum, safety
 
-    for module in (pendulum, maze, locomotion):
+    for module in (pendulum, maze, locomotion, safety):
         if name in module.RECIPES:
             return module
     raise KeyError(name)
@@ -139,6 +143,7 @@ def dataset_card(dataset: Dataset, recipe, policy: str, build_seconds: float, co
         "return": summary["return"],
         "normalized_return_mean": summary.get("normalized_return_mean"),
         "episode_length": summary["length"],
+        **({"safety": summary["safety"]} if "safety" in summary else {}),
         "behavior": policy,
         "recipe": recipe,
         "array_sha256": array_digest(dataset),
@@ -171,6 +176,17 @@ def write_card(path: pathlib.Path, card: dict) -> None:
     ]
     if card.get("normalized_return_mean") is not None:
         lines.append(f"- normalized return (mean): {card['normalized_return_mean']:.1f}")
+    if card.get("safety"):
+        safety = card["safety"]
+        lines.append(
+            f"- safety: {100 * safety['violation_rate']:.2f}% of steps violate (h < 0), "
+            f"{100 * safety['episodes_with_violation']:.1f}% of episodes have a violation"
+            + (
+                f"; margin h from {safety['margin']['min']:.3g} to {safety['margin']['max']:.3g}"
+                if "margin" in safety
+                else ""
+            )
+        )
     lines += [
         f"- behavior: {card['behavior']}",
         f"- recipe: `{json.dumps(card['recipe'])}`",

@@ -10,6 +10,25 @@ import numpy as np
 _FLAGS = ("terminations", "truncations")
 
 
+def _safety_start(info: dict) -> dict[str, list]:
+    """Lists for the safety signals an environment reports (``margin``/``cost`` infos)."""
+    return {"margins": [info["margin"]], "costs": []} if "margin" in info else {}
+
+
+def _safety_step(steps: dict[str, list], info: dict) -> None:
+    if "margins" in steps:
+        steps["margins"].append(info["margin"])
+        steps["costs"].append(info.get("cost", float(info["margin"] < 0)))
+
+
+def _finish(steps: dict[str, list]) -> dict[str, np.ndarray]:
+    out = {k: np.asarray(v, bool if k in _FLAGS else np.float32) for k, v in steps.items()}
+    if "margins" in out:
+        # h(s_t) for each step's state; the final observation's margin is not a step's.
+        out["margins"] = out["margins"][:-1]
+    return out
+
+
 def record_episode(
     env: gym.Env,
     choose_action: Callable[[np.ndarray], np.ndarray],
@@ -21,19 +40,23 @@ def record_episode(
     The episode ends at a termination, at the environment's truncation, or after
     ``max_steps`` steps (recorded as a truncation: a cut in the log). Returns
     ``observations`` with ``steps + 1`` rows and per-step ``actions``,
-    ``rewards``, ``terminations`` and ``truncations``.
+    ``rewards``, ``terminations`` and ``truncations``; when the environment
+    reports a safety ``margin`` in its infos, also ``margins`` (``h(s_t)``) and
+    ``costs`` (the step's cost, by default ``1[h(s_{t+1}) < 0]``).
     """
-    observation, _ = env.reset(seed=reset_seed)
+    observation, info = env.reset(seed=reset_seed)
     steps: dict[str, list] = {
         "observations": [observation],
         "actions": [],
         "rewards": [],
         "terminations": [],
         "truncations": [],
+        **_safety_start(info),
     }
     while True:
         action = np.asarray(choose_action(observation), np.float32)
-        observation, reward, terminated, truncated, _ = env.step(action)
+        observation, reward, terminated, truncated, info = env.step(action)
+        _safety_step(steps, info)
         cut = max_steps is not None and len(steps["rewards"]) + 1 >= max_steps
         steps["observations"].append(observation)
         steps["actions"].append(action)
@@ -42,7 +65,7 @@ def record_episode(
         steps["truncations"].append(bool(truncated) or (cut and not terminated))
         if terminated or truncated or cut:
             break
-    return {k: np.asarray(v, bool if k in _FLAGS else np.float32) for k, v in steps.items()}
+    return _finish(steps)
 
 
 def record_steps(
@@ -93,7 +116,7 @@ def record_steps_vectorized(
 
     def start(j: int) -> None:
         nonlocal next_episode
-        observation, _ = envs[j].reset(seed=seed * 1_000_003 + next_episode)
+        observation, info = envs[j].reset(seed=seed * 1_000_003 + next_episode)
         observations[j] = observation
         slots[j] = (
             next_episode,
@@ -102,6 +125,7 @@ def record_steps_vectorized(
                 "actions": [],
                 "rewards": [],
                 **{f: [] for f in _FLAGS},
+                **_safety_start(info),
             },
         )
         next_episode += 1
@@ -112,8 +136,9 @@ def record_steps_vectorized(
     while prefix_steps < num_steps:
         actions = np.asarray(choose_actions(np.stack(observations)), np.float32)
         for j, env in enumerate(envs):
-            observation, reward, terminated, truncated, _ = env.step(actions[j])
+            observation, reward, terminated, truncated, info = env.step(actions[j])
             index, steps = slots[j]
+            _safety_step(steps, info)
             steps["observations"].append(observation)
             steps["actions"].append(actions[j])
             steps["rewards"].append(reward)
@@ -121,9 +146,7 @@ def record_steps_vectorized(
             steps["truncations"].append(bool(truncated))
             observations[j] = observation
             if terminated or truncated:
-                finished[index] = {
-                    k: np.asarray(v, bool if k in _FLAGS else np.float32) for k, v in steps.items()
-                }
+                finished[index] = _finish(steps)
                 start(j)
         while prefix_episodes in finished and prefix_steps < num_steps:
             prefix_steps += len(finished[prefix_episodes]["rewards"])

@@ -1,7 +1,9 @@
 """Imports of D4RL-style and robomimic-style HDF5 files.
 
 D4RL-style: flat arrays ``observations``, ``actions``, ``rewards``,
-``terminals``, ``timeouts`` and optionally ``next_observations``. Episodes end
+``terminals``, ``timeouts`` and optionally ``next_observations``, ``costs``
+(per-step safety costs, as OSRL/DSRL files have) and ``margins`` (the safety
+margin ``h(s)`` of each row's observation, > 0 safe). Episodes end
 at a terminal (a true end) or a timeout (a time limit). Without
 ``next_observations`` the next observation is the following row, so the last
 row of a timed-out episode has no successor: it is dropped and the row before
@@ -94,12 +96,14 @@ def read_d4rl_hdf5(
         next_observations = (
             np.asarray(f["next_observations"][()]) if "next_observations" in f else None
         )
+        optional = {name: _read(f, name, source) for name in ("costs", "margins") if name in f}
     n = len(rewards)
     for name, value in (
         ("observations", observations),
         ("actions", actions),
         ("terminals", terminals),
         ("timeouts", timeouts),
+        *optional.items(),
     ):
         if len(value) != n:
             raise DatasetError(
@@ -138,6 +142,7 @@ def read_d4rl_hdf5(
         "next_observations": next_observations[rows],
         "terminations": terminations[rows],
         "truncations": truncations[rows],
+        **{name: value.reshape(n)[rows].astype(np.float32) for name, value in optional.items()},
     }
     ends = np.flatnonzero(columns["terminations"] | columns["truncations"])
     bounds = np.concatenate([[0], ends + 1])

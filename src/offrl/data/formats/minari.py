@@ -4,7 +4,13 @@ A Minari dataset lives in a directory ``<root>/<dataset_id>/data`` holding
 ``metadata.json`` and the episode files. :func:`read_minari` accepts that
 ``data`` directory, its parent, or a dataset id resolved under
 ``MINARI_DATASETS_PATH`` (default ``~/.minari/datasets``). Nothing is ever
-downloaded. Per-step safety costs travel in ``infos["cost"]``.
+downloaded. Per-step safety costs travel in ``infos["cost"]`` and safety margins in
+``infos["margin"]``, aligned with the observations as Gymnasium returns them:
+row 0 is the reset's, row ``t + 1`` the ``step`` that produced observation
+``t + 1``. So a step's cost is row ``t + 1`` and its state's margin ``h(s_t)`` row
+``t``. The margin of an episode's final observation is written when the task
+can compute it from the observation (:func:`offrl.envs.safety.margin_function`)
+and as NaN otherwise; it is not part of the dataset's arrays.
 """
 
 from __future__ import annotations
@@ -109,6 +115,10 @@ def read_minari(path_or_id: str | os.PathLike, validate_data: bool = True) -> Da
             episode["costs"] = np.asarray(infos["cost"], np.float32).reshape(-1)[
                 -len(episode["rewards"]) :
             ]
+        if isinstance(infos, dict) and "margin" in infos:
+            episode["margins"] = np.asarray(infos["margin"], np.float32).reshape(-1)[
+                : len(episode["rewards"])
+            ]
         if len(episode["observations"]) != len(episode["rewards"]) + 1:
             raise DatasetError(
                 f"has {len(episode['observations'])} observations for {len(episode['rewards'])} "
@@ -176,8 +186,12 @@ def write_minari(
     path = pathlib.Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
+    from offrl.envs.safety import margin_function, register
+
+    register()
     dataset_id = dataset_id or dataset.info.name
     host = dataset.to_numpy()
+    margin_of = margin_function(dataset.info.env_id)
     if observation_space is None:
         observation_space = gym.spaces.Box(-np.inf, np.inf, (host.observation_dim,), np.float32)
     if action_space is None:
@@ -216,6 +230,13 @@ def write_minari(
                 # A list, not a 1-D array: minari 0.5's Arrow back end cannot decode the
                 # shape metadata it writes for 1-D info arrays.
                 infos["cost"] = [0.0, *episode["costs"].astype(float).tolist()]
+            if "margins" in episode:
+                final = (
+                    float(margin_of(episode["observations"][-1:])[0])
+                    if margin_of is not None
+                    else float("nan")
+                )
+                infos["margin"] = [*episode["margins"].astype(float).tolist(), final]
             buffers.append(
                 EpisodeBuffer(
                     id=index,
