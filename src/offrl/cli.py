@@ -1,7 +1,8 @@
 """The ``offrl`` command.
 
-    offrl train ALGO --dataset DATASET [options]   train offline (bc, td3_bc, iql, cql)
-    offrl eval RUN_DIR [options]                   evaluate a run's checkpoint
+    offrl train ALGO --dataset DATASET [options]   train offline (bc, td3_bc, iql, cql, ...)
+    offrl eval RUN_DIR [--filter BARRIER_RUN]      evaluate a run's checkpoint (safety-filtered)
+    offrl safety fit --dataset DATASET [options]   learn a barrier (V-OCBF) and its filter
     offrl select RUN_DIR... [options]              choose a checkpoint offline (FQE, diagnostics)
     offrl report RUN_DIR... [--output FILE]        a self-contained HTML report, offline only
     offrl data inspect|validate|convert ...        look at, check or convert a dataset
@@ -158,27 +159,49 @@ def cmd_eval(argv: list[str]) -> None:
         """Override the evaluation environment."""
         seed: int = 10_000
         """Reset seed of the first episode."""
+        filter: str | None = None
+        """A barrier run (`offrl safety fit`) that filters the policy's actions."""
+        filter_mode: Literal["cbf", "qc", "none"] = "cbf"
+        """cbf: CBF-QP with the learned dynamics; qc: keep Qc(s, a) >= 0 (model-free)."""
+        filter_margin: float | None = None
+        """Safety buffer on the barrier (default: the barrier run's, 0 unless set)."""
 
     args = tyro.cli(Args, args=argv, prog="offrl eval")
     try:
-        result = evaluate_run(args.run_dir, args.step, args.episodes, args.env_id, args.seed)
+        result = evaluate_run(
+            args.run_dir,
+            args.step,
+            args.episodes,
+            args.env_id,
+            args.seed,
+            filter_dir=args.filter,
+            filter_mode=args.filter_mode,
+            filter_margin=args.filter_margin,
+        )
     except Exception as error:  # noqa: BLE001 - shown to the user with its type
         _fail(f"{type(error).__name__}: {error}")
     from rich.console import Console
     from rich.table import Table
 
+    shielded = f", filtered by {args.filter} ({args.filter_mode})" if args.filter else ""
     table = Table(
         title=f"evaluation of {args.run_dir} (step {result['step']}, "
-        f"{args.episodes} episodes per seed)"
+        f"{args.episodes} episodes per seed{shielded})"
     )
     table.add_column("seed")
     table.add_column("return")
     if "normalized_per_seed" in result:
         table.add_column("normalized score")
+    if "violation_rate_per_seed" in result:
+        table.add_column("violation rate (steps h<0)")
+        table.add_column("episodes with a violation")
     for i, seed in enumerate(result["seeds"]):
         row = [str(seed), f"{result['return_per_seed'][i]:.1f}"]
         if "normalized_per_seed" in result:
             row.append(f"{result['normalized_per_seed'][i]:.1f}")
+        if "violation_rate_per_seed" in result:
+            row.append(f"{100 * result['violation_rate_per_seed'][i]:.2f}%")
+            row.append(f"{100 * result['episodes_with_violation_per_seed'][i]:.0f}%")
         table.add_row(*row)
     Console().print(table)
 
@@ -480,6 +503,16 @@ def cmd_quickstart(argv: list[str]) -> None:
     run_quickstart(args)
 
 
+def cmd_safety(argv: list[str]) -> None:
+    if not argv or argv[0] != "fit":
+        _fail(
+            "usage: offrl safety fit --dataset DATASET [--run-dir DIR] [options]: learn a "
+            "control barrier function (V-OCBF) from a dataset with safety margins; then "
+            "offrl eval POLICY_RUN --filter DIR puts it in front of any policy"
+        )
+    cmd_train(["vocbf", *argv[1:]])
+
+
 COMMANDS = {
     "train": cmd_train,
     "eval": cmd_eval,
@@ -490,6 +523,7 @@ COMMANDS = {
     "report": cmd_report,
     "bench": cmd_bench,
     "quickstart": cmd_quickstart,
+    "safety": cmd_safety,
 }
 
 

@@ -4,8 +4,9 @@ An algorithm module exposes ``Config`` (a frozen dataclass with a docstring per
 field), ``State`` (a pytree), ``init(config, example_batch, key) -> State``,
 ``update(state, batch, config) -> (state, metrics)`` and
 ``act(state, observations, key, deterministic) -> actions``, plus
-``DEFAULT_REWARD_SCALING`` (the scaling its paper uses). The CLI and the
-trainer know nothing else about an algorithm.
+``DEFAULT_REWARD_SCALING`` (the scaling its paper uses), and optionally
+``REQUIRED_FIELDS`` (dataset fields it cannot train without, e.g. ``margins``).
+The CLI and the trainer know nothing else about an algorithm.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ _ALGORITHMS: dict[str, str] = {
     "iql": "offrl.algos.iql",
     "cql": "offrl.algos.cql",
     "sac": "offrl.algos.sac",
+    "vocbf": "offrl.safety.vocbf",
+    "td3_bc_lag": "offrl.safety.td3_bc_lag",
 }
 #: Algorithms that learn from a fixed dataset (``offrl train``); SAC is online.
-OFFLINE_ALGORITHMS = ("bc", "td3_bc", "iql", "cql")
+OFFLINE_ALGORITHMS = ("bc", "td3_bc", "iql", "cql", "vocbf", "td3_bc_lag")
 REQUIRED = ("Config", "State", "init", "update", "act", "DEFAULT_REWARD_SCALING")
 
 

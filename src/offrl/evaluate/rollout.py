@@ -22,7 +22,9 @@ class EvaluationResult:
     """Returns and lengths per seed and episode, ``[S, episodes]``.
 
     ``discounted`` holds ``sum_t discount^t r_t`` of each episode (the quantity an
-    offline value estimate such as FQE targets).
+    offline value estimate such as FQE targets). On tasks that report a safety
+    margin (``info["margin"]``, :mod:`offrl.envs.safety`), ``violations`` counts
+    each episode's steps that end in a state with ``h < 0``.
     """
 
     returns: np.ndarray
@@ -30,6 +32,21 @@ class EvaluationResult:
     normalized: np.ndarray | None
     discounted: np.ndarray | None = None
     discount: float = 0.99
+    violations: np.ndarray | None = None
+
+    def safety(self) -> dict | None:
+        """Violation rate (steps with ``h < 0`` / steps) and the share of episodes
+        with any violation, overall and per seed; ``None`` without margins."""
+        if self.violations is None:
+            return None
+        rate = self.violations.sum(axis=1) / np.maximum(self.lengths.sum(axis=1), 1)
+        any_violation = (self.violations > 0).mean(axis=1)
+        return {
+            "violation_rate": float(self.violations.sum() / max(self.lengths.sum(), 1)),
+            "episodes_with_violation": float((self.violations > 0).mean()),
+            "violation_rate_per_seed": rate.tolist(),
+            "episodes_with_violation_per_seed": any_violation.tolist(),
+        }
 
     def summary(self) -> dict:
         out = {
@@ -38,6 +55,8 @@ class EvaluationResult:
             "length_mean": float(self.lengths.mean()),
             "return_mean_per_seed": self.returns.mean(axis=1).tolist(),
         }
+        if self.violations is not None:
+            out.update(self.safety())
         if self.normalized is not None:
             out["normalized_score"] = float(self.normalized.mean())
             out["normalized_score_per_seed"] = self.normalized.mean(axis=1).tolist()
@@ -70,6 +89,8 @@ def evaluate(
     returns = np.zeros((num_seeds, num_episodes))
     discounted = np.zeros((num_seeds, num_episodes))
     lengths = np.zeros((num_seeds, num_episodes), dtype=np.int64)
+    violations = np.zeros((num_seeds, num_episodes), dtype=np.int64)
+    has_margin = False
     for first in range(0, num_episodes, max_parallel):
         episodes = list(range(first, min(num_episodes, first + max_parallel)))
         envs = [[make_env(env_id) for _ in episodes] for _ in range(num_seeds)]
@@ -89,7 +110,10 @@ def evaluate(
                 for n, env in enumerate(row):
                     if done[s, n]:
                         continue
-                    next_obs, reward, terminated, truncated, _ = env.step(actions[s, n])
+                    next_obs, reward, terminated, truncated, info = env.step(actions[s, n])
+                    if "margin" in info:
+                        has_margin = True
+                        violations[s, first + n] += info["margin"] < 0
                     returns[s, first + n] += reward
                     discounted[s, first + n] += discount ** lengths[s, first + n] * reward
                     lengths[s, first + n] += 1
@@ -106,4 +130,5 @@ def evaluate(
         normalized=None if normalized is None else np.asarray(normalized),
         discounted=discounted,
         discount=discount,
+        violations=violations if has_margin else None,
     )

@@ -1,6 +1,7 @@
 """Networks: MLP, the ensemble helper, policies and critics."""
 
 from offrl.nn.critics import QEnsemble, QNetwork, VNetwork
+from offrl.nn.dynamics import ControlAffineDynamics
 from offrl.nn.mlp import MLP, ensemble
 from offrl.nn.policies import (
     DeterministicPolicy,
@@ -13,6 +14,7 @@ from offrl.nn.policies import (
 
 __all__ = [
     "MLP",
+    "ControlAffineDynamics",
     "DeterministicPolicy",
     "GaussianPolicy",
     "QEnsemble",

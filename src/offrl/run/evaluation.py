@@ -33,13 +33,29 @@ def evaluate_run(
     episodes: int = 10,
     env_id: str | None = None,
     seed: int = 10_000,
+    filter_dir: str | pathlib.Path | None = None,
+    filter_mode: str = "cbf",
+    filter_margin: float | None = None,
 ) -> dict:
-    """Evaluate every seed of a run; writes ``eval_step_<N>.json`` in the run directory."""
+    """Evaluate every seed of a run; writes ``eval_step_<N>.json`` in the run directory
+    (``eval_step_<N>_filtered_<mode>.json`` when a barrier run ``filter_dir`` filters
+    the policy, see :mod:`offrl.safety.shield`)."""
     policy, context = load_policy(run_dir, step)
     env_id = env_id or context.env_id
     if env_id is None:
         raise RunError(f"{run_dir} does not record an environment; pass --env-id")
     seeds = list(context.train_config.seeds)
+    if filter_dir is not None:
+        from offrl.safety.shield import load_barrier, shielded_policy
+
+        barrier = load_barrier(filter_dir)
+        if barrier.observation_dim != context.observation_dim:
+            raise RunError(
+                f"the barrier in {filter_dir} takes {barrier.observation_dim}-dimensional "
+                f"observations but {run_dir}'s policy {context.observation_dim}; learn the "
+                "barrier on data from the same task"
+            )
+        policy, _ = shielded_policy(policy, len(seeds), barrier, filter_mode, filter_margin)
     result = evaluate(policy, env_id, len(seeds), episodes, seed=seed, key=jax.random.PRNGKey(seed))
     out = {
         "run_dir": str(run_dir),
@@ -53,5 +69,13 @@ def evaluate_run(
     }
     if result.normalized is not None:
         out["normalized_per_seed"] = result.normalized.mean(axis=1).tolist()
-    write_json_atomic(pathlib.Path(run_dir) / f"eval_step_{context.step}.json", out)
+    safety = result.safety()
+    if safety is not None:
+        out.update(safety)
+        out["violations"] = result.violations.tolist()
+    name = f"eval_step_{context.step}.json"
+    if filter_dir is not None:
+        out["filter"] = {"run_dir": str(filter_dir), "mode": filter_mode, "margin": filter_margin}
+        name = f"eval_step_{context.step}_filtered_{filter_mode}.json"
+    write_json_atomic(pathlib.Path(run_dir) / name, out)
     return out

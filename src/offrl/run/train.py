@@ -239,6 +239,14 @@ def train(
         if isinstance(dataset, str | os.PathLike)
         else dataset
     )
+    missing = [f for f in getattr(algo, "REQUIRED_FIELDS", ()) if getattr(data, f) is None]
+    if missing:
+        raise RunError(
+            f"{algorithm} needs the dataset field(s) {', '.join(missing)}, which "
+            f"{dataset_spec} does not have. Record them with the data (a safety margin h(s) "
+            "per step: infos['margin'] in Minari, a 'margins' array in a D4RL-style HDF5 file), or "
+            "build a safety dataset such as suite:pointrobot-mixed; nothing was written"
+        )
     algo_config = fill_run_length(algo_config or algo.Config(), train_config.steps)
     if not isinstance(algo_config, algo.Config):
         raise RunError(
@@ -381,6 +389,12 @@ def train(
             record["normalized_per_seed"] = result.normalized.mean(axis=1).tolist()
             metrics["eval/normalized_score"] = float(result.normalized.mean())
             metrics["eval/normalized_per_seed"] = record["normalized_per_seed"]
+        safety = result.safety()
+        if safety is not None:
+            record["violation_rate_per_seed"] = safety["violation_rate_per_seed"]
+            metrics["eval/violation_rate"] = safety["violation_rate"]
+            metrics["eval/episodes_with_violation"] = safety["episodes_with_violation"]
+            metrics["eval/violation_rate_per_seed"] = safety["violation_rate_per_seed"]
         evaluations.append(record)
         return metrics
 
@@ -453,6 +467,8 @@ def _previous_evaluations(path: pathlib.Path) -> list[dict]:
             entry = {"step": record["step"], "return_per_seed": record["eval/return_per_seed"]}
             if "eval/normalized_per_seed" in record:
                 entry["normalized_per_seed"] = record["eval/normalized_per_seed"]
+            if "eval/violation_rate_per_seed" in record:
+                entry["violation_rate_per_seed"] = record["eval/violation_rate_per_seed"]
             out.append(entry)
     return out
 
@@ -479,6 +495,8 @@ def _summary(algorithm, seeds, evaluations, step, elapsed, compile_seconds, star
         summary["best_mean"] = float(table.max(axis=0).mean())
         summary["best_std"] = float(table.max(axis=0).std())
         summary["final_return_per_seed"] = evaluations[-1]["return_per_seed"]
+        if "violation_rate_per_seed" in evaluations[-1]:
+            summary["final_violation_rate_per_seed"] = evaluations[-1]["violation_rate_per_seed"]
         summary["evaluations"] = evaluations
     return summary
 
