@@ -18,6 +18,8 @@ SMALL = {
     "iql": {"hidden_dims": (16, 16)},
     "cql": {"hidden_dims": (16, 16), "num_sampled_actions": 3},
     "sac": {"hidden_dims": (16, 16)},
+    "vocbf": {"hidden_dims": (16, 16), "bc_hidden_dims": (16,), "dynamics_hidden_dims": (8,)},
+    "td3_bc_lag": {"hidden_dims": (16, 16)},
 }
 ALGORITHMS = registry.names()
 
@@ -40,6 +42,9 @@ def device_dataset():
                 "rewards": rng.normal(size=length).astype(np.float32),
                 "terminations": np.r_[np.zeros(length - 1, bool), True],
                 "truncations": np.zeros(length, bool),
+                # safety fields, for the algorithms that need them (vocbf, td3_bc_lag)
+                "margins": rng.normal(size=length).astype(np.float32),
+                "costs": (rng.random(length) < 0.3).astype(np.float32),
             }
         )
     return from_episodes(episodes, DatasetInfo(name="contract")).to_device()
