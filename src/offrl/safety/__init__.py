@@ -1,0 +1,1 @@
+"""Safety filters learned from offline data (V-OCBF), the filters, the shield and the Lagrangian baseline."""
