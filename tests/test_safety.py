@@ -280,15 +280,19 @@ def test_point_robot_reports_margins_and_costs():
     env = gym.make("offrl/PointRobot-v0")
     observation, info = env.reset(seed=0)
     assert info["margin"] == pytest.approx(float(point_robot_margin(observation)))
+    from offrl.envs.safety import POINT_ROBOT_HAZARDS
+
     violations = 0
     for _ in range(100):
-        observation, _, terminated, truncated, info = env.step(np.array([1.0, 0.0], np.float32))
+        # Drive at the middle hazard's centre.
+        toward = np.clip(POINT_ROBOT_HAZARDS[0, :2] - observation[:2], -1, 1).astype(np.float32)
+        observation, _, terminated, truncated, info = env.step(toward)
         assert info["margin"] == pytest.approx(float(point_robot_margin(observation)), abs=1e-5)
         assert info["cost"] == float(info["margin"] < 0)
         violations += info["margin"] < 0
         if terminated or truncated:
             break
-    assert truncated and violations > 0  # full throttle to the right crosses the hazard
+    assert truncated and violations > 0
 
 
 def test_velocity_task_margin_is_limit_minus_forward_velocity():
@@ -368,10 +372,14 @@ def test_rollouts_count_violations():
     from offrl.envs.safety import point_robot_margin
     from offrl.evaluate.rollout import evaluate
 
-    def full_throttle(observations, key):
-        return np.tile(np.array([1.0, 0.0], np.float32), (*observations.shape[:-1], 1))
+    from offrl.envs.safety import POINT_ROBOT_HAZARDS
 
-    result = evaluate(full_throttle, "offrl/PointRobot-v0", num_seeds=1, num_episodes=3)
+    centre = POINT_ROBOT_HAZARDS[0, :2]
+
+    def at_the_hazard(observations, key):
+        return np.clip(centre - np.asarray(observations)[..., :2], -1, 1).astype(np.float32)
+
+    result = evaluate(at_the_hazard, "offrl/PointRobot-v0", num_seeds=1, num_episodes=3)
     # Replay the same episodes by hand.
     import gymnasium as gym
 
@@ -381,10 +389,11 @@ def test_rollouts_count_violations():
         observation, _ = env.reset(seed=10_000 + episode)
         count = 0
         for _ in range(100):
-            observation, *_ = env.step(np.array([1.0, 0.0], np.float32))
+            observation, *_ = env.step(at_the_hazard(observation[None], None)[0])
             count += point_robot_margin(observation) < 0
         expected.append(count)
     np.testing.assert_array_equal(result.violations[0], expected)
+    assert min(expected) > 0
     safety = result.safety()
     assert safety["violation_rate"] == pytest.approx(sum(expected) / 300)
     assert safety["episodes_with_violation"] == pytest.approx(np.mean(np.array(expected) > 0))
@@ -489,3 +498,21 @@ def test_cli_fit_a_barrier_and_filter_a_policy(tmp_path, monkeypatch, capsys):
               str(tmp_path / "nope"), *small])  # fmt: skip
     assert "needs the dataset field(s) margins" in capsys.readouterr().err
     assert not (tmp_path / "nope").exists()
+
+
+def test_filter_margin_reaches_both_filters():
+    rng = np.random.default_rng(5)
+    config = vocbf.Config(hidden_dims=(32,), bc_hidden_dims=(8,), dynamics_hidden_dims=(8,))
+    state = vocbf.init(config, example_batch(4, 2), jax.random.PRNGKey(2))
+    observations = jnp.asarray(rng.normal(size=(64, 4)), jnp.float32)
+    nominal = jnp.asarray(rng.uniform(-1, 1, (64, 2)), jnp.float32)
+    for mode in ("cbf", "qc"):
+        q = vocbf.safe_q(state, observations, nominal)
+        b = vocbf.barrier(state, observations)
+        # A margin above every value makes every row count as intervened; one below, none.
+        top = float(jnp.maximum(q.max(), b.max())) + 10.0
+        bottom = float(jnp.minimum(q.min(), b.min())) - 10.0
+        _, high = vocbf.filter_actions(state, observations, nominal, mode, top)
+        _, low = vocbf.filter_actions(state, observations, nominal, mode, bottom)
+        assert bool(np.all(np.asarray(high["intervened"])))
+        assert not bool(np.any(np.asarray(low["intervened"])))

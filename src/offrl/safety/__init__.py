@@ -1,1 +1,2 @@
-"""Safety filters learned from offline data (V-OCBF), the filters, the shield and the Lagrangian baseline."""
+"""Safety filters learned from offline data (V-OCBF), the filters, the shield and the
+Lagrangian baseline."""

@@ -250,7 +250,9 @@ def filter_actions(
     elif mode == "qc":
 
         def one(x, u):
-            return qc_filter(lambda z, v: safe_q(state, z, v), x, u, low, high, state.qc_iterations)
+            return qc_filter(
+                lambda z, v: safe_q(state, z, v), x, u, low, high, state.qc_iterations, margin
+            )
 
     else:
         raise ValueError(f"unknown filter '{mode}'; use cbf, qc or none")
