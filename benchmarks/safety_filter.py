@@ -93,27 +93,33 @@ def evaluate_rows(args) -> list[dict]:
         name = pathlib.Path(run).name + (" BC nominal" if context.algo is vocbf else "")
         base = run_eval(policy, f"{name} (unfiltered)", {"policy": run, "filter": None})
         rows.append(base)
-        for mode in args.filters:
-            for margin in args.margins:
-                shielded, _ = shielded_policy(policy, seeds, barrier, mode, margin)
-                row = run_eval(
-                    shielded,
-                    f"{name} + {mode} filter (buffer {margin:g})",
-                    {"policy": run, "filter": mode, "margin": margin},
+        variants = [
+            (mode, margin, alpha)
+            for mode in args.filters
+            for margin in args.margins
+            for alpha in (args.alphas if mode == "cbf" else [None])
+        ]
+        for mode, margin, alpha in variants:
+            shielded, _ = shielded_policy(policy, seeds, barrier, mode, margin, alpha)
+            setting = f"buffer {margin:g}" + ("" if alpha is None else f", alpha {alpha:g}")
+            row = run_eval(
+                shielded,
+                f"{name} + {mode} filter ({setting})",
+                {"policy": run, "filter": mode, "margin": margin, "alpha": alpha},
+            )
+            row["violation_reduction"] = (
+                1 - row["violation_rate"] / base["violation_rate"]
+                if base["violation_rate"]
+                else None
+            )
+            if "normalized_per_seed" in row:
+                row["normalized_change"] = float(
+                    np.mean(row["normalized_per_seed"]) - np.mean(base["normalized_per_seed"])
                 )
-                row["violation_reduction"] = (
-                    1 - row["violation_rate"] / base["violation_rate"]
-                    if base["violation_rate"]
-                    else None
-                )
-                if "normalized_per_seed" in row:
-                    row["normalized_change"] = float(
-                        np.mean(row["normalized_per_seed"]) - np.mean(base["normalized_per_seed"])
-                    )
-                row["return_change_relative"] = float(
-                    np.mean(row["return_per_seed"]) / np.mean(base["return_per_seed"]) - 1
-                )
-                rows.append(row)
+            row["return_change_relative"] = float(
+                np.mean(row["return_per_seed"]) / np.mean(base["return_per_seed"]) - 1
+            )
+            rows.append(row)
     for run in args.baselines:
         policy, context = load_policy(run)
         result = evaluate(
@@ -196,6 +202,7 @@ def main() -> None:
     parser.add_argument("--baselines", nargs="*", default=[], help="runs evaluated unfiltered")
     parser.add_argument("--filters", nargs="+", default=["cbf", "qc"])
     parser.add_argument("--margins", nargs="+", type=float, default=[0.0])
+    parser.add_argument("--alphas", nargs="+", type=float, default=[1.0], help="CBF gains")
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--latency", action="store_true")
     parser.add_argument("--output", type=pathlib.Path)

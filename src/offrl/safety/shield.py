@@ -45,12 +45,14 @@ def shielded_policy(
     barrier_context,
     mode: str = "cbf",
     margin: float | None = None,
+    alpha: float | None = None,
 ) -> tuple[Callable, Callable]:
     """``(policy, diagnose)``: the filtered batched policy and a function giving the
     filter's per-row info for the same inputs.
 
     ``policy(observations[S, N, D], key) -> actions[S, N, A]`` in environment units.
-    ``margin`` overrides the barrier run's ``filter_margin`` (a safety buffer on B).
+    ``margin`` and ``alpha`` override the barrier run's ``filter_margin`` (a safety
+    buffer on B) and the CBF gain.
     """
     if mode not in FILTERS:
         raise ValueError(f"unknown filter '{mode}'; use one of {', '.join(FILTERS)}")
@@ -65,7 +67,7 @@ def shielded_policy(
     def one_seed(state, observations, nominal):
         z = pre.observation(observations)
         u_nom = jnp.clip(pre.action_from_env(nominal), -1.0, 1.0)
-        u, info = vocbf.filter_actions(state, z, u_nom, mode, margin)
+        u, info = vocbf.filter_actions(state, z, u_nom, mode, margin, alpha)
         return pre.action_to_env(u), info
 
     filtered = jax.jit(jax.vmap(one_seed))

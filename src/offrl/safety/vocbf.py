@@ -221,14 +221,20 @@ def safe_q(state: State, observations, actions):
 
 
 def filter_actions(
-    state: State, observations, nominal, mode: str | None = None, margin: float | None = None
+    state: State,
+    observations,
+    nominal,
+    mode: str | None = None,
+    margin: float | None = None,
+    alpha: float | None = None,
 ):
     """Filtered actions ``[N, A]`` for standardized observations ``[N, D]`` and nominal
     actions in ``[-1, 1]``; returns ``(actions, info)`` with per-row ``barrier``,
-    ``feasible`` and ``intervened``. ``mode`` and ``margin`` default to the state's
-    ``filter`` and ``filter_margin``."""
+    ``feasible`` and ``intervened``. ``mode``, ``margin`` and ``alpha`` default to the
+    state's ``filter``, ``filter_margin`` and ``alpha``."""
     mode = mode or state.filter
     margin = state.filter_margin if margin is None else float(margin)
+    alpha = state.alpha if alpha is None else float(alpha)
     low = -jnp.ones(nominal.shape[-1], nominal.dtype)
     high = jnp.ones(nominal.shape[-1], nominal.dtype)
     if mode == "none":
@@ -244,7 +250,7 @@ def filter_actions(
                 return state.dynamics.apply_fn(state.dynamics.params, z)
 
             return cbf_filter(
-                lambda z: barrier(state, z) - margin, dynamics, x, u, low, high, state.alpha
+                lambda z: barrier(state, z) - margin, dynamics, x, u, low, high, alpha
             )
 
     elif mode == "qc":
