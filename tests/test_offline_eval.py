@@ -221,7 +221,7 @@ def test_normalized_value_uses_discounted_references():
     assert normalized_value(task.random_value, "hopper", 0.99) == pytest.approx(0.0)
     assert normalized_value(task.expert_value, "Hopper-v5", 0.99) == pytest.approx(100.0)
     assert normalized_value(100.0, "hopper", 0.9) is None  # references are at 0.99
-    assert normalized_value(100.0, "halfcheetah", 0.99) is None
+    assert normalized_value(100.0, "walker2d", 0.99) is None  # D4RL references: no values
 
 
 # ----------------------------------------------------------------- run analysis and report

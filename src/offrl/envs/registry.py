@@ -75,12 +75,20 @@ TASKS: dict[str, Task] = {
         random_value=16.70,
         expert_value=268.47,
     ),
+    # offrl's own (2026-11-27): random = uniform actions, resets 0..99; expert = the
+    # shipped SAC expert (offrl/suites/behavior_data/halfcheetah/expert.npz), stochastic
+    # actions, resets 10000..10099.
     "halfcheetah": Task(
         "HalfCheetah-v5",
         1000,
-        -280.178953,
-        12135.0,
-        reference_source="D4RL (halfcheetah-*-v2); offrl's own arrive with the suite",
+        random_return=-277.66,
+        expert_return=9543.08,
+        reference_source="offrl: uniform random policy (100 episodes) and offrl's shipped "
+        "SAC expert (step 640k of a run stopped at 670k; 100 episodes, stochastic actions)",
+        reference_command="python -m offrl.suites.locomotion --measure-references "
+        "--tasks halfcheetah",
+        random_value=-29.33,
+        expert_value=668.59,
     ),
     "walker2d": Task(
         "Walker2d-v5",
