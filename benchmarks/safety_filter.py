@@ -5,7 +5,9 @@ For each nominal run (``--policies``; seeds evaluated together) the script
 evaluates, on the same reset seeds:
 
 - the unfiltered policy (for a barrier run given as a policy: its
-  behavior-cloned nominal, the released V-OCBF pipeline's);
+  behavior-cloned nominal, the released V-OCBF pipeline's; ``--policy-files``
+  adds shipped policy files, e.g. the suite's SAC experts, acting
+  deterministically);
 - the policy behind the barrier run's CBF-QP filter (learned control-affine
   model) and behind its model-free Qc filter, each at every ``--margins``
   buffer;
@@ -74,13 +76,31 @@ def nominal_policy(run: str):
     return policy, context
 
 
+def file_policy(path: str, num_seeds: int):
+    """A shipped policy file (e.g. the suite's SAC expert) acting deterministically,
+    replicated over ``num_seeds`` so that each barrier seed filters it once."""
+    from offrl.suites.behavior import load_policy_file
+
+    loaded = load_policy_file(path)
+
+    def policy(observations, key):
+        observations = np.asarray(observations, np.float32)
+        flat = observations.reshape(-1, observations.shape[-1])
+        actions = loaded.act(flat, key, deterministic=True)
+        return actions.reshape(*observations.shape[:-1], -1)
+
+    return policy
+
+
 def evaluate_rows(args) -> list[dict]:
     barrier = load_barrier(args.barrier)
+    barrier_seeds = len(barrier.train_config.seeds)
     rows = []
-    for run in args.policies:
-        policy, context = nominal_policy(run)
-        seeds = len(context.train_config.seeds)
-        env_id = context.env_id
+    nominals = [(run, *nominal_policy(run)) for run in args.policies]
+    nominals += [(path, file_policy(path, barrier_seeds), None) for path in args.policy_files]
+    for run, policy, context in nominals:
+        seeds = len(context.train_config.seeds) if context else barrier_seeds
+        env_id = context.env_id if context else (args.env_id or barrier.env_id)
 
         def run_eval(p, label, extra=None, seeds=seeds, env_id=env_id):
             started = time.perf_counter()
@@ -90,7 +110,10 @@ def evaluate_rows(args) -> list[dict]:
             print(_format(row), flush=True)
             return row
 
-        name = pathlib.Path(run).name + (" BC nominal" if context.algo is vocbf else "")
+        if context is None:
+            name = f"{pathlib.Path(run).parent.name}/{pathlib.Path(run).name}"
+        else:
+            name = pathlib.Path(run).name + (" BC nominal" if context.algo is vocbf else "")
         base = run_eval(policy, f"{name} (unfiltered)", {"policy": run, "filter": None})
         rows.append(base)
         variants = [
@@ -200,6 +223,10 @@ def main() -> None:
     parser.add_argument("--barrier", required=True, help="barrier run (offrl safety fit)")
     parser.add_argument("--policies", nargs="+", default=[], help="nominal policy runs")
     parser.add_argument("--baselines", nargs="*", default=[], help="runs evaluated unfiltered")
+    parser.add_argument(
+        "--policy-files", nargs="*", default=[], help="shipped policy files used as nominals"
+    )
+    parser.add_argument("--env-id", help="environment for policy files (default: the barrier's)")
     parser.add_argument("--filters", nargs="+", default=["cbf", "qc"])
     parser.add_argument("--margins", nargs="+", type=float, default=[0.0])
     parser.add_argument("--alphas", nargs="+", type=float, default=[1.0], help="CBF gains")
