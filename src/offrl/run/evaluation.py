@@ -76,6 +76,7 @@ def evaluate_run(
     name = f"eval_step_{context.step}.json"
     if filter_dir is not None:
         out["filter"] = {"run_dir": str(filter_dir), "mode": filter_mode, "margin": filter_margin}
-        name = f"eval_step_{context.step}_filtered_{filter_mode}.json"
+        buffer = "" if filter_margin is None else f"_margin{filter_margin:g}"
+        name = f"eval_step_{context.step}_filtered_{filter_mode}{buffer}.json"
     write_json_atomic(pathlib.Path(run_dir) / name, out)
     return out
