@@ -78,6 +78,18 @@ def print_summary(dataset: Dataset, console=None) -> dict:
     table.add_row(
         "episode length", f"{length['mean']:.1f} (min {length['min']}, max {length['max']})"
     )
+    if "safety" in summary:
+        safety = summary["safety"]
+        table.add_row(
+            "violations",
+            f"{100 * safety['violation_rate']:.2f}% of steps, "
+            f"{100 * safety['episodes_with_violation']:.1f}% of episodes",
+        )
+        if "margin" in safety:
+            table.add_row(
+                "safety margin h",
+                f"min {safety['margin']['min']:.3g}, max {safety['margin']['max']:.3g}",
+            )
     console.print(table)
     actions = Table(title="actions")
     for column in ("dim", "mean", "std", "min", "max"):
