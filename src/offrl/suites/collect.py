@@ -163,3 +163,28 @@ def record_steps_vectorized(
         }
         episodes[-1]["truncations"][-1] = not episodes[-1]["terminations"][-1]
     return episodes
+
+
+def suite_dataset(name: str, env_id: str, episodes):
+    """Recorded episodes (or an assembled dataset) as the validated suite dataset
+    ``name`` of environment ``env_id``: action bounds and source filled in."""
+    from offrl.data.dataset import Dataset, DatasetInfo, from_episodes
+    from offrl.data.validate import validate
+    from offrl.envs.registry import make_env
+
+    env = make_env(env_id)
+    info = DatasetInfo(
+        name=name,
+        env_id=env_id,
+        action_low=tuple(env.action_space.low.astype(float).tolist()),
+        action_high=tuple(env.action_space.high.astype(float).tolist()),
+        source=f"suite:{name}",
+    )
+    data = (
+        episodes.replace(info=info)
+        if isinstance(episodes, Dataset)
+        else from_episodes(episodes, info)
+    )
+    dataset = validate(data, env.observation_space, env.action_space)
+    env.close()
+    return dataset

@@ -24,8 +24,8 @@ import argparse
 import gymnasium as gym
 import numpy as np
 
-from offrl.data.dataset import Dataset, DatasetInfo, from_episodes
-from offrl.suites.collect import record_episode
+from offrl.data.dataset import Dataset
+from offrl.suites.collect import record_episode, suite_dataset
 
 ENV_ID = "Pendulum-v1"
 BEHAVIOR = (
@@ -97,22 +97,11 @@ RECIPES = {
 
 def build(name: str) -> Dataset:
     """Build a recipe into a host-side dataset (validated). Deterministic."""
-    from offrl.data.validate import validate
 
     if name not in RECIPES:
         raise KeyError(f"unknown Pendulum recipe '{name}'; available: {', '.join(RECIPES)}")
     episodes = [ep for part in RECIPES[name] for ep in collect(**part)]
-    env = gym.make(ENV_ID)
-    info = DatasetInfo(
-        name=name,
-        env_id=ENV_ID,
-        action_low=tuple(env.action_space.low.tolist()),
-        action_high=tuple(env.action_space.high.tolist()),
-        source=f"suite:{name}",
-    )
-    dataset = validate(from_episodes(episodes, info), env.observation_space, env.action_space)
-    env.close()
-    return dataset
+    return suite_dataset(name, ENV_ID, episodes)
 
 
 def measure_references(num_episodes: int = 100) -> dict[str, float]:

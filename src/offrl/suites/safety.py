@@ -42,9 +42,9 @@ import argparse
 import gymnasium as gym
 import numpy as np
 
-from offrl.data.dataset import Dataset, DatasetInfo, from_episodes
+from offrl.data.dataset import Dataset
 from offrl.envs.safety import POINT_ROBOT_GOAL, POINT_ROBOT_HAZARDS, PointRobotEnv
-from offrl.suites.collect import record_episode
+from offrl.suites.collect import record_episode, suite_dataset
 
 POINT_ROBOT = "offrl/PointRobot-v0"
 
@@ -160,31 +160,19 @@ BEHAVIOR = (
 
 def build(name: str) -> Dataset:
     """Build a recipe into a host-side dataset (validated). Deterministic."""
-    from offrl.data.validate import validate
 
     if name not in RECIPES:
         raise KeyError(f"unknown safety recipe '{name}'; available: {', '.join(RECIPES)}")
     if "locomotion_parts" in RECIPES[name]:
         return _build_velocity(name)
     episodes = [ep for part in RECIPES[name]["parts"] for ep in collect_point_robot(**part)]
-    env = gym.make(POINT_ROBOT)
-    info = DatasetInfo(
-        name=name,
-        env_id=POINT_ROBOT,
-        action_low=tuple(env.action_space.low.tolist()),
-        action_high=tuple(env.action_space.high.tolist()),
-        source=f"suite:{name}",
-    )
-    dataset = validate(from_episodes(episodes, info), env.observation_space, env.action_space)
-    env.close()
-    return dataset
+    return suite_dataset(name, POINT_ROBOT, episodes)
 
 
 def _build_velocity(name: str) -> Dataset:
     """Locomotion parts with ``h = limit - v_x`` of each step's state and the cost of
     the state it reaches, as :class:`offrl.envs.safety.VelocityConstraint` reports."""
     from offrl.data.dataset import concatenate
-    from offrl.data.validate import validate
     from offrl.envs.safety import margin_function
     from offrl.suites import locomotion
 
@@ -192,23 +180,13 @@ def _build_velocity(name: str) -> Dataset:
     parts = [
         locomotion.build(part, recipe["steps_per_part"]) for part in recipe["locomotion_parts"]
     ]
-    env = gym.make(recipe["env_id"])
-    info = DatasetInfo(
-        name=name,
-        env_id=recipe["env_id"],
-        action_low=tuple(env.action_space.low.astype(float).tolist()),
-        action_high=tuple(env.action_space.high.astype(float).tolist()),
-        source=f"suite:{name}",
-    )
-    dataset = concatenate(parts, info)
+    dataset = concatenate(parts)
     margin = margin_function(recipe["env_id"])
     dataset = dataset.replace(
         margins=margin(dataset.observations).astype(np.float32),
         costs=(margin(dataset.next_observations) < 0).astype(np.float32),
     )
-    dataset = validate(dataset, env.observation_space, env.action_space)
-    env.close()
-    return dataset
+    return suite_dataset(name, recipe["env_id"], dataset)
 
 
 def behavior(name: str) -> str:
