@@ -20,6 +20,15 @@ SMALL = {
     "sac": {"hidden_dims": (16, 16)},
     "vocbf": {"hidden_dims": (16, 16), "bc_hidden_dims": (16,), "dynamics_hidden_dims": (8,)},
     "td3_bc_lag": {"hidden_dims": (16, 16)},
+    "calql": {"hidden_dims": (16, 16), "critic_hidden_dims": (16, 16), "num_sampled_actions": 3},
+    "rlpd": {"hidden_dims": (16, 16), "num_critics": 3},
+    "resfit": {
+        "hidden_dims": (16, 16),
+        "base_hidden_dims": (16,),
+        "num_critics": 3,
+        "critic_warmup": 0,
+    },
+    "h2o": {"hidden_dims": (16, 16), "gap_samples": 2},
 }
 ALGORITHMS = registry.names()
 

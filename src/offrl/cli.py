@@ -7,6 +7,8 @@
     offrl report RUN_DIR... [--output FILE]        a self-contained HTML report, offline only
     offrl data inspect|validate|convert ...        look at, check or convert a dataset
     offrl online sac --env-id ENV [options]        train online (SAC)
+    offrl finetune ALGO --from RUN_DIR [options]   fine-tune online (iql, calql, cql, resfit)
+    offrl finetune ALGO --dataset D [options]      online with offline data (rlpd, h2o)
     offrl suite list|build|card [NAME]             the built-in datasets and their cards
     offrl bench --algorithms ... --datasets ...    algorithms x datasets x seeds, one table
     offrl quickstart                               the small end-to-end demo
@@ -437,6 +439,77 @@ def cmd_online(argv: list[str]) -> None:
     )
 
 
+# ------------------------------------------------------------------------ finetune
+def cmd_finetune(argv: list[str]) -> None:
+    from offrl.finetune.loop import FinetuneConfig, finetune
+    from offrl.run.train import RunError, load_run
+
+    if not argv or argv[0].startswith("-"):
+        _fail(
+            "offrl finetune needs an algorithm: offrl finetune ALGO --from RUN_DIR ...; "
+            f"ALGO is one of {', '.join(registry.FINETUNE_ALGORITHMS)}"
+        )
+    name = argv[0].replace("-", "_")
+    if name not in registry.FINETUNE_ALGORITHMS:
+        _fail(
+            f"'{name}' is not fine-tuned online; use one of "
+            f"{', '.join(registry.FINETUNE_ALGORITHMS)}"
+        )
+    algo_module = registry.get(name)
+    # A run's own settings are the defaults when fine-tuning the same algorithm.
+    defaults = algo_module.Config()
+    rest = argv[1:]
+    source = next(
+        (rest[i + 1] for i, a in enumerate(rest[:-1]) if a in ("--from", "--from-run")), None
+    )
+    if source is not None:
+        try:
+            context = load_run(source)
+        except RunError as error:
+            _fail(str(error))
+        if isinstance(context.algo_config, algo_module.Config):
+            defaults = context.algo_config
+
+    @dataclasses.dataclass(frozen=True)
+    class Args:
+        from_run: Annotated[str | None, tyro.conf.arg(aliases=["--from"])] = None
+        """Offline run to start from (iql, calql and cql: the same algorithm; resfit: a bc run)."""
+        dataset: str | None = None
+        """Offline data when starting from scratch (rlpd, h2o); default: the run's."""
+        run_dir: str | None = None
+        """Run directory (default: runs/finetune-ALGO-NAME[-N])."""
+        resume: bool = False
+        """Continue the run in --run-dir from its last checkpoint."""
+        stop_after: int | None = None
+        """Stop after this many steps with a checkpoint; continue with --resume."""
+        finetune: Annotated[FinetuneConfig, tyro.conf.OmitArgPrefixes] = FinetuneConfig()
+        algo: Annotated[algo_module.Config, tyro.conf.OmitArgPrefixes] = defaults
+
+    Args.__doc__ = f"Fine-tune {name} online.\n\n{(algo_module.__doc__ or '').strip()}"
+    args = tyro.cli(Args, args=_split_commas(rest), prog=f"offrl finetune {name}")
+    if args.resume and args.run_dir is None:
+        _fail("--resume needs --run-dir: the run to continue")
+    if args.from_run is None and args.dataset is None:
+        _fail("pass --from RUN_DIR (an offline run) or --dataset DATASET (to start from scratch)")
+    label = pathlib.Path(args.from_run).name if args.from_run else args.dataset
+    run_dir = args.run_dir or _default_run_dir(f"finetune-{name}", label)
+    try:
+        summary = finetune(
+            name,
+            run_dir,
+            args.finetune,
+            from_run=args.from_run,
+            dataset=args.dataset,
+            algo_config=args.algo,
+            resume=args.resume,
+            stop_after=args.stop_after,
+        )
+    except (RunError, ValueError, FileExistsError) as error:
+        _fail(str(error))
+    keys = ("offline_mean", "final_mean", "best_mean", "initial_drop_mean", "regret_mean")
+    print(json.dumps({"run_dir": run_dir, **{k: summary.get(k) for k in keys}}))
+
+
 # --------------------------------------------------------------------------- suite
 def cmd_suite(argv: list[str]) -> None:
     from rich.console import Console
@@ -518,6 +591,7 @@ COMMANDS = {
     "eval": cmd_eval,
     "data": cmd_data,
     "online": cmd_online,
+    "finetune": cmd_finetune,
     "suite": cmd_suite,
     "select": cmd_select,
     "report": cmd_report,

@@ -61,7 +61,9 @@ class Config:
     temperature_learning_rate: float = 3e-4
     """Adam learning rate of the entropy temperature (and of alpha' with Lagrange)."""
     hidden_dims: tuple[int, ...] = (256, 256, 256)
-    """Hidden widths of actor and critic MLPs."""
+    """Hidden widths of the actor MLP (and of the critics unless ``critic_hidden_dims``)."""
+    critic_hidden_dims: tuple[int, ...] | None = None
+    """Hidden widths of the critic MLPs; ``None`` means ``hidden_dims``."""
     discount: float = 0.99
     """Discount factor gamma."""
     tau: float = 0.005
@@ -107,7 +109,7 @@ def init(config: Config, example_batch, key: jax.Array) -> State:
     key, actor_key, critic_key = jax.random.split(key, 3)
     observations, actions = example_batch["observations"], example_batch["actions"]
     actor_module = GaussianPolicy(actions.shape[-1], config.hidden_dims, tanh_squash=True)
-    critic_module = QEnsemble(config.hidden_dims, config.num_critics)
+    critic_module = QEnsemble(config.critic_hidden_dims or config.hidden_dims, config.num_critics)
     actor_params = actor_module.init(actor_key, observations)
     critic_params = critic_module.init(critic_key, observations, actions)
     return State(
@@ -159,7 +161,9 @@ def _sample_repeated(state: State, observations, key, n: int):
     return jax.lax.stop_gradient(actions), jax.lax.stop_gradient(log_prob)
 
 
-def critic_loss(critic_params, state: State, batch, config: Config, key):
+def critic_loss(critic_params, state: State, batch, config: Config, key, lower_bound=None):
+    """The TD loss plus the penalty; ``lower_bound`` ``[B]`` (Cal-QL) floors the sampled
+    policy actions' values inside the log-sum-exp: ``max(Q(s, a~), lower_bound(s))``."""
     target_key, random_key, pi_key, next_pi_key = jax.random.split(key, 4)
     observations, actions = batch["observations"], batch["actions"]
     mean, log_std = state.actor.apply_fn(state.actor.params, batch["next_observations"])
@@ -185,6 +189,12 @@ def critic_loss(critic_params, state: State, batch, config: Config, key):
     q_random = state.critic.apply_fn(critic_params, repeated, random_actions)  # [E, N, B]
     q_pi = state.critic.apply_fn(critic_params, repeated, pi_actions)
     q_next_pi = state.critic.apply_fn(critic_params, repeated, next_pi_actions)
+    bound_rate = jnp.zeros(())
+    if lower_bound is not None:
+        floor = jax.lax.stop_gradient(lower_bound)[None, None, :]  # [1, 1, B]
+        bound_rate = 0.5 * ((q_pi < floor).mean() + (q_next_pi < floor).mean())
+        q_pi = jnp.maximum(q_pi, floor)
+        q_next_pi = jnp.maximum(q_next_pi, floor)
     penalty = logsumexp_penalty(
         q_random,
         q_pi,
@@ -214,6 +224,7 @@ def critic_loss(critic_params, state: State, batch, config: Config, key):
         "critic/q_random": q_random.mean(),
         "critic/td_error": jnp.abs(q_data - target).mean(),
         "critic/alpha_prime": alpha_prime,
+        "critic/bound_rate": bound_rate,
     }
     return loss, (metrics, jax.lax.stop_gradient(penalty))
 
@@ -237,7 +248,7 @@ def actor_loss(actor_params, state: State, batch, config: Config, key):
     )
 
 
-def update(state: State, batch, config: Config):
+def update(state: State, batch, config: Config, lower_bound=None):
     key, actor_key, critic_key = jax.random.split(state.key, 3)
     entropy_target = target_entropy(config, batch["actions"].shape[-1])
     grads, (actor_metrics, log_prob) = jax.grad(actor_loss, has_aux=True)(
@@ -247,7 +258,7 @@ def update(state: State, batch, config: Config):
         lambda p: temperature_loss(p["value"], log_prob, entropy_target)
     )(state.log_alpha.params)
     grads_critic, (critic_metrics, penalty) = jax.grad(critic_loss, has_aux=True)(
-        state.critic.params, state, batch, config, critic_key
+        state.critic.params, state, batch, config, critic_key, lower_bound
     )
     critic = state.critic.apply_gradients(grads=grads_critic)
     log_alpha_prime = state.log_alpha_prime

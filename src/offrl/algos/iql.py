@@ -26,6 +26,12 @@ dropout, and rewards scaled by ``1000 / (max return - min return)``
 (``DEFAULT_REWARD_SCALING = "locomotion"``). Deviations: observations are
 standardized by the trainer (CORL does the same; the paper did not); the
 log-std is initialised at 0 (the released code also starts at 0).
+
+Online fine-tuning (``offrl finetune iql --from RUN``) keeps these losses,
+draws batches uniformly from the offline data plus the online transitions,
+explores by sampling the Gaussian policy and gives the actor a constant
+learning rate with fresh Adam moments (the offline cosine schedule has reached
+0; CORL's PyTorch schedule restarts periodically instead).
 """
 
 from __future__ import annotations
@@ -37,10 +43,12 @@ import jax.numpy as jnp
 from flax import struct
 from flax.training.train_state import TrainState
 
-from offrl.core.state import create_train_state, polyak
+from offrl.core.state import adam, create_train_state, polyak
 from offrl.nn import GaussianPolicy, QEnsemble, VNetwork, gaussian_log_prob
 
 DEFAULT_REWARD_SCALING = "locomotion"
+#: Online fine-tuning keeps the offline data in the replay buffer (CORL's IQL fine-tuning).
+FINETUNE_MIXING = "union"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +118,17 @@ def init(config: Config, example_batch, key: jax.Array) -> State:
         key=key,
         step=jnp.zeros((), jnp.int32),
     )
+
+
+def online_config(config: Config, finetune_config=None) -> Config:
+    """Online, the actor's learning rate is constant."""
+    return dataclasses.replace(config, decay_steps=None)
+
+
+def start_online(state: State, config: Config) -> State:
+    """Swap the actor's decayed schedule for a constant rate (fresh Adam moments)."""
+    tx = adam(config.actor_learning_rate)
+    return state.replace(actor=state.actor.replace(tx=tx, opt_state=tx.init(state.actor.params)))
 
 
 def expectile_loss(diff, expectile: float):

@@ -22,9 +22,15 @@ _ALGORITHMS: dict[str, str] = {
     "sac": "offrl.algos.sac",
     "vocbf": "offrl.safety.vocbf",
     "td3_bc_lag": "offrl.safety.td3_bc_lag",
+    "calql": "offrl.algos.calql",
+    "rlpd": "offrl.algos.rlpd",
+    "resfit": "offrl.algos.resfit",
+    "h2o": "offrl.algos.h2o",
 }
 #: Algorithms that learn from a fixed dataset (``offrl train``); SAC is online.
-OFFLINE_ALGORITHMS = ("bc", "td3_bc", "iql", "cql", "vocbf", "td3_bc_lag")
+OFFLINE_ALGORITHMS = ("bc", "td3_bc", "iql", "cql", "vocbf", "td3_bc_lag", "calql")
+#: Algorithms ``offrl finetune`` runs (offline-to-online or hybrid).
+FINETUNE_ALGORITHMS = ("iql", "cql", "calql", "rlpd", "resfit", "h2o")
 REQUIRED = ("Config", "State", "init", "update", "act", "DEFAULT_REWARD_SCALING")
 
 

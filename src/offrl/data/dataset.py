@@ -33,7 +33,7 @@ STEP_FIELDS = (
     "truncations",
 )
 #: Per-step fields a dataset may have.
-OPTIONAL_STEP_FIELDS = ("costs", "margins", "weights")
+OPTIONAL_STEP_FIELDS = ("costs", "margins", "weights", "mc_returns")
 
 Batch = dict[str, jax.Array]
 
@@ -72,6 +72,7 @@ class Dataset:
     costs: Any = None  # [N] float32, optional (safety: cost of the step, e.g. 1 if h(s') < 0)
     margins: Any = None  # [N] float32, optional (safety margin h(s) of the step's state, > 0 safe)
     weights: Any = None  # [N] float32, optional (per-step loss weights)
+    mc_returns: Any = None  # [N] float32, optional (derived: discounted return-to-go, Cal-QL)
     info: DatasetInfo = struct.field(pytree_node=False, default=DatasetInfo())
 
     # ----------------------------------------------------------------- sizes

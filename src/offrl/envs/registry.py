@@ -192,7 +192,15 @@ def normalized_value(values, task: Task | str | None, discount: float):
 
 
 def make_env(env_id: str, **kwargs) -> gym.Env:
-    """``gymnasium.make`` with the registered time limit when the task is known."""
+    """``gymnasium.make`` with the registered time limit when the task is known.
+
+    ``BASE@gravity=2`` is ``BASE`` with changed physics (:mod:`offrl.envs.gap`).
+    """
+    if "@" in env_id:
+        from offrl.envs import gap
+
+        base, changes = gap.parse(env_id)
+        return gap.apply(make_env(base, **kwargs), changes)
     task = get_task(env_id)
     if task is not None and "max_episode_steps" not in kwargs:
         kwargs["max_episode_steps"] = task.max_episode_steps

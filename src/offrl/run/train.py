@@ -305,8 +305,13 @@ def train(
         train_data, validation = split_by_episode(data, train_config.validation_fraction, seed=0)
     reward_scaling = resolve_reward_scaling(algo, train_config.reward_scaling)
     pre = fit_preprocessor(train_data, train_config.normalize_observations, reward_scaling)
-    device_data = apply_preprocessor(train_data, pre).to_device()
-    device_valid = apply_preprocessor(validation, pre).to_device() if validation else None
+    prepare = getattr(algo, "prepare_dataset", lambda d, c: d)  # e.g. Cal-QL's returns-to-go
+    device_data = prepare(apply_preprocessor(train_data, pre), algo_config).to_device()
+    device_valid = (
+        prepare(apply_preprocessor(validation, pre), algo_config).to_device()
+        if validation
+        else None
+    )
     pre = jax.tree_util.tree_map(jnp.asarray, pre)
 
     if not resume:

@@ -1,0 +1,613 @@
+"""Offline-to-online fine-tuning: the loop shared by every method.
+
+A fine-tuning run starts from an offline run (``from_run``: its train states,
+seeds, preprocessing and dataset) or from scratch beside a dataset
+(``dataset``: RLPD, H2O), and then interacts with ``env_id``, one environment
+per seed, for ``online_steps`` steps each. Every step makes one jitted call
+that runs ``utd`` updates per seed (a ``lax.scan``, seeds under ``vmap``) on
+batches from :class:`~offrl.finetune.buffer.MixedReplay` and returns the next
+exploratory action of every seed.
+
+An algorithm takes part with its ordinary contract (``init``, ``update``,
+``act``) plus optional hooks:
+
+- ``FINETUNE_MIXING``: ``"ratio"`` (default; ``offline_ratio`` of every batch
+  from the offline data) or ``"union"`` (offline data in the replay buffer).
+- ``FINETUNE_DEFAULTS``: the algorithm's values of ``utd``, ``random_steps``
+  and ``learning_starts`` where the user leaves them unset.
+- ``online_config(config, finetune_config) -> config``: settings that change
+  online (Cal-QL's online CQL weight; RLPD's one actor update per step).
+- ``start_online(state, config) -> state``: state changes at the switch (IQL
+  restarts its actor's learning-rate schedule).
+- ``explore(state, observations, key, step, config) -> actions``: the
+  collection policy (default: ``act(..., deterministic=False)``).
+- ``init_from(config, example_batch, key, base_state, base_config) -> state``
+  with ``BASE_ALGORITHMS``: start from another algorithm's run (ResFiT on a BC
+  run).
+
+Everything the networks see is in their units: observations standardized with
+the offline statistics, actions in [-1, 1], rewards scaled like the offline
+data. Evaluations (deterministic policy, ``eval_env_id``, which defaults to the
+data's task) run before the first online step (the offline score), densely in
+the first 10% of the online steps (for the initial drop) and every
+``eval_every`` steps after.
+
+Checkpoints hold the states, keys, online buffers, the sampling generator and
+the counters. A resumed run starts new episodes: an episode in flight at the
+checkpoint is cut there (its last step recorded as a truncation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from offrl.core import registry
+from offrl.core.trainer import (
+    Preprocessor,
+    apply_preprocessor,
+    example_batch,
+    fill_run_length,
+    fit_preprocessor,
+    init_states,
+    resolve_reward_scaling,
+    seed_keys,
+)
+from offrl.data.loading import load_dataset
+from offrl.envs.registry import get_task, make_env, normalized_score
+from offrl.finetune.buffer import FIELDS, MixedReplay, dataset_returns_to_go, returns_to_go
+from offrl.run import checkpoint
+from offrl.run.loggers import JsonlLogger, truncate_jsonl
+from offrl.run.train import RunError, _to_jsonable, load_run, write_json_atomic
+
+MIXINGS = ("auto", "ratio", "union", "online")
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+    """Online fine-tuning settings."""
+
+    online_steps: int = 100_000
+    """Environment steps per seed."""
+    env: str | None = None
+    """Environment to interact with; ``None``: the data's task. A simulator with a
+    dynamics gap is written ``Hopper-v5@gravity=2`` (see ``offrl.envs.gap``)."""
+    eval_env: str | None = None
+    """Environment of the evaluations; ``None``: the data's task."""
+    mixing: str = "auto"
+    """auto (the algorithm's), ratio (offline_ratio of each batch offline), union
+    (offline data in the replay buffer) or online (no offline data)."""
+    offline_ratio: float = 0.5
+    """Offline share of every batch with mixing=ratio (RLPD: 0.5)."""
+    utd: int | None = None
+    """Updates per environment step (update-to-data ratio; RLPD's paper: 20);
+    ``None``: the algorithm's default (1 unless it says otherwise)."""
+    batch_size: int = 256
+    """Transitions per update and seed."""
+    random_steps: int | None = None
+    """Uniformly random actions for this many first steps; ``None``: the algorithm's
+    default (RLPD from scratch: 5,000; otherwise 0)."""
+    learning_starts: int | None = None
+    """No updates before this many steps; ``None``: the algorithm's default (0 for
+    methods that start from an offline run)."""
+    eval_every: int = 10_000
+    """Evaluate every this many steps (plus the offline score and the early ones)."""
+    early_evaluations: int = 4
+    """Evenly spaced evaluations within the first 10% of the steps (the initial drop)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation and seed."""
+    checkpoint_every: int = 10_000
+    """Checkpoint interval in steps."""
+    buffer_size: int = 1_000_000
+    """Online buffer capacity per seed."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """Seeds when starting from scratch (a run's own seeds otherwise)."""
+    normalize_observations: bool = True
+    """Standardize observations with the dataset's statistics (from scratch only)."""
+    reward_scaling: str = "auto"
+    """Reward scaling when starting from scratch (an offline run's is kept)."""
+    progress: bool = True
+    """Print a line per evaluation."""
+
+
+def resolve_config(algo, config: FinetuneConfig) -> FinetuneConfig:
+    """``config`` with unset fields taken from the algorithm's ``FINETUNE_DEFAULTS``."""
+    defaults = {"utd": 1, "random_steps": 0, "learning_starts": 0}
+    defaults.update(getattr(algo, "FINETUNE_DEFAULTS", {}))
+    unset = {k: v for k, v in defaults.items() if getattr(config, k) is None}
+    return dataclasses.replace(config, **unset)
+
+
+def evaluation_steps(config: FinetuneConfig) -> list[int]:
+    """The online steps after which the policy is evaluated (0 = the offline score)."""
+    total = config.online_steps
+    steps = {0, total}
+    steps.update(
+        range(config.eval_every, total + 1, config.eval_every) if config.eval_every else ()
+    )
+    for k in range(1, config.early_evaluations + 1):
+        steps.add(max(1, round(total * 0.1 * k / config.early_evaluations)))
+    return sorted(s for s in steps if 0 <= s <= total)
+
+
+def online_metrics(
+    evaluation_steps_: list[int],
+    scores: np.ndarray,
+    total_steps: int,
+    episode_scores: list[list[float]] | None = None,
+    episode_successes: list[list[float]] | None = None,
+) -> dict:
+    """Offline score, final score, initial drop and regret per seed.
+
+    Args:
+        evaluation_steps_: ``[E]`` steps of the evaluations, the first at 0.
+        scores: ``[E, S]`` evaluation scores (normalized where the task has
+            references, returns otherwise).
+        total_steps: the online steps of the run.
+        episode_scores: per seed, the normalized score of every online
+            training episode (for the regret without a success signal).
+        episode_successes: per seed, 1/0 success of every online training episode.
+
+    ``initial_drop``: ``max(0, offline - min(scores in (0, 10% of the steps]))``,
+    the largest fall below the offline score early on. ``regret``: CORL's
+    ``mean(1 - success)`` over the online training episodes where the task
+    reports success, else ``mean(1 - clip(score / 100, 0, 1))`` over them.
+    """
+    steps = np.asarray(evaluation_steps_)
+    scores = np.asarray(scores, np.float64)
+    offline = scores[0]
+    early = (steps > 0) & (steps <= 0.1 * total_steps)
+    drop = (
+        np.maximum(0.0, offline - scores[early].min(axis=0))
+        if early.any()
+        else np.full_like(offline, np.nan)
+    )
+    out = {
+        "offline_per_seed": offline.tolist(),
+        "final_per_seed": scores[-1].tolist(),
+        "best_per_seed": scores.max(axis=0).tolist(),
+        "initial_drop_per_seed": drop.tolist(),
+    }
+    regret, kind = None, None
+    if episode_successes and all(len(s) for s in episode_successes):
+        regret = [float(np.mean(1.0 - np.asarray(s))) for s in episode_successes]
+        kind = "success"
+    elif episode_scores and all(len(s) for s in episode_scores):
+        regret = [
+            float(np.mean(1.0 - np.clip(np.asarray(s) / 100.0, 0.0, 1.0))) for s in episode_scores
+        ]
+        kind = "normalized_return"
+    if regret is not None:
+        out["regret_per_seed"] = regret
+        out["regret_kind"] = kind
+    for name in ("offline", "final", "best", "initial_drop", "regret"):
+        values = out.get(f"{name}_per_seed")
+        if values is not None:
+            out[f"{name}_mean"] = float(np.mean(values))
+            out[f"{name}_std"] = float(np.std(values))
+    return out
+
+
+def _resolve_start(algo, algorithm, config, from_run, dataset, algo_config):
+    """``(states, algo_config, pre, data, dataset_spec, env_id, seeds, source)``."""
+    if from_run is not None:
+        ctx = load_run(from_run)
+        saved = json.loads((pathlib.Path(from_run) / "config.json").read_text())
+        base_name = saved["algorithm"]
+        dataset_spec = dataset or saved.get("dataset")
+        if dataset_spec is None:
+            raise RunError(f"{from_run} does not name its dataset; pass --dataset")
+        data = load_dataset(dataset_spec, env_id=ctx.env_id)
+        seeds = tuple(ctx.train_config.seeds)
+        if base_name == algorithm:
+            states = ctx.states
+            algo_config = algo_config or ctx.algo_config
+        elif base_name in getattr(algo, "BASE_ALGORITHMS", ()):
+            algo_config = algo_config or algo.Config()
+            init_keys, _ = seed_keys(seeds)
+            batch = example_batch(ctx.observation_dim, ctx.action_dim)
+            states = jax.vmap(
+                lambda k, b: algo.init_from(algo_config, batch, k, b, ctx.algo_config)
+            )(init_keys, ctx.states)
+        else:
+            allowed = (algorithm, *getattr(algo, "BASE_ALGORITHMS", ()))
+            raise RunError(
+                f"{from_run} holds a {base_name} run, but {algorithm} starts from a run of "
+                f"{' or '.join(allowed)}; train one first (offrl train {allowed[-1]} ...)"
+            )
+        source = {"from_run": str(from_run), "from_algorithm": base_name, "from_step": ctx.step}
+        return states, algo_config, ctx.preprocessor, data, dataset_spec, ctx.env_id, seeds, source
+    if dataset is None:
+        raise RunError("pass --from RUN_DIR (an offline run) or --dataset (to start from scratch)")
+    data = load_dataset(dataset, env_id=config.eval_env)
+    algo_config = fill_run_length(algo_config or algo.Config(), config.online_steps * config.utd)
+    seeds = tuple(config.seeds)
+    init_keys, _ = seed_keys(seeds)
+    states = init_states(algo, algo_config, data.observation_dim, data.action_dim, init_keys)
+    scaling = resolve_reward_scaling(algo, config.reward_scaling)
+    pre = fit_preprocessor(data, config.normalize_observations, scaling)
+    pre = jax.tree_util.tree_map(jnp.asarray, pre)
+    source = {"dataset": str(dataset), "reward_scaling": scaling}
+    return states, algo_config, pre, data, str(dataset), data.info.env_id, seeds, source
+
+
+def _offline_rows(data, pre: Preprocessor, discount: float) -> dict[str, np.ndarray]:
+    prepared = apply_preprocessor(data, pre).to_numpy()
+    rows = {
+        name: np.asarray(getattr(prepared, name), np.float32)
+        for name in FIELDS
+        if name != "mc_returns"
+    }
+    rows["mc_returns"] = dataset_returns_to_go(prepared, discount)
+    return rows
+
+
+def _build_step(algo, algo_config, explore):
+    """``(states, batches, observations, keys, step) -> (states, metric means, actions)``.
+
+    ``batches`` hold ``utd`` batches per seed; metrics are averaged over them,
+    ``_valid/<group>`` masks respected (an actor metric counts only where the
+    actor was updated).
+    """
+    from offrl.core.trainer import _weights
+
+    def one_seed(state, batches, observation, key, step):
+        def body(state, batch):
+            return algo.update(state, batch, algo_config)
+
+        state, metrics = jax.lax.scan(body, state, batches)
+        weights = _weights(metrics)
+        means = {
+            k: (weights[k] * v).sum() / jnp.maximum(weights[k].sum(), 1.0)
+            for k, v in metrics.items()
+            if not k.startswith("_")
+        }
+        action = explore(state, observation[None], key, step, algo_config)[0]
+        return state, means, action
+
+    return jax.jit(jax.vmap(one_seed, in_axes=(0, 0, 0, 0, None)))
+
+
+def _default_explore(algo):
+    def explore(state, observations, key, step, config):
+        return algo.act(state, observations, key, False)
+
+    return getattr(algo, "explore", explore)
+
+
+def finetune(
+    algorithm: str,
+    run_dir: str | pathlib.Path,
+    config: FinetuneConfig | None = None,
+    from_run: str | pathlib.Path | None = None,
+    dataset: str | None = None,
+    algo_config=None,
+    resume: bool = False,
+    stop_after: int | None = None,
+) -> dict:
+    """Fine-tune ``algorithm`` online; returns the summary (also in ``summary.json``).
+
+    Args:
+        algorithm: a registered name (``iql``, ``calql``, ``cql``, ``rlpd``,
+            ``resfit``, ``h2o``).
+        run_dir: the new run directory (must not exist unless resuming).
+        config: a :class:`FinetuneConfig`.
+        from_run: an offline run to start from.
+        dataset: the offline data when starting from scratch (or to replace
+            the run's own).
+        algo_config: the algorithm's ``Config`` (the offline run's by default).
+        resume: continue ``run_dir`` from its last checkpoint.
+        stop_after: stop with a checkpoint once this many steps are done.
+    """
+    algo = registry.get(algorithm)
+    algorithm = algorithm.replace("-", "_").lower()
+    config = resolve_config(algo, config or FinetuneConfig())
+    if config.mixing not in MIXINGS:
+        raise RunError(f"mixing must be one of {', '.join(MIXINGS)}, got {config.mixing!r}")
+    if config.utd < 1 or config.online_steps < 1 or config.batch_size < 1:
+        raise RunError("utd, online_steps and batch_size must be positive")
+    run_dir = pathlib.Path(run_dir)
+    config_path = run_dir / "config.json"
+    if not resume and run_dir.exists() and any(run_dir.iterdir()):
+        raise RunError(
+            f"{run_dir} already exists and is not empty; pass --resume to continue it, "
+            "or choose another --run-dir (nothing was overwritten)"
+        )
+    if resume and not config_path.is_file():
+        raise RunError(f"cannot resume: {run_dir} has no config.json")
+
+    states, algo_config, pre, data, dataset_spec, data_env, seeds, source = _resolve_start(
+        algo, algorithm, config, from_run, dataset, algo_config
+    )
+    if hasattr(algo, "online_config"):
+        algo_config = algo.online_config(algo_config, config)
+    env_id = config.env or data_env
+    eval_env_id = config.eval_env or data_env or env_id
+    if env_id is None:
+        raise RunError("the data names no environment; pass --env")
+    mixing = getattr(algo, "FINETUNE_MIXING", "ratio") if config.mixing == "auto" else config.mixing
+    offline_ratio = {"ratio": config.offline_ratio, "union": None, "online": 0.0}[mixing]
+    discount = float(getattr(algo_config, "discount", 0.99))
+
+    resolved = {
+        "algorithm": algorithm,
+        "mode": "finetune",
+        "algorithm_config": _to_jsonable(algo_config),
+        "finetune_config": {k: v for k, v in _to_jsonable(config).items() if k != "progress"},
+        "mixing": mixing,
+        "offline_ratio": offline_ratio,
+        "dataset": dataset_spec,
+        "env_id": env_id,
+        "eval_env_id": eval_env_id,
+        "observation_dim": data.observation_dim,
+        "action_dim": data.action_dim,
+        "seeds": list(seeds),
+        "source": source,
+        # What load_run reads: the fine-tuned run can be evaluated like any other.
+        "train_config": {"seeds": list(seeds), "steps": config.online_steps},
+    }
+    if resume:
+        saved = json.loads(config_path.read_text())
+        for key in ("algorithm", "algorithm_config", "finetune_config", "dataset", "env_id"):
+            if saved.get(key) != resolved[key]:
+                raise RunError(
+                    f"cannot resume {run_dir}: '{key}' differs (saved {saved.get(key)!r}, "
+                    f"now {resolved[key]!r}); resume with the original arguments"
+                )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        resolved["command"] = " ".join(sys.argv)
+        write_json_atomic(config_path, resolved)
+
+    if hasattr(algo, "start_online"):
+        states = jax.vmap(lambda s: algo.start_online(s, algo_config))(states)
+    num_seeds, obs_dim, act_dim = len(seeds), data.observation_dim, data.action_dim
+    offline = None if mixing == "online" else _offline_rows(data, pre, discount)
+    capacity = min(config.buffer_size, config.online_steps)
+    buffer = MixedReplay(offline, num_seeds, capacity, obs_dim, act_dim, offline_ratio)
+    rng = np.random.default_rng(list(seeds) + [20_231_127])
+    keys = jnp.stack([jax.random.PRNGKey(10_000 + s) for s in seeds])
+    counters = {
+        "step": 0,
+        "episodes": [0] * num_seeds,
+        "episode_scores": [[] for _ in seeds],
+        "episode_successes": [[] for _ in seeds],
+        "evaluations": [],
+    }
+    ckpt_dir = run_dir / "checkpoints"
+    payload = lambda st, ks, step: {  # noqa: E731
+        "states": st,
+        "keys": ks,
+        "step": np.int32(step),
+        "preprocessor": pre,
+    }
+    if resume and checkpoint.latest(ckpt_dir) is not None:
+        last = checkpoint.latest(ckpt_dir)
+        restored = checkpoint.restore(ckpt_dir, last, payload(states, keys, 0))
+        states, keys = restored["states"], restored["keys"]
+        with np.load(ckpt_dir / f"replay_{last}.npz") as saved_buffer:
+            buffer.load_state_dict({k: saved_buffer[k] for k in saved_buffer.files})
+            rng.bit_generator.state = json.loads(str(saved_buffer["rng"]))
+            counters = json.loads(str(saved_buffer["counters"]))
+        truncate_jsonl(run_dir / "metrics.jsonl", counters["step"])
+
+    explore = _default_explore(algo)
+    step_fn = _build_step(algo, algo_config, explore)
+    act_fn = jax.jit(
+        jax.vmap(
+            lambda s, o, k, t: explore(s, o[None], k, t, algo_config)[0], in_axes=(0, 0, 0, None)
+        )
+    )
+    from offrl.core.trainer import build_policy
+    from offrl.evaluate.rollout import evaluate
+
+    policy = build_policy(algo)
+    eval_steps = evaluation_steps(config)
+    task = get_task(eval_env_id)
+    interaction_task = get_task(env_id.split("@", 1)[0])
+    envs = [make_env(env_id) for _ in seeds]
+    low = np.asarray(pre.action_low)
+    high = np.asarray(pre.action_high)
+    obs_mean, obs_std = np.asarray(pre.observation_mean), np.asarray(pre.observation_std)
+    r_scale, r_shift = float(pre.reward_scale), float(pre.reward_shift)
+    logger = JsonlLogger(run_dir / "metrics.jsonl")
+
+    def run_evaluation(step: int) -> dict:
+        result = evaluate(
+            lambda obs, key: policy(states, pre, jnp.asarray(obs), key),
+            eval_env_id,
+            num_seeds=num_seeds,
+            num_episodes=config.eval_episodes,
+        )
+        per_seed = (
+            result.normalized.mean(axis=1)
+            if result.normalized is not None
+            else result.returns.mean(axis=1)
+        )
+        counters["evaluations"].append({"step": step, "score_per_seed": per_seed.tolist()})
+        record = {
+            "eval/return_mean": float(result.returns.mean()),
+            "eval/score_per_seed": per_seed.tolist(),
+        }
+        if result.normalized is not None:
+            record["eval/normalized_score"] = float(per_seed.mean())
+        if config.progress:
+            print(
+                f"[{algorithm}] step {step}: eval {float(per_seed.mean()):.1f} "
+                f"(per seed {', '.join(f'{v:.1f}' for v in per_seed)})",
+                flush=True,
+            )
+        return record
+
+    def reset(seed_index: int):
+        episode = counters["episodes"][seed_index]
+        observation, _ = envs[seed_index].reset(
+            seed=seeds[seed_index] * 1_000_003 + 500_000 + episode
+        )
+        return np.asarray(observation, np.float32)
+
+    step = counters["step"]
+    if step == 0 and not counters["evaluations"]:
+        logger.log(0, run_evaluation(0))
+    observations = np.stack([reset(i) for i in range(num_seeds)])
+    episode_return = np.zeros(num_seeds)
+    episode_success = np.zeros(num_seeds)
+    metric_sums: dict = {}
+    metric_count = 0
+    started = time.perf_counter()
+    start_step = step
+    interrupted = False
+    try:
+        while step < config.online_steps:
+            normalized_obs = jnp.asarray((observations - obs_mean) / obs_std, jnp.float32)
+            keys, act_keys = _split_keys(keys)
+            if step < config.random_steps:
+                actions = rng.uniform(-1.0, 1.0, (num_seeds, act_dim)).astype(np.float32)
+            elif step >= config.learning_starts and (
+                buffer.offline_size > 0 or buffer.size.min() > 0
+            ):
+                batches = buffer.sample(rng, config.batch_size, config.utd)
+                states, metrics, actions = step_fn(
+                    states, batches, normalized_obs, act_keys, jnp.int32(step)
+                )
+                metric_sums = (
+                    {k: metric_sums[k] + v for k, v in metrics.items()} if metric_sums else metrics
+                )
+                metric_count += 1
+                actions = np.asarray(actions)
+            else:
+                actions = np.asarray(act_fn(states, normalized_obs, act_keys, jnp.int32(step)))
+            actions = np.clip(actions, -1.0, 1.0)
+            env_actions = low + (actions + 1.0) * 0.5 * (high - low)
+            for i, env in enumerate(envs):
+                next_obs, reward, terminated, truncated, info = env.step(env_actions[i])
+                next_obs = np.asarray(next_obs, np.float32)
+                episode_return[i] += reward
+                if info.get("success", info.get("is_success", False)):
+                    episode_success[i] = 1.0
+                buffer.add(
+                    i,
+                    observations=(observations[i] - obs_mean) / obs_std,
+                    actions=actions[i],
+                    rewards=r_scale * reward + r_shift,
+                    next_observations=(next_obs - obs_mean) / obs_std,
+                    terminations=float(terminated),
+                    truncations=float(truncated),
+                )
+                if terminated or truncated:
+                    buffer.end_episode(i, discount)
+                    score = normalized_score(episode_return[i], interaction_task)
+                    counters["episode_scores"][i].append(
+                        float(score) if score is not None else float("nan")
+                    )
+                    if "success" in info or "is_success" in info:
+                        counters["episode_successes"][i].append(float(episode_success[i]))
+                    counters["episodes"][i] += 1
+                    episode_return[i], episode_success[i] = 0.0, 0.0
+                    observations[i] = reset(i)
+                else:
+                    observations[i] = next_obs
+            step += 1
+            if step in eval_steps:
+                record = {
+                    f"train/{k}": float(np.mean(np.asarray(v))) / max(metric_count, 1)
+                    for k, v in metric_sums.items()
+                }
+                metric_sums, metric_count = {}, 0
+                record["time/steps_per_second"] = (step - start_step) / max(
+                    time.perf_counter() - started, 1e-9
+                )
+                record.update(run_evaluation(step))
+                logger.log(step, record)
+            if (
+                step % config.checkpoint_every == 0
+                or step == config.online_steps
+                or (stop_after is not None and step >= stop_after)
+            ):
+                counters["step"] = step
+                _save(ckpt_dir, step, payload(states, keys, step), buffer, rng, counters, discount)
+                if stop_after is not None and step >= stop_after and step < config.online_steps:
+                    interrupted = True
+                    break
+    except KeyboardInterrupt:
+        interrupted = True
+        counters["step"] = step
+        _save(ckpt_dir, step, payload(states, keys, step), buffer, rng, counters, discount)
+    finally:
+        logger.close()
+        for env in envs:
+            env.close()
+
+    evaluations = counters["evaluations"]
+    summary = {
+        "algorithm": algorithm,
+        "env_id": env_id,
+        "eval_env_id": eval_env_id,
+        "seeds": list(seeds),
+        "online_steps": step,
+        "utd": config.utd,
+        "mixing": mixing,
+        "offline_ratio": offline_ratio,
+        "score": "normalized" if task is not None else "return",
+        "wall_seconds": time.perf_counter() - started,
+        "interrupted": interrupted,
+        "evaluations": evaluations,
+        **source,
+    }
+    if evaluations:
+        summary.update(
+            online_metrics(
+                [e["step"] for e in evaluations],
+                np.asarray([e["score_per_seed"] for e in evaluations]),
+                config.online_steps,
+                counters["episode_scores"] if interaction_task is not None else None,
+                counters["episode_successes"],
+            )
+        )
+    write_json_atomic(run_dir / "summary.json", summary)
+    if interrupted and stop_after is None:
+        raise KeyboardInterrupt(
+            f"stopped at step {step}; checkpoint written, continue with "
+            f"--resume --run-dir {run_dir}"
+        )
+    return summary
+
+
+def _split_keys(keys):
+    split = jax.vmap(jax.random.split)(keys)
+    return split[:, 0], split[:, 1]
+
+
+def _save(
+    ckpt_dir: pathlib.Path, step: int, payload, buffer: MixedReplay, rng, counters, discount: float
+) -> None:
+    """The checkpoint, then the replay beside it (named by the checkpoint's step).
+
+    Episodes in flight are cut here in the saved copy (last row a truncation,
+    returns-to-go written): a resumed run starts new ones.
+    """
+    state = buffer.state_dict()
+    for seed, rows in enumerate(buffer.episode_rows):
+        if rows:
+            rows = np.asarray(rows)
+            state["online_truncations"][seed, rows[-1]] = 1.0
+            state["online_mc_returns"][seed, rows] = returns_to_go(
+                state["online_rewards"][seed, rows],
+                state["online_terminations"][seed, rows],
+                [0],
+                [rows.size],
+                discount,
+            )
+    checkpoint.save(ckpt_dir, step, payload)
+    tmp = ckpt_dir / f".replay_{step}.tmp.npz"
+    np.savez(tmp, **state, rng=json.dumps(rng.bit_generator.state), counters=json.dumps(counters))
+    tmp.replace(ckpt_dir / f"replay_{step}.npz")
+    for old in checkpoint.steps(ckpt_dir)[:-2]:
+        (ckpt_dir / f"replay_{old}.npz").unlink(missing_ok=True)
