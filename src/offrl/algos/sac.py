@@ -39,6 +39,10 @@ from offrl.core.state import adam, create_train_state, polyak
 from offrl.nn import GaussianPolicy, QEnsemble, sample_tanh_gaussian
 
 DEFAULT_REWARD_SCALING = "none"
+#: ``offrl finetune sac --dataset D --env ENV``: plain online SAC (no offline rows in the
+#: batches; the data only fixes the observation statistics), e.g. H2O's sim-only baseline.
+FINETUNE_MIXING = "online"
+FINETUNE_DEFAULTS = {"random_steps": 5000, "learning_starts": 5000}
 
 
 @dataclasses.dataclass(frozen=True)

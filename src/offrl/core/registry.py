@@ -30,7 +30,7 @@ _ALGORITHMS: dict[str, str] = {
 #: Algorithms that learn from a fixed dataset (``offrl train``); SAC is online.
 OFFLINE_ALGORITHMS = ("bc", "td3_bc", "iql", "cql", "vocbf", "td3_bc_lag", "calql")
 #: Algorithms ``offrl finetune`` runs (offline-to-online or hybrid).
-FINETUNE_ALGORITHMS = ("iql", "cql", "calql", "rlpd", "resfit", "h2o")
+FINETUNE_ALGORITHMS = ("iql", "cql", "calql", "rlpd", "resfit", "h2o", "sac")
 REQUIRED = ("Config", "State", "init", "update", "act", "DEFAULT_REWARD_SCALING")
 
 

@@ -1,0 +1,181 @@
+"""Offline-to-online fine-tuning table: offline score -> score after N online steps.
+
+For every dataset it trains the offline starting points once (IQL, Cal-QL and
+BC runs, ``--offline-steps`` updates, all seeds under vmap), then fine-tunes
+each method for ``--online-steps`` environment steps per seed:
+
+- ``iql``: IQL fine-tuning from the IQL run (offline data in the buffer);
+- ``calql``: Cal-QL from the Cal-QL run (50/50 batches);
+- ``rlpd``: RLPD from scratch with the data in every batch (50/50);
+- ``resfit``: ResFiT's residual on the frozen BC run (50/50, UTD 4).
+
+With ``--sim ENV`` (e.g. ``Hopper-v5@gravity=2``) it runs the H2O comparison
+instead: H2O (real data + the simulator), SAC on the simulator alone, and the
+offline IQL run (real data only); all are evaluated in the real task.
+
+Every cell is a resumable run directory under ``--output``; finished cells are
+skipped, so an interrupted benchmark continues where it stopped. The table
+(``table.md``) and the raw summaries (``results.json``) are written at the end.
+
+    python benchmarks/finetune.py --datasets suite:hopper-medium \\
+        --methods iql calql rlpd resfit --seeds 0 1 2 \\
+        --offline-steps 10000 --online-steps 20000 --output benchmarks/results/finetune-hopper
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+import numpy as np
+
+from offrl.algos import bc, calql, iql
+from offrl.finetune import FinetuneConfig, finetune
+from offrl.run import checkpoint
+from offrl.run.train import TrainConfig, train
+
+STARTS = {
+    "iql": ("iql", iql.Config()),
+    "calql": ("calql", calql.Config()),
+    "resfit": ("bc", bc.Config()),
+}
+
+
+def _done(run_dir: pathlib.Path) -> dict | None:
+    path = run_dir / "summary.json"
+    if path.exists():
+        summary = json.loads(path.read_text())
+        if not summary.get("interrupted"):
+            return summary
+    return None
+
+
+def _resume(run_dir: pathlib.Path) -> bool:
+    return (run_dir / "config.json").exists() and checkpoint.latest(
+        run_dir / "checkpoints"
+    ) is not None
+
+
+def offline_run(name: str, dataset: str, args, output: pathlib.Path) -> pathlib.Path:
+    algorithm, config = STARTS[name]
+    run_dir = output / f"offline-{algorithm}-{dataset.removeprefix('suite:')}"
+    if _done(run_dir) is None:
+        train(
+            algorithm,
+            dataset,
+            run_dir,
+            config,
+            TrainConfig(
+                seeds=tuple(args.seeds),
+                steps=args.offline_steps,
+                eval_every=args.offline_steps,
+                eval_episodes=args.eval_episodes,
+                checkpoint_every=min(5000, args.offline_steps),
+                progress=False,
+            ),
+            resume=_resume(run_dir),
+        )
+    return run_dir
+
+
+def online(name, run_dir, config, args, **kwargs) -> dict:
+    summary = _done(run_dir)
+    if summary is None:
+        summary = finetune(name, run_dir, config, resume=_resume(run_dir), **kwargs)
+    return summary
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", required=True)
+    parser.add_argument("--methods", nargs="+", default=["iql", "calql", "rlpd", "resfit"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--offline-steps", type=int, default=10_000)
+    parser.add_argument("--online-steps", type=int, default=20_000)
+    parser.add_argument("--eval-every", type=int, default=5_000)
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--utd", type=int, default=None, help="default: each method's own")
+    parser.add_argument("--sim", default=None, help="H2O comparison: the simulator's env id")
+    parser.add_argument("--output", required=True)
+    args = parser.parse_args(argv)
+    output = pathlib.Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    base = dict(
+        online_steps=args.online_steps,
+        eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes,
+        checkpoint_every=args.eval_every,
+        seeds=tuple(args.seeds),
+        utd=args.utd,
+        progress=True,
+    )
+    rows = []
+    for dataset in args.datasets:
+        label = dataset.removeprefix("suite:")
+        if args.sim:
+            start = offline_run("iql", dataset, args, output)
+            offline = json.loads((start / "summary.json").read_text())
+            rows.append(
+                {
+                    "dataset": label,
+                    "method": "iql (offline, real data only)",
+                    **{
+                        "offline_per_seed": offline["final_per_seed"],
+                        "final_per_seed": offline["final_per_seed"],
+                        "wall_seconds": offline["wall_seconds"],
+                    },
+                }
+            )
+            for method in ("h2o", "sac"):
+                cell = output / f"{method}-{label}-sim"
+                summary = online(
+                    method, cell, FinetuneConfig(**base, env=args.sim), args, dataset=dataset
+                )
+                rows.append({**summary, "dataset": label, "method": f"{method} ({args.sim})"})
+            continue
+        for method in args.methods:
+            cell = output / f"{method}-{label}"
+            if method in STARTS:
+                start = offline_run(method, dataset, args, output)
+                summary = online(method, cell, FinetuneConfig(**base), args, from_run=start)
+            else:
+                summary = online(method, cell, FinetuneConfig(**base), args, dataset=dataset)
+            rows.append({**summary, "dataset": label, "method": method})
+    (output / "results.json").write_text(json.dumps(rows, indent=1))
+    table = render(rows, args)
+    (output / "table.md").write_text(table)
+    print(table)
+
+
+def _cell(values, digits: int = 1) -> str:
+    if values is None:
+        return "-"
+    values = np.asarray(values, np.float64)
+    return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}"
+
+
+def render(rows, args) -> str:
+    lines = [
+        f"Online steps per seed: {args.online_steps}; offline updates before: "
+        f"{args.offline_steps}; seeds: {', '.join(map(str, args.seeds))}; "
+        f"{args.eval_episodes} evaluation episodes per seed and evaluation.",
+        "",
+        "| dataset | method | offline | after online | best | initial drop | regret | wall (s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        regret = row.get("regret_per_seed")
+        kind = {"success": " (success)", "normalized_return": ""}.get(row.get("regret_kind"), "")
+        lines.append(
+            f"| {row['dataset']} | {row['method']} | {_cell(row.get('offline_per_seed'))} | "
+            f"{_cell(row.get('final_per_seed'))} | {_cell(row.get('best_per_seed'))} | "
+            f"{_cell(row.get('initial_drop_per_seed'))} | "
+            f"{_cell(regret, 2) if regret else '-'}{kind} | {row.get('wall_seconds', 0):.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
