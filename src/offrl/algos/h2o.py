@@ -32,8 +32,9 @@ sampled next states with noise of one data standard deviation (the
 observations are standardized, so sigma = 1), penalty weight 0.01 at
 temperature 1, no entropy backup, target entropy 0, gamma 0.99, Polyak 0.005.
 Deviations: u's lower clip is 1e-30 (1e-45 is a float32 subnormal that XLA
-flushes to 0, and log 0 breaks the gradient); the discriminators learn from the same batch as the critic (the
-released code draws a separate real and sim batch for them); network sizes
+flushes to 0, and log 0 breaks the gradient); the discriminators learn from
+the same batch as the critic (the released code draws a separate real and sim
+batch for them); network sizes
 (256x256 everywhere) were not read from the released code.
 """
 

@@ -65,7 +65,7 @@ from offrl.envs.registry import get_task, make_env, normalized_score
 from offrl.finetune.buffer import FIELDS, MixedReplay, dataset_returns_to_go, returns_to_go
 from offrl.run import checkpoint
 from offrl.run.loggers import JsonlLogger, truncate_jsonl
-from offrl.run.train import RunError, _to_jsonable, load_run, write_json_atomic
+from offrl.run.train import RunError, _Progress, _to_jsonable, load_run, write_json_atomic
 
 MIXINGS = ("auto", "ratio", "union", "online")
 
@@ -438,7 +438,7 @@ def finetune(
         }
         if result.normalized is not None:
             record["eval/normalized_score"] = float(per_seed.mean())
-        if config.progress:
+        if config.progress and not sys.stderr.isatty():
             print(
                 f"[{algorithm}] step {step}: eval {float(per_seed.mean()):.1f} "
                 f"(per seed {', '.join(f'{v:.1f}' for v in per_seed)})",
@@ -464,7 +464,15 @@ def finetune(
     started = time.perf_counter()
     start_step = step
     interrupted = False
+    progress = _Progress(
+        config.progress and sys.stderr.isatty(),
+        config.online_steps,
+        step,
+        f"finetune {algorithm} ({num_seeds} seed{'s' if num_seeds > 1 else ''})",
+        unit="steps/s",
+    )
     try:
+        progress.__enter__()
         while step < config.online_steps:
             normalized_obs = jnp.asarray((observations - obs_mean) / obs_std, jnp.float32)
             keys, act_keys = _split_keys(keys)
@@ -515,6 +523,9 @@ def finetune(
                 else:
                     observations[i] = next_obs
             step += 1
+            if step % 100 == 0 and progress.enabled:
+                rate = (step - start_step) / max(time.perf_counter() - started, 1e-9)
+                progress.update(step, {"time/steps_per_second": rate})
             if step in eval_steps:
                 record = {
                     f"train/{k}": float(np.mean(np.asarray(v))) / max(metric_count, 1)
@@ -526,6 +537,7 @@ def finetune(
                 )
                 record.update(run_evaluation(step))
                 logger.log(step, record)
+                progress.update(step, record)
             if (
                 step % config.checkpoint_every == 0
                 or step == config.online_steps
@@ -541,6 +553,7 @@ def finetune(
         counters["step"] = step
         _save(ckpt_dir, step, payload(states, keys, step), buffer, rng, counters, discount)
     finally:
+        progress.__exit__(None, None, None)
         logger.close()
         for env in envs:
             env.close()

@@ -509,9 +509,9 @@ def _summary(algorithm, seeds, evaluations, step, elapsed, compile_seconds, star
 class _Progress:
     """A rich progress bar with updates/s, losses and the last evaluation."""
 
-    def __init__(self, enabled: bool, total: int, start: int, label: str):
+    def __init__(self, enabled: bool, total: int, start: int, label: str, unit: str = "upd/s"):
         self.enabled = enabled
-        self.total, self.start, self.label = total, start, label
+        self.total, self.start, self.label, self.unit = total, start, label, unit
         self.last_eval = ""
         if enabled:
             from rich.progress import (
@@ -548,7 +548,8 @@ class _Progress:
             self.last_eval = f"eval {record['eval/normalized_score']:.1f} (norm.)"
         elif "eval/return_mean" in record:
             self.last_eval = f"eval {record['eval/return_mean']:.1f}"
-        speed = f"{record.get('time/updates_per_second', 0):.0f} upd/s"
+        rate = record.get("time/updates_per_second", record.get("time/steps_per_second", 0))
+        speed = f"{rate:.0f} {self.unit}"
         info = f"{_format_metrics(record)}  {self.last_eval}"
         if self.enabled:
             self._progress.update(self._task, completed=step, speed=speed, info=info)
