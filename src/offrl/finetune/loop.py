@@ -92,8 +92,8 @@ class FinetuneConfig:
     batch_size: int = 256
     """Transitions per update and seed."""
     random_steps: int | None = None
-    """Uniformly random actions for this many first steps; ``None``: the algorithm's
-    default (RLPD from scratch: 5,000; otherwise 0)."""
+    """Uniformly random actions (and no updates) for this many first steps; ``None``:
+    the algorithm's default (RLPD and SAC from scratch: 5,000; otherwise 0)."""
     learning_starts: int | None = None
     """No updates before this many steps; ``None``: the algorithm's default (0 for
     methods that start from an offline run)."""
