@@ -407,6 +407,12 @@ def test_cli_finetune_from_a_bc_run_with_resfit(tmp_path, capsys):
     assert printed["run_dir"] == str(tmp_path / "res")
     summary = json.loads((tmp_path / "res" / "summary.json").read_text())
     assert summary["from_algorithm"] == "bc" and summary["utd"] == 4
+    # The fine-tuned run is a run like any other: it loads and acts.
+    from offrl.run.evaluation import load_policy
+
+    policy, _ = load_policy(tmp_path / "res")
+    actions = policy(np.zeros((1, 4, 3), np.float32), jax.random.PRNGKey(0))
+    assert np.asarray(actions).shape == (1, 4, 1)
     with pytest.raises(SystemExit):
         main(["finetune", "bc", "--from", str(tmp_path / "bc")])
     with pytest.raises(SystemExit):

@@ -70,7 +70,9 @@ class Config:
     hidden_dims: tuple[int, ...] = (256, 256)
     """Hidden widths of the residual actor and the critics."""
     base_hidden_dims: tuple[int, ...] = (256, 256)
-    """Hidden widths of a base policy built from scratch (``init``; a BC run's own otherwise)."""
+    """Hidden widths of the base BC policy (set from the BC run when starting from one)."""
+    base_policy: str = "deterministic"
+    """The base BC policy's kind (set from the BC run when starting from one)."""
     discount: float = 0.99
     """Discount factor gamma."""
     tau: float = 0.005
@@ -126,10 +128,21 @@ class State:
     step: jax.Array
 
 
+def _base_config(config: Config) -> bc.Config:
+    return bc.Config(hidden_dims=config.base_hidden_dims, policy=config.base_policy)
+
+
 def init(config: Config, example_batch, key: jax.Array) -> State:
     key, base_key = jax.random.split(key)
-    base = bc.init(bc.Config(hidden_dims=config.base_hidden_dims), example_batch, base_key)
+    base = bc.init(_base_config(config), example_batch, base_key)
     return _init_with_base(config, example_batch, key, base)
+
+
+def config_for_base(config: Config, base_config: bc.Config) -> Config:
+    """``config`` describing the BC run's policy, so a saved ResFiT run restores alone."""
+    return dataclasses.replace(
+        config, base_hidden_dims=tuple(base_config.hidden_dims), base_policy=base_config.policy
+    )
 
 
 def init_from(config: Config, example_batch, key, base_state, base_config) -> State:

@@ -23,7 +23,7 @@ An algorithm takes part with its ordinary contract (``init``, ``update``,
   collection policy (default: ``act(..., deterministic=False)``).
 - ``init_from(config, example_batch, key, base_state, base_config) -> state``
   with ``BASE_ALGORITHMS``: start from another algorithm's run (ResFiT on a BC
-  run).
+  run); ``config_for_base(config, base_config)`` records the base's shape.
 
 Everything the networks see is in their units: observations standardized with
 the offline statistics, actions in [-1, 1], rewards scaled like the offline
@@ -211,6 +211,8 @@ def _resolve_start(algo, algorithm, config, from_run, dataset, algo_config):
             algo_config = algo_config or ctx.algo_config
         elif base_name in getattr(algo, "BASE_ALGORITHMS", ()):
             algo_config = algo_config or algo.Config()
+            if hasattr(algo, "config_for_base"):
+                algo_config = algo.config_for_base(algo_config, ctx.algo_config)
             init_keys, _ = seed_keys(seeds)
             batch = example_batch(ctx.observation_dim, ctx.action_dim)
             states = jax.vmap(
