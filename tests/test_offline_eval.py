@@ -221,7 +221,9 @@ def test_normalized_value_uses_discounted_references():
     assert normalized_value(task.random_value, "hopper", 0.99) == pytest.approx(0.0)
     assert normalized_value(task.expert_value, "Hopper-v5", 0.99) == pytest.approx(100.0)
     assert normalized_value(100.0, "hopper", 0.9) is None  # references are at 0.99
-    assert normalized_value(100.0, "walker2d", 0.99) is None  # D4RL references: no values
+    assert normalized_value(100.0, "unknown-task", 0.99) is None  # no references at all
+    walker = get_task("walker2d")  # offrl's own references carry values too
+    assert normalized_value(walker.expert_value, "walker2d", 0.99) == pytest.approx(100.0)
 
 
 # ----------------------------------------------------------------- run analysis and report

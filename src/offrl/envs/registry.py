@@ -90,12 +90,20 @@ TASKS: dict[str, Task] = {
         random_value=-29.33,
         expert_value=668.59,
     ),
+    # Walker2d: uniform random policy (100 episodes) and offrl's shipped SAC expert
+    # (offrl/suites/behavior_data/walker2d/expert.npz), stochastic actions, resets
+    # 10000..10099.
     "walker2d": Task(
         "Walker2d-v5",
         1000,
-        1.629008,
-        4592.3,
-        reference_source="D4RL (walker2d-*-v2); offrl's own arrive with the suite",
+        random_return=1.55,
+        expert_return=3887.97,
+        reference_source="offrl: uniform random policy (100 episodes) and offrl's shipped "
+        "SAC expert (step 1M; 100 episodes, stochastic actions)",
+        reference_command="python -m offrl.suites.locomotion --measure-references "
+        "--tasks walker2d",
+        random_value=1.73,
+        expert_value=269.37,
     ),
 }
 
