@@ -100,8 +100,7 @@ TASKS: dict[str, Task] = {
         expert_return=3887.97,
         reference_source="offrl: uniform random policy (100 episodes) and offrl's shipped "
         "SAC expert (step 1M; 100 episodes, stochastic actions)",
-        reference_command="python -m offrl.suites.locomotion --measure-references "
-        "--tasks walker2d",
+        reference_command="python -m offrl.suites.locomotion --measure-references --tasks walker2d",
         random_value=1.73,
         expert_value=269.37,
     ),
