@@ -50,7 +50,10 @@ import numpy as np
 from flax import struct
 from flax.training.train_state import TrainState
 
-from offrl.algos.sac import temperature_loss
+from offrl.algos.sac import (
+    act,  # noqa: F401  (the same tanh-Gaussian act)
+    temperature_loss,
+)
 from offrl.core.state import adam, create_train_state, polyak
 from offrl.nn import GaussianPolicy, QEnsemble, sample_tanh_gaussian
 from offrl.nn.mlp import MLP
@@ -302,10 +305,3 @@ def update(state: State, batch, config: Config):
         "alpha/value": jnp.exp(state.log_alpha.params["value"]),
     }
     return state, metrics
-
-
-def act(state: State, observations, key, deterministic: bool = True):
-    mean, log_std = state.actor.apply_fn(state.actor.params, observations)
-    if deterministic:
-        return jnp.tanh(mean)
-    return jnp.tanh(mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape))

@@ -43,7 +43,11 @@ import numpy as np
 from flax import struct
 from flax.training.train_state import TrainState
 
-from offrl.algos.sac import target_entropy, temperature_loss
+from offrl.algos.sac import (
+    act,  # noqa: F401  (the same tanh-Gaussian act)
+    target_entropy,
+    temperature_loss,
+)
 from offrl.core.state import adam, create_train_state, polyak
 from offrl.nn import GaussianPolicy, QEnsemble, sample_tanh_gaussian
 
@@ -212,10 +216,3 @@ def update(state: State, batch, config: Config):
     )
     metrics = {**critic_metrics, **actor_metrics, "_valid/actor": do_actor.astype(jnp.float32)}
     return state.replace(step=state.step + 1), metrics
-
-
-def act(state: State, observations, key, deterministic: bool = True):
-    mean, log_std = state.actor.apply_fn(state.actor.params, observations)
-    if deterministic:
-        return jnp.tanh(mean)
-    return jnp.tanh(mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape))

@@ -162,16 +162,15 @@ class MixedReplay:
                     self.offline_size
                     + rng.integers(0, max(online_size, 1), size=(count, batch_size)),
                 )
-            off_index = np.where(from_offline, index, 0)
-            on_index = np.where(from_offline, 0, index - self.offline_size)
+            # Gather each row once, from the source it was drawn from.
+            off_rows = index[from_offline]
+            on_rows = index[~from_offline] - self.offline_size
             for name in FIELDS:
-                online_rows = self.online[name][seed][on_index]
-                if self.offline is None:
-                    rows = online_rows
-                else:
-                    offline_rows = self.offline[name][off_index]
-                    mask = from_offline.reshape(from_offline.shape + (1,) * (online_rows.ndim - 2))
-                    rows = np.where(mask, offline_rows, online_rows)
+                online = self.online[name][seed]
+                rows = np.empty((count, batch_size, *online.shape[1:]), np.float32)
+                if off_rows.size:
+                    rows[from_offline] = self.offline[name][off_rows]
+                rows[~from_offline] = online[on_rows]
                 out[name].append(rows)
             out["offline"].append(from_offline.astype(np.float32))
         return {name: np.stack(values) for name, values in out.items()}
