@@ -44,7 +44,7 @@ from flax import struct
 from flax.training.train_state import TrainState
 
 from offrl.algos.sac import target_entropy, temperature_loss
-from offrl.core.state import adam, create_train_state, polyak
+from offrl.core.state import create_train_state, polyak, scalar_state
 from offrl.nn import GaussianPolicy, QEnsemble, sample_tanh_gaussian, tanh_gaussian_log_prob
 
 DEFAULT_REWARD_SCALING = "none"
@@ -99,12 +99,6 @@ class State:
     step: jax.Array
 
 
-def _scalar_state(value: float, learning_rate: float) -> TrainState:
-    return TrainState.create(
-        apply_fn=None, params={"value": jnp.asarray(value, jnp.float32)}, tx=adam(learning_rate)
-    )
-
-
 def init(config: Config, example_batch, key: jax.Array) -> State:
     key, actor_key, critic_key = jax.random.split(key, 3)
     observations, actions = example_batch["observations"], example_batch["actions"]
@@ -115,10 +109,10 @@ def init(config: Config, example_batch, key: jax.Array) -> State:
     return State(
         actor=create_train_state(actor_module, actor_params, config.actor_learning_rate),
         critic=create_train_state(critic_module, critic_params, config.critic_learning_rate),
-        log_alpha=_scalar_state(
+        log_alpha=scalar_state(
             np.log(config.initial_temperature), config.temperature_learning_rate
         ),
-        log_alpha_prime=_scalar_state(0.0, config.temperature_learning_rate),
+        log_alpha_prime=scalar_state(0.0, config.temperature_learning_rate),
         target_critic_params=critic_params,
         key=key,
         step=jnp.zeros((), jnp.int32),

@@ -54,7 +54,7 @@ from offrl.algos.sac import (
     act,  # noqa: F401  (the same tanh-Gaussian act)
     temperature_loss,
 )
-from offrl.core.state import adam, create_train_state, polyak
+from offrl.core.state import create_train_state, polyak, scalar_state
 from offrl.nn import GaussianPolicy, QEnsemble, sample_tanh_gaussian
 from offrl.nn.mlp import MLP
 
@@ -139,11 +139,7 @@ def init(config: Config, example_batch, key: jax.Array) -> State:
             actor_module, actor_module.init(actor_key, observations), config.actor_learning_rate
         ),
         critic=create_train_state(critic_module, critic_params, config.critic_learning_rate),
-        log_alpha=TrainState.create(
-            apply_fn=None,
-            params={"value": jnp.asarray(np.log(config.initial_temperature), jnp.float32)},
-            tx=adam(config.actor_learning_rate),
-        ),
+        log_alpha=scalar_state(np.log(config.initial_temperature), config.actor_learning_rate),
         d_sa=create_train_state(disc, disc.init(sa_key, observations, actions), lr),
         d_sas=create_train_state(disc, disc.init(sas_key, observations, actions, observations), lr),
         target_critic_params=critic_params,

@@ -48,7 +48,7 @@ from offrl.algos.sac import (
     target_entropy,
     temperature_loss,
 )
-from offrl.core.state import adam, create_train_state, polyak
+from offrl.core.state import create_train_state, polyak, scalar_state, update_if
 from offrl.nn import GaussianPolicy, QEnsemble, sample_tanh_gaussian
 
 DEFAULT_REWARD_SCALING = "none"
@@ -110,10 +110,8 @@ def init(config: Config, example_batch, key: jax.Array) -> State:
     return State(
         actor=create_train_state(actor_module, actor_params, config.actor_learning_rate),
         critic=create_train_state(critic_module, critic_params, config.critic_learning_rate),
-        log_alpha=TrainState.create(
-            apply_fn=None,
-            params={"value": jnp.asarray(np.log(config.initial_temperature), jnp.float32)},
-            tx=adam(config.temperature_learning_rate),
+        log_alpha=scalar_state(
+            np.log(config.initial_temperature), config.temperature_learning_rate
         ),
         target_critic_params=critic_params,
         key=key,
@@ -204,15 +202,9 @@ def update(state: State, batch, config: Config):
         key=key,
     )
 
-    def skip(state):
-        _, metrics = jax.eval_shape(
-            lambda s: _actor_and_temperature(s, batch, config, actor_key), state
-        )
-        return state, jax.tree_util.tree_map(lambda m: jnp.zeros(m.shape, m.dtype), metrics)
-
     do_actor = (state.step + 1) % config.actor_every == 0
-    state, actor_metrics = jax.lax.cond(
-        do_actor, lambda s: _actor_and_temperature(s, batch, config, actor_key), skip, state
+    state, actor_metrics = update_if(
+        do_actor, lambda s: _actor_and_temperature(s, batch, config, actor_key), state
     )
     metrics = {**critic_metrics, **actor_metrics, "_valid/actor": do_actor.astype(jnp.float32)}
     return state.replace(step=state.step + 1), metrics

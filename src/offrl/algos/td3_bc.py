@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from flax import struct
 from flax.training.train_state import TrainState
 
-from offrl.core.state import create_train_state, polyak
+from offrl.core.state import create_train_state, polyak, update_if
 from offrl.nn import DeterministicPolicy, QEnsemble
 
 DEFAULT_REWARD_SCALING = "none"
@@ -142,13 +142,9 @@ def update(state: State, batch, config: Config):
     )
     state = state.replace(critic=state.critic.apply_gradients(grads=grads), key=key)
 
-    def skip(state):
-        _, metrics = jax.eval_shape(lambda s: _actor_and_targets(s, batch, config), state)
-        return state, jax.tree_util.tree_map(lambda m: jnp.zeros(m.shape, m.dtype), metrics)
-
     do_actor = state.step % config.policy_frequency == 0
-    state, actor_metrics = jax.lax.cond(
-        do_actor, lambda s: _actor_and_targets(s, batch, config), skip, state
+    state, actor_metrics = update_if(
+        do_actor, lambda s: _actor_and_targets(s, batch, config), state
     )
     # The trainer averages actor/* metrics over the updates where they were measured.
     metrics = {**critic_metrics, **actor_metrics, "_valid/actor": do_actor.astype(jnp.float32)}

@@ -6,6 +6,7 @@ import functools
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import optax
 from flax.training.train_state import TrainState
 
@@ -50,3 +51,30 @@ def create_train_state(
 def polyak(target, online, tau: float):
     """``target <- (1 - tau) * target + tau * online``, leaf by leaf."""
     return jax.tree_util.tree_map(lambda t, o: (1.0 - tau) * t + tau * o, target, online)
+
+
+def scalar_state(value: float, learning_rate: float) -> TrainState:
+    """An Adam train state for one learned scalar (a log temperature or a Lagrange weight).
+
+    The value lives at ``params["value"]``.
+    """
+    return TrainState.create(
+        apply_fn=None, params={"value": jnp.asarray(value, jnp.float32)}, tx=adam(learning_rate)
+    )
+
+
+def update_if(do, step_fn, state):
+    """``step_fn(state)`` when the traced boolean ``do`` holds, else ``state`` unchanged.
+
+    ``step_fn`` returns ``(state, metrics)``; on the skipped branch the metrics are
+    zeros of the same shapes. Callers add ``"_valid/<group>": do`` to their metrics so
+    the trainer averages that group only over the updates that ran (delayed actor
+    updates in TD3+BC, one actor update per environment step at a high UTD, a critic
+    warm-up).
+    """
+
+    def skip(state):
+        _, metrics = jax.eval_shape(step_fn, state)
+        return state, jax.tree_util.tree_map(lambda m: jnp.zeros(m.shape, m.dtype), metrics)
+
+    return jax.lax.cond(do, step_fn, skip, state)
