@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from offrl.algos import bc, cql, iql, sac, td3_bc
+from offrl.core.state import scalar_state, update_if
 from offrl.nn import gaussian_log_prob, tanh_gaussian_log_prob
 
 
@@ -24,6 +25,50 @@ def batch(seed=0, size=6, obs_dim=3, act_dim=2):
 
 def np64(x):
     return np.asarray(x, np.float64)
+
+
+# ---------------------------------------------------------------------------- shared
+def test_update_if_skips_with_zero_metrics_and_state_unchanged():
+    def step(x):
+        return x + 1.0, {"loss": x * 2.0, "count": jnp.ones(3, jnp.int32)}
+
+    run = jax.jit(lambda do, x: update_if(do, step, x))
+    x, metrics = run(jnp.asarray(True), jnp.float32(2.0))
+    assert float(x) == 3.0 and float(metrics["loss"]) == 4.0
+    x, metrics = run(jnp.asarray(False), jnp.float32(2.0))
+    assert float(x) == 2.0 and float(metrics["loss"]) == 0.0
+    assert metrics["count"].dtype == jnp.int32 and metrics["count"].shape == (3,)
+    assert not metrics["count"].any()
+
+
+def test_td3_bc_updates_the_actor_every_policy_frequency_updates():
+    config = td3_bc.Config(hidden_dims=(8, 8), policy_frequency=2)
+    data = batch()
+    state = td3_bc.init(config, data, jax.random.PRNGKey(0))
+    valid = []
+    for _ in range(4):
+        before = state.actor.params
+        state, metrics = td3_bc.update(state, data, config)
+        leaves = zip(
+            jax.tree_util.tree_leaves(before),
+            jax.tree_util.tree_leaves(state.actor.params),
+            strict=True,
+        )
+        changed = any(not np.array_equal(a, b) for a, b in leaves)
+        valid.append(float(metrics["_valid/actor"]))
+        assert changed == bool(valid[-1])
+        if not valid[-1]:
+            assert float(metrics["actor/loss"]) == 0.0
+    assert valid == [1.0, 0.0, 1.0, 0.0]
+
+
+def test_scalar_state_learns_its_value():
+    state = scalar_state(np.log(0.5), 0.1)
+    assert math.isclose(float(state.params["value"]), math.log(0.5), rel_tol=1e-6)
+    grads = jax.grad(lambda p: (p["value"] - 1.0) ** 2)(state.params)
+    moved = state.apply_gradients(grads=grads)
+    # Adam's first step moves by the learning rate towards the minimum.
+    assert math.isclose(float(moved.params["value"]), math.log(0.5) + 0.1, rel_tol=1e-4)
 
 
 # ---------------------------------------------------------------------------- TD3+BC
