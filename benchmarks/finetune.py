@@ -162,17 +162,23 @@ def render(rows, args) -> str:
         f"{args.offline_steps}; seeds: {', '.join(map(str, args.seeds))}; "
         f"{args.eval_episodes} evaluation episodes per seed and evaluation.",
         "",
-        "| dataset | method | offline | after online | best | initial drop | regret | wall (s) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| dataset | method | offline | after online | best | initial drop | regret "
+        "| return regret | wall (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         regret = row.get("regret_per_seed")
         kind = {"success": " (success)", "normalized_return": ""}.get(row.get("regret_kind"), "")
+        return_regret = row.get("return_regret_per_seed")
+        if return_regret is None and row.get("regret_kind") == "normalized_return":
+            return_regret = regret  # summaries written before return_regret existed
         lines.append(
             f"| {row['dataset']} | {row['method']} | {_cell(row.get('offline_per_seed'))} | "
             f"{_cell(row.get('final_per_seed'))} | {_cell(row.get('best_per_seed'))} | "
             f"{_cell(row.get('initial_drop_per_seed'))} | "
-            f"{_cell(regret, 2) if regret else '-'}{kind} | {row.get('wall_seconds', 0):.0f} |"
+            f"{_cell(regret, 2) if regret else '-'}{kind} | "
+            f"{_cell(return_regret, 2) if return_regret else '-'} | "
+            f"{row.get('wall_seconds', 0):.0f} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -268,6 +268,17 @@ def test_online_metrics_drop_and_regret():
     assert out["regret_per_seed"] == [0.25, 1.0] and out["regret_kind"] == "normalized_return"
     success = online_metrics(steps, scores, 200, episode_successes=[[1, 0, 0, 1], [0, 0]])
     assert success["regret_per_seed"] == [0.5, 1.0] and success["regret_kind"] == "success"
+    assert "return_regret_per_seed" not in success
+    both = online_metrics(
+        steps,
+        scores,
+        200,
+        episode_scores=[[50.0, 150.0], [0.0, -10.0]],
+        episode_successes=[[1, 1], [1, 1]],
+    )
+    # Every episode succeeded: success regret 0; the return regret still tells them apart.
+    assert both["regret_per_seed"] == [0.0, 0.0] and both["regret_kind"] == "success"
+    assert both["return_regret_per_seed"] == [0.25, 1.0]
 
 
 def test_evaluation_schedule_is_dense_early():
