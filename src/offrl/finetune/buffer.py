@@ -154,23 +154,25 @@ class MixedReplay:
                 index = rng.integers(0, total, size=(count, batch_size))
                 from_offline = index < self.offline_size
             else:
+                # The first n_off columns are offline rows: draw only the indices used.
                 from_offline = np.zeros((count, batch_size), bool)
                 from_offline[:, :n_off] = True
-                index = np.where(
-                    from_offline,
-                    rng.integers(0, max(self.offline_size, 1), size=(count, batch_size)),
-                    self.offline_size
-                    + rng.integers(0, max(online_size, 1), size=(count, batch_size)),
+                index = np.empty((count, batch_size), np.int64)
+                index[:, :n_off] = rng.integers(0, max(self.offline_size, 1), (count, n_off))
+                index[:, n_off:] = self.offline_size + rng.integers(
+                    0, max(online_size, 1), (count, batch_size - n_off)
                 )
             # Gather each row once, from the source it was drawn from.
+            from_online = ~from_offline
             off_rows = index[from_offline]
-            on_rows = index[~from_offline] - self.offline_size
+            on_rows = index[from_online] - self.offline_size
             for name in FIELDS:
                 online = self.online[name][seed]
                 rows = np.empty((count, batch_size, *online.shape[1:]), np.float32)
                 if off_rows.size:
                     rows[from_offline] = self.offline[name][off_rows]
-                rows[~from_offline] = online[on_rows]
+                if on_rows.size:
+                    rows[from_online] = online[on_rows]
                 out[name].append(rows)
             out["offline"].append(from_offline.astype(np.float32))
         return {name: np.stack(values) for name, values in out.items()}
