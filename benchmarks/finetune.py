@@ -32,6 +32,7 @@ import sys
 import numpy as np
 
 from offrl.algos import bc, calql, iql
+from offrl.data.normalization import REWARD_SCALINGS
 from offrl.finetune import FinetuneConfig, finetune
 from offrl.run import checkpoint
 from offrl.run.train import TrainConfig, train
@@ -60,7 +61,7 @@ def _resume(run_dir: pathlib.Path) -> bool:
 
 def offline_run(name: str, dataset: str, args, output: pathlib.Path) -> pathlib.Path:
     algorithm, config = STARTS[name]
-    run_dir = output / f"offline-{algorithm}-{dataset.removeprefix('suite:')}"
+    run_dir = output / f"offline-{algorithm}-{dataset.removeprefix('suite:')}{_suffix(args)}"
     if _done(run_dir) is None:
         train(
             algorithm,
@@ -73,11 +74,17 @@ def offline_run(name: str, dataset: str, args, output: pathlib.Path) -> pathlib.
                 eval_every=args.offline_steps,
                 eval_episodes=args.eval_episodes,
                 checkpoint_every=min(5000, args.offline_steps),
+                reward_scaling=args.reward_scaling,
                 progress=False,
             ),
             resume=_resume(run_dir),
         )
     return run_dir
+
+
+def _suffix(args) -> str:
+    """Run-directory suffix for a non-default reward scaling, so both can sit side by side."""
+    return "" if args.reward_scaling == "auto" else f"-rs-{args.reward_scaling}"
 
 
 def online(name, run_dir, config, args, **kwargs) -> dict:
@@ -98,6 +105,13 @@ def main(argv=None) -> None:
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--utd", type=int, default=None, help="default: each method's own")
     parser.add_argument("--sim", default=None, help="H2O comparison: the simulator's env id")
+    parser.add_argument(
+        "--reward-scaling",
+        default="auto",
+        choices=["auto", *REWARD_SCALINGS],
+        help="the offline starts' reward scaling (fine-tuning keeps the start's); "
+        "default: each algorithm's own",
+    )
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
     output = pathlib.Path(args.output)
@@ -136,13 +150,14 @@ def main(argv=None) -> None:
                 rows.append({**summary, "dataset": label, "method": f"{method} ({args.sim})"})
             continue
         for method in args.methods:
-            cell = output / f"{method}-{label}"
+            cell = output / f"{method}-{label}{_suffix(args)}"
             if method in STARTS:
                 start = offline_run(method, dataset, args, output)
                 summary = online(method, cell, FinetuneConfig(**base), args, from_run=start)
             else:
                 summary = online(method, cell, FinetuneConfig(**base), args, dataset=dataset)
-            rows.append({**summary, "dataset": label, "method": method})
+            tag = "" if args.reward_scaling == "auto" else f" (rewards: {args.reward_scaling})"
+            rows.append({**summary, "dataset": label, "method": method + tag})
     (output / "results.json").write_text(json.dumps(rows, indent=1))
     table = render(rows, args)
     (output / "table.md").write_text(table)
