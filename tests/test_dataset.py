@@ -80,3 +80,18 @@ def test_reward_scalings(small_dataset):
     np.testing.assert_allclose([scaled.mean(), scaled.std()], [0.0, 1.0], atol=1e-5)
     with pytest.raises(ValueError, match="unknown reward scaling"):
         reward_scale(small_dataset, "bogus")
+
+
+def test_auto_reward_scaling_follows_the_task():
+    """IQL's locomotion scaling applies to locomotion datasets only (paper, CORL)."""
+    from offrl.algos import cql, iql
+    from offrl.core.trainer import resolve_reward_scaling
+
+    for env_id in ("Hopper-v5", "HalfCheetah-v5", "Walker2d-v4", "Hopper-v5@gravity=2"):
+        assert resolve_reward_scaling(iql, "auto", env_id) == "locomotion"
+    for env_id in ("PointMaze_UMaze-v3", "Pendulum-v1", None, "MyRobot-v0"):
+        assert resolve_reward_scaling(iql, "auto", env_id) == "none"
+    # an explicit choice is kept, and other algorithms' defaults are unchanged
+    assert resolve_reward_scaling(iql, "locomotion", "PointMaze_UMaze-v3") == "locomotion"
+    assert resolve_reward_scaling(iql, "none", "Hopper-v5") == "none"
+    assert resolve_reward_scaling(cql, "auto", "Hopper-v5") == "none"

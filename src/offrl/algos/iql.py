@@ -23,7 +23,9 @@ Defaults are the paper's locomotion settings: expectile 0.7, beta 3.0, gamma
 the actor's learning rate over the run, 256x256 MLPs, batch 256, a Gaussian
 policy with tanh on the mean, state-independent log-std clipped to [-5, 2], no
 dropout, and rewards scaled by ``1000 / (max return - min return)``
-(``DEFAULT_REWARD_SCALING = "locomotion"``). Deviations: observations are
+(``DEFAULT_REWARD_SCALING = "locomotion"``) on the MuJoCo locomotion tasks
+only, as in the paper and CORL; other datasets keep their rewards (see
+:func:`offrl.core.trainer.resolve_reward_scaling`). Deviations: observations are
 standardized by the trainer (CORL does the same; the paper did not); the
 log-std is initialised at 0 (the released code also starts at 0).
 

@@ -53,6 +53,18 @@ def normalize_observations(dataset: Dataset, normalizer: Normalizer) -> Dataset:
     )
 
 
+#: Gymnasium MuJoCo locomotion tasks (D4RL's locomotion families and their kin).
+LOCOMOTION_ENVS: tuple[str, ...] = ("Hopper", "HalfCheetah", "Walker2d", "Ant", "Humanoid")
+
+
+def is_locomotion_task(env_id: str | None) -> bool:
+    """Whether ``env_id`` (e.g. ``Hopper-v5`` or ``Hopper-v5@gravity=2``) is a locomotion task."""
+    if not env_id:
+        return False
+    name = env_id.split("@", 1)[0].split("/")[-1].split("-v", 1)[0]
+    return name in LOCOMOTION_ENVS
+
+
 def reward_scale(dataset: Dataset, scaling: str) -> tuple[float, float]:
     """``(scale, shift)`` such that the training reward is ``scale * r + shift``.
 

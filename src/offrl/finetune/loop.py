@@ -233,7 +233,7 @@ def _resolve_start(algo, algorithm, config, from_run, dataset, algo_config):
     seeds = tuple(config.seeds)
     init_keys, _ = seed_keys(seeds)
     states = init_states(algo, algo_config, data.observation_dim, data.action_dim, init_keys)
-    scaling = resolve_reward_scaling(algo, config.reward_scaling)
+    scaling = resolve_reward_scaling(algo, config.reward_scaling, data.info.env_id)
     pre = fit_preprocessor(data, config.normalize_observations, scaling)
     pre = jax.tree_util.tree_map(jnp.asarray, pre)
     source = {"dataset": str(dataset), "reward_scaling": scaling}

@@ -303,7 +303,7 @@ def train(
     train_data = data
     if train_config.validation_fraction > 0:
         train_data, validation = split_by_episode(data, train_config.validation_fraction, seed=0)
-    reward_scaling = resolve_reward_scaling(algo, train_config.reward_scaling)
+    reward_scaling = resolve_reward_scaling(algo, train_config.reward_scaling, env_id)
     pre = fit_preprocessor(train_data, train_config.normalize_observations, reward_scaling)
     prepare = getattr(algo, "prepare_dataset", lambda d, c: d)  # e.g. Cal-QL's returns-to-go
     device_data = prepare(apply_preprocessor(train_data, pre), algo_config).to_device()
