@@ -69,7 +69,8 @@ class TrainConfig:
     normalize_observations: bool = True
     """Standardize observations with the training data's mean and std."""
     reward_scaling: str = "auto"
-    """auto (the algorithm's paper), none, locomotion, antmaze or standardize."""
+    """auto, none, locomotion, antmaze or standardize. auto: the algorithm's default
+    for the dataset's task (IQL: locomotion on MuJoCo locomotion tasks, else none)."""
     validation_fraction: float = 0.0
     """Fraction of episodes held out; their losses are logged as valid/* at each evaluation."""
     env_id: str | None = None
