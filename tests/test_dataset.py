@@ -87,9 +87,16 @@ def test_auto_reward_scaling_follows_the_task():
     from offrl.algos import cql, iql
     from offrl.core.trainer import resolve_reward_scaling
 
-    for env_id in ("Hopper-v5", "HalfCheetah-v5", "Walker2d-v4", "Hopper-v5@gravity=2"):
+    for env_id in (
+        "Hopper-v5",
+        "HalfCheetah-v5",
+        "Walker2d-v4",
+        "Hopper-v5@gravity=2",
+        "hopper-medium-v2",
+        "mujoco/halfcheetah/medium-v0",
+    ):
         assert resolve_reward_scaling(iql, "auto", env_id) == "locomotion"
-    for env_id in ("PointMaze_UMaze-v3", "Pendulum-v1", None, "MyRobot-v0"):
+    for env_id in ("PointMaze_UMaze-v3", "antmaze-umaze-v2", "Pendulum-v1", None, "MyRobot-v0"):
         assert resolve_reward_scaling(iql, "auto", env_id) == "none"
     # an explicit choice is kept, and other algorithms' defaults are unchanged
     assert resolve_reward_scaling(iql, "locomotion", "PointMaze_UMaze-v3") == "locomotion"

@@ -7,6 +7,7 @@ evaluation, so a deployed policy sees exactly the inputs it was trained on.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import jax.numpy as jnp
@@ -58,11 +59,17 @@ LOCOMOTION_ENVS: tuple[str, ...] = ("Hopper", "HalfCheetah", "Walker2d", "Ant", 
 
 
 def is_locomotion_task(env_id: str | None) -> bool:
-    """Whether ``env_id`` (e.g. ``Hopper-v5`` or ``Hopper-v5@gravity=2``) is a locomotion task."""
+    """Whether ``env_id`` names a locomotion task.
+
+    Any of its ``-``/``_``/``/``/``@``-separated words, case aside, must be a
+    task name: ``Hopper-v5``, ``Hopper-v5@gravity=2``, D4RL's
+    ``hopper-medium-v2`` and Minari's ``mujoco/hopper/medium-v0`` are;
+    ``antmaze-umaze-v2`` and ``PointMaze_UMaze-v3`` are not.
+    """
     if not env_id:
         return False
-    name = env_id.split("@", 1)[0].split("/")[-1].split("-v", 1)[0]
-    return name in LOCOMOTION_ENVS
+    words = re.split(r"[-_/@]", env_id.lower())
+    return any(name.lower() in words for name in LOCOMOTION_ENVS)
 
 
 def reward_scale(dataset: Dataset, scaling: str) -> tuple[float, float]:
