@@ -87,6 +87,11 @@ def _suffix(args) -> str:
     return "" if args.reward_scaling == "auto" else f"-rs-{args.reward_scaling}"
 
 
+def _tag(args) -> str:
+    """The table's note on a non-default reward scaling."""
+    return "" if args.reward_scaling == "auto" else f" (rewards: {args.reward_scaling})"
+
+
 def online(name, run_dir, config, args, **kwargs) -> dict:
     summary = _done(run_dir)
     if summary is None:
@@ -109,8 +114,8 @@ def main(argv=None) -> None:
         "--reward-scaling",
         default="auto",
         choices=["auto", *REWARD_SCALINGS],
-        help="the offline starts' reward scaling (fine-tuning keeps the start's); "
-        "default: each algorithm's own",
+        help="reward scaling of the offline starts and of the methods that start from "
+        "scratch (fine-tuning keeps its start's); default: each algorithm's own, per task",
     )
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
@@ -123,6 +128,7 @@ def main(argv=None) -> None:
         checkpoint_every=args.eval_every,
         seeds=tuple(args.seeds),
         utd=args.utd,
+        reward_scaling=args.reward_scaling,  # methods from scratch; the others keep the start's
         progress=True,
     )
     rows = []
@@ -143,7 +149,7 @@ def main(argv=None) -> None:
                 }
             )
             for method in ("h2o", "sac"):
-                cell = output / f"{method}-{label}-sim"
+                cell = output / f"{method}-{label}-sim{_suffix(args)}"
                 summary = online(
                     method, cell, FinetuneConfig(**base, env=args.sim), args, dataset=dataset
                 )
@@ -156,8 +162,7 @@ def main(argv=None) -> None:
                 summary = online(method, cell, FinetuneConfig(**base), args, from_run=start)
             else:
                 summary = online(method, cell, FinetuneConfig(**base), args, dataset=dataset)
-            tag = "" if args.reward_scaling == "auto" else f" (rewards: {args.reward_scaling})"
-            rows.append({**summary, "dataset": label, "method": method + tag})
+            rows.append({**summary, "dataset": label, "method": method + _tag(args)})
     (output / "results.json").write_text(json.dumps(rows, indent=1))
     table = render(rows, args)
     (output / "table.md").write_text(table)
