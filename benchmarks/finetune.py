@@ -176,6 +176,14 @@ def _cell(values, digits: int = 1) -> str:
     return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}"
 
 
+def _wall(row) -> str:
+    """Wall seconds across resumes; a cell resumed from a checkpoint that predates that
+    record shows the resumed process's time only, marked as a lower bound."""
+    if row.get("wall_seconds") is not None:
+        return f"{row['wall_seconds']:.0f}"
+    return f"> {row.get('wall_seconds_this_process', 0):.0f}"
+
+
 def render(rows, args) -> str:
     lines = [
         f"Online steps per seed: {args.online_steps}; offline updates before: "
@@ -198,7 +206,7 @@ def render(rows, args) -> str:
             f"{_cell(row.get('initial_drop_per_seed'))} | "
             f"{_cell(regret, 2) if regret else '-'}{kind} | "
             f"{_cell(return_regret, 2) if return_regret else '-'} | "
-            f"{row.get('wall_seconds', 0):.0f} |"
+            f"{_wall(row)} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -350,6 +350,10 @@ def test_finetune_resume_and_errors(pendulum_iql, tmp_path):
     done = finetune("iql", tmp_path / "ft", config, from_run=pendulum_iql, resume=True)
     assert not done["interrupted"] and done["online_steps"] == 400
     assert [e["step"] for e in done["evaluations"]] == [0, 40, 200, 400]
+    # The wall time adds the first process's (up to its checkpoint) to the resumed one's.
+    assert first["resumed_at_step"] == 0 and done["resumed_at_step"] == 200
+    assert first["wall_seconds"] == pytest.approx(first["wall_seconds_this_process"], abs=1.0)
+    assert done["wall_seconds"] > done["wall_seconds_this_process"] + 0.5 * first["wall_seconds"]
     with pytest.raises(RunError, match="starts from a run of resfit or bc"):
         finetune("resfit", tmp_path / "res", config, from_run=pendulum_iql)
     with pytest.raises(RunError, match="--from RUN_DIR"):

@@ -465,6 +465,9 @@ def finetune(
     metric_count = 0
     started = time.perf_counter()
     start_step = step
+    # Wall time of the processes before this one, up to the checkpoint resumed from
+    # (None: the checkpoint predates this record, so the total is unknown).
+    wall_before = counters.get("wall_seconds", 0.0 if step == 0 else None)
     interrupted = False
     progress = _Progress(
         config.progress and sys.stderr.isatty(),
@@ -544,6 +547,7 @@ def finetune(
                 or (stop_after is not None and step >= stop_after)
             ):
                 counters["step"] = step
+                _record_wall(counters, wall_before, started)
                 _save(ckpt_dir, step, payload(states, keys, step), buffer, rng, counters, discount)
                 if stop_after is not None and step >= stop_after and step < config.online_steps:
                     interrupted = True
@@ -551,6 +555,7 @@ def finetune(
     except KeyboardInterrupt:
         interrupted = True
         counters["step"] = step
+        _record_wall(counters, wall_before, started)
         _save(ckpt_dir, step, payload(states, keys, step), buffer, rng, counters, discount)
     finally:
         progress.__exit__(None, None, None)
@@ -569,7 +574,9 @@ def finetune(
         "mixing": mixing,
         "offline_ratio": offline_ratio,
         "score": "normalized" if task is not None else "return",
-        "wall_seconds": time.perf_counter() - started,
+        "wall_seconds": _total_wall(wall_before, started),
+        "wall_seconds_this_process": time.perf_counter() - started,
+        "resumed_at_step": start_step,
         "interrupted": interrupted,
         "evaluations": evaluations,
         **source,
@@ -591,6 +598,19 @@ def finetune(
             f"--resume --run-dir {run_dir}"
         )
     return summary
+
+
+def _total_wall(wall_before: float | None, started: float) -> float | None:
+    """Wall seconds of the whole run so far, across resumes (None if unknown)."""
+    return None if wall_before is None else wall_before + time.perf_counter() - started
+
+
+def _record_wall(counters: dict, wall_before: float | None, started: float) -> None:
+    total = _total_wall(wall_before, started)
+    if total is None:
+        counters.pop("wall_seconds", None)
+    else:
+        counters["wall_seconds"] = total
 
 
 @jax.jit
