@@ -606,10 +606,9 @@ def _total_wall(wall_before: float | None, started: float) -> float | None:
 
 
 def _record_wall(counters: dict, wall_before: float | None, started: float) -> None:
+    # A run resumed from a checkpoint without the record has no total to keep.
     total = _total_wall(wall_before, started)
-    if total is None:
-        counters.pop("wall_seconds", None)
-    else:
+    if total is not None:
         counters["wall_seconds"] = total
 
 
