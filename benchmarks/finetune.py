@@ -54,9 +54,22 @@ def _done(run_dir: pathlib.Path) -> dict | None:
 
 
 def _resume(run_dir: pathlib.Path) -> bool:
-    return (run_dir / "config.json").exists() and checkpoint.latest(
-        run_dir / "checkpoints"
-    ) is not None
+    """Whether the cell continues from a checkpoint.
+
+    A cell stopped before its first checkpoint holds only a config and the step-0
+    evaluation; nothing there can be resumed, so it is moved aside (never deleted)
+    and the cell starts over.
+    """
+    has_checkpoint = checkpoint.latest(run_dir / "checkpoints") is not None
+    if (run_dir / "config.json").exists() and has_checkpoint:
+        return True
+    if run_dir.exists() and any(run_dir.iterdir()):
+        n = 1
+        while (aside := run_dir.with_name(f"{run_dir.name}.unresumable-{n}")).exists():
+            n += 1
+        run_dir.rename(aside)
+        print(f"{run_dir} had no checkpoint to resume; moved it to {aside}", file=sys.stderr)
+    return False
 
 
 def offline_run(name: str, dataset: str, args, output: pathlib.Path) -> pathlib.Path:
