@@ -158,6 +158,7 @@ def main(argv=None) -> None:
                         "offline_per_seed": offline["final_per_seed"],
                         "final_per_seed": offline["final_per_seed"],
                         "wall_seconds": offline["wall_seconds"],
+                        "wall_seconds_this_process": offline.get("wall_seconds_this_process"),
                     },
                 }
             )
@@ -194,7 +195,8 @@ def _wall(row) -> str:
     record shows the resumed process's time only, marked as a lower bound."""
     if row.get("wall_seconds") is not None:
         return f"{row['wall_seconds']:.0f}"
-    return f"> {row.get('wall_seconds_this_process', 0):.0f}"
+    this_process = row.get("wall_seconds_this_process")
+    return "-" if this_process is None else f"> {this_process:.0f}"
 
 
 def render(rows, args) -> str:

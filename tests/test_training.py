@@ -31,7 +31,9 @@ def test_resume_reaches_the_same_parameters(tmp_path):
     summary = train("td3_bc", dataset, tmp_path / "split", algo_config, config, stop_after=200)
     assert summary["interrupted"] and summary["steps"] == 200
     assert load_run(tmp_path / "split").step == 200
-    train("td3_bc", dataset, tmp_path / "split", algo_config, config, resume=True)
+    done = train("td3_bc", dataset, tmp_path / "split", algo_config, config, resume=True)
+    assert summary["wall_seconds"] == summary["wall_seconds_this_process"]
+    assert done["resumed_at_step"] == 200
     whole, split = load_run(tmp_path / "whole"), load_run(tmp_path / "split")
     assert whole.step == split.step == 400
     for a, b in zip(_leaves(whole.states), _leaves(split.states), strict=True):
@@ -42,6 +44,17 @@ def test_resume_reaches_the_same_parameters(tmp_path):
         for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
     ]
     assert steps == sorted(set(steps)) and steps[-1] == 400
+    # The wall time counts both processes: the first's, as logged at its checkpoint's
+    # step (before the checkpoint write), plus the resumed one's.
+    walls = {
+        record["step"]: record["time/wall_seconds"]
+        for record in map(
+            json.loads, (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+        )
+    }
+    assert walls[200] <= summary["wall_seconds"]
+    assert done["wall_seconds"] == pytest.approx(walls[200] + done["wall_seconds_this_process"])
+    assert list(walls.values()) == sorted(walls.values())
 
 
 def test_resume_with_other_arguments_is_refused(tmp_path):

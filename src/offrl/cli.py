@@ -137,9 +137,17 @@ def _print_summary(run_dir: str, summary: dict) -> None:
     console.print(table)
     ups = summary.get("updates_per_second_per_seed")
     if ups:
+        wall, this_process = summary.get("wall_seconds"), summary.get("wall_seconds_this_process")
+        resumed = summary.get("resumed_at_step")
+        if wall is None:  # resumed from a run that did not log its time
+            wall = f"over {this_process:.0f} s (the time before step {resumed} is unknown)"
+        elif resumed:
+            wall = f"{wall:.0f} s ({this_process:.0f} s since the resume at step {resumed})"
+        else:
+            wall = f"{wall:.0f} s"
         console.print(
-            f"{summary['steps']} updates in {summary['wall_seconds']:.0f} s "
-            f"({ups:.0f} updates/s per seed, {len(summary['seeds'])} seed(s) in parallel)"
+            f"{summary['steps']} updates in {wall}; "
+            f"{ups:.0f} updates/s per seed, {len(summary['seeds'])} seed(s) in parallel"
         )
 
 

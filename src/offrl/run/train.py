@@ -372,6 +372,9 @@ def train(
     logger = MultiLogger(loggers)
 
     evaluations = _previous_evaluations(run_dir / "metrics.jsonl") if resume else []
+    # Wall time before this process: the last logged total at the checkpoint's step
+    # (None when resuming a run logged before totals were kept).
+    wall_before = _previous_wall(run_dir / "metrics.jsonl") if start_step else 0.0
 
     def run_evaluation(step: int) -> dict:
         from offrl.evaluate.rollout import evaluate
@@ -426,6 +429,8 @@ def train(
                 step += length
                 record = _seed_means(metrics, "train")
                 record["time/updates_per_second"] = length / (time.perf_counter() - call_start)
+                if wall_before is not None:
+                    record["time/wall_seconds"] = wall_before + time.perf_counter() - started
                 if (
                     train_config.eval_every
                     and step % train_config.eval_every == 0
@@ -451,7 +456,10 @@ def train(
         logger.close()
 
     elapsed = time.perf_counter() - started
-    summary = _summary(algorithm, seeds, evaluations, step, elapsed, compile_seconds, start_step)
+    total = None if wall_before is None else wall_before + elapsed
+    summary = _summary(
+        algorithm, seeds, evaluations, step, elapsed, total, compile_seconds, start_step
+    )
     summary["interrupted"] = interrupted
     write_json_atomic(run_dir / "summary.json", summary)
     if interrupted and stop_after is None:
@@ -479,12 +487,23 @@ def _previous_evaluations(path: pathlib.Path) -> list[dict]:
     return out
 
 
-def _summary(algorithm, seeds, evaluations, step, elapsed, compile_seconds, start_step) -> dict:
+def _previous_wall(path: pathlib.Path) -> float | None:
+    from offrl.run.loggers import read_jsonl
+
+    records = read_jsonl(path) if path.exists() else []
+    return records[-1].get("time/wall_seconds") if records else None
+
+
+def _summary(
+    algorithm, seeds, evaluations, step, elapsed, total, compile_seconds, start_step
+) -> dict:
     summary = {
         "algorithm": algorithm,
         "seeds": list(seeds),
         "steps": step,
-        "wall_seconds": elapsed,
+        "wall_seconds": total,  # across resumes; None if an earlier process did not log it
+        "wall_seconds_this_process": elapsed,
+        "resumed_at_step": start_step,
         "compile_seconds": compile_seconds,
         "updates_per_second_per_seed": (step - start_step) / elapsed if elapsed else None,
     }
