@@ -43,7 +43,13 @@ from offrl.evaluate.diagnostics import diagnose
 from offrl.evaluate.fqe import FQEConfig, fqe, policy_actions
 from offrl.evaluate.statistics import spearman
 from offrl.run import checkpoint
-from offrl.run.train import RunError, _previous_evaluations, load_run, write_json_atomic
+from offrl.run.train import (
+    RunError,
+    _previous_evaluations,
+    _previous_records,
+    load_run,
+    write_json_atomic,
+)
 
 SELECTORS: dict[str, str] = {
     "fqe": "highest FQE estimate of the policy's value",
@@ -260,7 +266,9 @@ def analyze_run(
 
     env_id = saved.get("env_id")
     # The evaluations training logged (the same reader resume uses), by step.
-    logged = {e["step"]: e for e in _previous_evaluations(run_dir / "metrics.jsonl")}
+    logged = {
+        e["step"]: e for e in _previous_evaluations(_previous_records(run_dir / "metrics.jsonl"))
+    }
     true_return = [logged[s]["return_per_seed"] if s in logged else None for s in steps]
     true_normalized = [logged[s].get("normalized_per_seed") if s in logged else None for s in steps]
 

@@ -65,7 +65,14 @@ from offrl.envs.registry import get_task, make_env, normalized_score
 from offrl.finetune.buffer import FIELDS, MixedReplay, dataset_returns_to_go, returns_to_go
 from offrl.run import checkpoint
 from offrl.run.loggers import JsonlLogger, truncate_jsonl
-from offrl.run.train import RunError, _Progress, _to_jsonable, load_run, write_json_atomic
+from offrl.run.train import (
+    RunError,
+    _Progress,
+    _to_jsonable,
+    load_run,
+    total_wall,
+    write_json_atomic,
+)
 
 MIXINGS = ("auto", "ratio", "union", "online")
 
@@ -564,6 +571,7 @@ def finetune(
             env.close()
 
     evaluations = counters["evaluations"]
+    elapsed = time.perf_counter() - started
     summary = {
         "algorithm": algorithm,
         "env_id": env_id,
@@ -574,8 +582,8 @@ def finetune(
         "mixing": mixing,
         "offline_ratio": offline_ratio,
         "score": "normalized" if task is not None else "return",
-        "wall_seconds": _total_wall(wall_before, started),
-        "wall_seconds_this_process": time.perf_counter() - started,
+        "wall_seconds": total_wall(wall_before, elapsed),
+        "wall_seconds_this_process": elapsed,
         "resumed_at_step": start_step,
         "interrupted": interrupted,
         "evaluations": evaluations,
@@ -600,14 +608,9 @@ def finetune(
     return summary
 
 
-def _total_wall(wall_before: float | None, started: float) -> float | None:
-    """Wall seconds of the whole run so far, across resumes (None if unknown)."""
-    return None if wall_before is None else wall_before + time.perf_counter() - started
-
-
 def _record_wall(counters: dict, wall_before: float | None, started: float) -> None:
     # A run resumed from a checkpoint without the record has no total to keep.
-    total = _total_wall(wall_before, started)
+    total = total_wall(wall_before, time.perf_counter() - started)
     if total is not None:
         counters["wall_seconds"] = total
 

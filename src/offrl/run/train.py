@@ -371,10 +371,13 @@ def train(
         )
     logger = MultiLogger(loggers)
 
-    evaluations = _previous_evaluations(run_dir / "metrics.jsonl") if resume else []
+    previous = _previous_records(run_dir / "metrics.jsonl") if resume else []
+    evaluations = _previous_evaluations(previous)
     # Wall time before this process: the last logged total at the checkpoint's step
     # (None when resuming a run logged before totals were kept).
-    wall_before = _previous_wall(run_dir / "metrics.jsonl") if start_step else 0.0
+    wall_before = 0.0
+    if start_step:
+        wall_before = previous[-1].get("time/wall_seconds") if previous else None
 
     def run_evaluation(step: int) -> dict:
         from offrl.evaluate.rollout import evaluate
@@ -430,7 +433,9 @@ def train(
                 record = _seed_means(metrics, "train")
                 record["time/updates_per_second"] = length / (time.perf_counter() - call_start)
                 if wall_before is not None:
-                    record["time/wall_seconds"] = wall_before + time.perf_counter() - started
+                    record["time/wall_seconds"] = total_wall(
+                        wall_before, time.perf_counter() - started
+                    )
                 if (
                     train_config.eval_every
                     and step % train_config.eval_every == 0
@@ -456,7 +461,7 @@ def train(
         logger.close()
 
     elapsed = time.perf_counter() - started
-    total = None if wall_before is None else wall_before + elapsed
+    total = total_wall(wall_before, elapsed)
     summary = _summary(
         algorithm, seeds, evaluations, step, elapsed, total, compile_seconds, start_step
     )
@@ -470,13 +475,21 @@ def train(
     return summary
 
 
-def _previous_evaluations(path: pathlib.Path) -> list[dict]:
+def total_wall(wall_before: float | None, elapsed: float) -> float | None:
+    """Wall seconds of the whole run: earlier processes' plus this one's ``elapsed``
+    (None if an earlier process did not record its time)."""
+    return None if wall_before is None else wall_before + elapsed
+
+
+def _previous_records(path: pathlib.Path) -> list[dict]:
     from offrl.run.loggers import read_jsonl
 
-    if not path.exists():
-        return []
+    return read_jsonl(path) if path.exists() else []
+
+
+def _previous_evaluations(records: list[dict]) -> list[dict]:
     out = []
-    for record in read_jsonl(path):
+    for record in records:
         if "eval/return_per_seed" in record:
             entry = {"step": record["step"], "return_per_seed": record["eval/return_per_seed"]}
             if "eval/normalized_per_seed" in record:
@@ -485,13 +498,6 @@ def _previous_evaluations(path: pathlib.Path) -> list[dict]:
                 entry["violation_rate_per_seed"] = record["eval/violation_rate_per_seed"]
             out.append(entry)
     return out
-
-
-def _previous_wall(path: pathlib.Path) -> float | None:
-    from offrl.run.loggers import read_jsonl
-
-    records = read_jsonl(path) if path.exists() else []
-    return records[-1].get("time/wall_seconds") if records else None
 
 
 def _summary(
