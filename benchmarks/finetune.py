@@ -17,6 +17,17 @@ Every cell is a resumable run directory under ``--output``; finished cells are
 skipped, so an interrupted benchmark continues where it stopped. The table
 (``table.md``) and the raw summaries (``results.json``) are written at the end.
 
+A cell too slow for one process can be split by seeds across processes (one
+core each): ``--seeds 0 1`` in one and ``--seeds 2`` in the other write their
+own cells (``...-seeds-0-1``, ``...-seeds-2``, with their own offline starts)
+and ``results-seeds-*.json``; ``--combine`` then joins the parts' per-seed
+numbers into one row per dataset and method. Split seeds are independent runs
+of the same seeds, not bit-identical to running them together (the exploration
+noise generator is seeded by the whole seed list).
+
+    python benchmarks/finetune.py --combine OUT/results-seeds-0-1.json \
+        OUT/results-seeds-2.json --output OUT
+
     python benchmarks/finetune.py --datasets suite:hopper-medium \\
         --methods iql calql rlpd resfit --seeds 0 1 2 \\
         --offline-steps 10000 --online-steps 20000 --output benchmarks/results/finetune-hopper
@@ -36,6 +47,8 @@ from offrl.data.normalization import REWARD_SCALINGS
 from offrl.finetune import FinetuneConfig, finetune
 from offrl.run import checkpoint
 from offrl.run.train import TrainConfig, train
+
+DEFAULT_SEEDS = [0, 1, 2]
 
 STARTS = {
     "iql": ("iql", iql.Config()),
@@ -96,8 +109,15 @@ def offline_run(name: str, dataset: str, args, output: pathlib.Path) -> pathlib.
 
 
 def _suffix(args) -> str:
-    """Run-directory suffix for a non-default reward scaling, so both can sit side by side."""
-    return "" if args.reward_scaling == "auto" else f"-rs-{args.reward_scaling}"
+    """Run-directory suffix for a non-default reward scaling or a part of the seeds, so
+    each can sit beside the default cell."""
+    suffix = "" if args.reward_scaling == "auto" else f"-rs-{args.reward_scaling}"
+    return suffix + _seeds_suffix(args)
+
+
+def _seeds_suffix(args) -> str:
+    seeds = list(args.seeds)
+    return "" if seeds == DEFAULT_SEEDS else "-seeds-" + "-".join(map(str, seeds))
 
 
 def _tag(args) -> str:
@@ -114,9 +134,9 @@ def online(name, run_dir, config, args, **kwargs) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", required=True)
+    parser.add_argument("--datasets", nargs="+")
     parser.add_argument("--methods", nargs="+", default=["iql", "calql", "rlpd", "resfit"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--seeds", nargs="+", type=int, default=DEFAULT_SEEDS)
     parser.add_argument("--offline-steps", type=int, default=10_000)
     parser.add_argument("--online-steps", type=int, default=20_000)
     parser.add_argument("--eval-every", type=int, default=5_000)
@@ -130,9 +150,26 @@ def main(argv=None) -> None:
         help="reward scaling of the offline starts and of the methods that start from "
         "scratch (fine-tuning keeps its start's); default: each algorithm's own, per task",
     )
+    parser.add_argument(
+        "--combine",
+        nargs="+",
+        default=None,
+        metavar="RESULTS",
+        help="join the results.json of runs split by seeds into one table; trains nothing",
+    )
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
     output = pathlib.Path(args.output)
+    if args.combine:
+        rows = combine([json.loads(pathlib.Path(p).read_text()) for p in args.combine])
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "results.json").write_text(json.dumps(rows, indent=1))
+        table = render(rows, args)
+        (output / "table.md").write_text(table)
+        print(table)
+        return
+    if not args.datasets:
+        parser.error("--datasets is required (unless --combine joins finished results)")
     output.mkdir(parents=True, exist_ok=True)
     base = dict(
         online_steps=args.online_steps,
@@ -177,10 +214,50 @@ def main(argv=None) -> None:
             else:
                 summary = online(method, cell, FinetuneConfig(**base), args, dataset=dataset)
             rows.append({**summary, "dataset": label, "method": method + _tag(args)})
-    (output / "results.json").write_text(json.dumps(rows, indent=1))
+    (output / f"results{_seeds_suffix(args)}.json").write_text(json.dumps(rows, indent=1))
     table = render(rows, args)
-    (output / "table.md").write_text(table)
+    (output / f"table{_seeds_suffix(args)}.md").write_text(table)
     print(table)
+
+
+def combine(parts: list[list[dict]]) -> list[dict]:
+    """One row per (dataset, method) from runs split by seeds: per-seed lists are
+    concatenated in seed order and wall times summed (core-seconds when the parts ran
+    side by side). A seed in two parts is an error, not an average."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for rows in parts:
+        for row in rows:
+            method = row["method"]
+            groups.setdefault((row["dataset"], method), []).append(row)
+    merged = []
+    for (dataset, method), rows in groups.items():
+        seeds = [s for row in rows for s in row.get("seeds", [])]
+        if len(set(seeds)) != len(seeds):
+            raise SystemExit(
+                f"--combine: {dataset} / {method}: seed(s) "
+                f"{sorted({s for s in seeds if seeds.count(s) > 1})} appear in more than one "
+                "part; pass each seed's results once"
+            )
+        order = sorted(range(len(rows)), key=lambda i: min(rows[i].get("seeds") or [0]))
+        rows = [rows[i] for i in order]
+        row = dict(rows[0])
+        for key in rows[0]:
+            if key.endswith("_per_seed") and all(r.get(key) is not None for r in rows):
+                row[key] = [v for r in rows for v in r[key]]
+            elif key.endswith("_per_seed"):
+                row[key] = None
+        for key in [k for k in row if k.endswith("_per_seed")]:
+            name, values = key.removesuffix("_per_seed"), row[key]
+            for stat, fn in (("mean", np.mean), ("std", np.std)):
+                if f"{name}_{stat}" in row:  # the parts' own statistics would mislead
+                    row[f"{name}_{stat}"] = None if values is None else float(fn(values))
+        row["seeds"] = [s for r in rows for s in r.get("seeds", [])]
+        for key in ("wall_seconds", "wall_seconds_this_process"):
+            values = [r.get(key) for r in rows]
+            row[key] = None if None in values else float(sum(values))
+        row["parts"] = len(rows)
+        merged.append(row)
+    return merged
 
 
 def _cell(values, digits: int = 1) -> str:
@@ -193,16 +270,20 @@ def _cell(values, digits: int = 1) -> str:
 def _wall(row) -> str:
     """Wall seconds across resumes; a cell resumed from a checkpoint that predates that
     record shows the resumed process's time only, marked as a lower bound."""
+    parts = f" (sum of {row['parts']} parts)" if row.get("parts", 1) > 1 else ""
     if row.get("wall_seconds") is not None:
-        return f"{row['wall_seconds']:.0f}"
+        return f"{row['wall_seconds']:.0f}{parts}"
     this_process = row.get("wall_seconds_this_process")
     return "-" if this_process is None else f"> {this_process:.0f}"
 
 
 def render(rows, args) -> str:
+    seeds = sorted({s for row in rows for s in row.get("seeds", [])}) or args.seeds
+    steps = {row["online_steps"] for row in rows if "online_steps" in row}
+    online_steps = steps.pop() if len(steps) == 1 else args.online_steps
     lines = [
-        f"Online steps per seed: {args.online_steps}; offline updates before: "
-        f"{args.offline_steps}; seeds: {', '.join(map(str, args.seeds))}; "
+        f"Online steps per seed: {online_steps}; offline updates before: "
+        f"{args.offline_steps}; seeds: {', '.join(map(str, seeds))}; "
         f"{args.eval_episodes} evaluation episodes per seed and evaluation.",
         "",
         "| dataset | method | offline | after online | best | initial drop | regret "
