@@ -281,9 +281,11 @@ def render(rows, args) -> str:
     seeds = sorted({s for row in rows for s in row.get("seeds", [])}) or args.seeds
     steps = {row["online_steps"] for row in rows if "online_steps" in row}
     online_steps = steps.pop() if len(steps) == 1 else args.online_steps
+    starts = {row["from_step"] for row in rows if row.get("from_step") is not None}
+    offline_steps = starts.pop() if len(starts) == 1 else args.offline_steps
     lines = [
         f"Online steps per seed: {online_steps}; offline updates before: "
-        f"{args.offline_steps}; seeds: {', '.join(map(str, seeds))}; "
+        f"{offline_steps}; seeds: {', '.join(map(str, seeds))}; "
         f"{args.eval_episodes} evaluation episodes per seed and evaluation.",
         "",
         "| dataset | method | offline | after online | best | initial drop | regret "
