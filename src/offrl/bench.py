@@ -40,6 +40,32 @@ class BenchConfig:
     output: str = "runs/bench"
     """Directory for the cells' runs and the tables."""
 
+    def check(self) -> None:
+        """Raise ``RunError`` for the first invalid setting, before any cell runs."""
+        from offrl.core import registry
+        from offrl.run.train import RunError
+
+        self.train_config().check()
+        if not self.algorithms or not self.datasets:
+            raise RunError("--algorithms and --datasets each need at least one entry")
+        for name in self.algorithms:
+            if name.replace("-", "_") not in registry.OFFLINE_ALGORITHMS:
+                raise RunError(
+                    f"--algorithms: '{name}' is not an offline algorithm; choose from "
+                    f"{', '.join(registry.OFFLINE_ALGORITHMS)}"
+                )
+
+    def train_config(self):
+        from offrl.run.train import TrainConfig
+
+        return TrainConfig(
+            steps=self.steps,
+            eval_every=self.eval_every,
+            eval_episodes=self.eval_episodes,
+            checkpoint_every=self.checkpoint_every,
+            seeds=self.seeds,
+        )
+
 
 def _cell_name(dataset: str) -> str:
     return pathlib.Path(dataset.removeprefix("suite:").rstrip("/")).name.replace(".hdf5", "")
@@ -47,7 +73,7 @@ def _cell_name(dataset: str) -> str:
 
 def run_cell(config: BenchConfig, algorithm: str, dataset: str) -> dict:
     from offrl.run import checkpoint
-    from offrl.run.train import TrainConfig, train
+    from offrl.run.train import train
 
     run_dir = pathlib.Path(config.output) / algorithm / _cell_name(dataset)
     summary_path = run_dir / "summary.json"
@@ -55,13 +81,7 @@ def run_cell(config: BenchConfig, algorithm: str, dataset: str) -> dict:
         summary = json.loads(summary_path.read_text())
         if summary.get("steps") == config.steps and not summary.get("interrupted"):
             return summary
-    train_config = TrainConfig(
-        steps=config.steps,
-        eval_every=config.eval_every,
-        eval_episodes=config.eval_episodes,
-        checkpoint_every=config.checkpoint_every,
-        seeds=config.seeds,
-    )
+    train_config = config.train_config()
     resume = (run_dir / "config.json").exists() and checkpoint.latest(
         run_dir / "checkpoints"
     ) is not None
@@ -205,6 +225,7 @@ def write_tables(config: BenchConfig, result: dict) -> list[pathlib.Path]:
 
 
 def run_bench(config: BenchConfig) -> dict:
+    config.check()
     summaries = {}
     for dataset in config.datasets:
         for algorithm in config.algorithms:

@@ -53,11 +53,34 @@ def _default_run_dir(algorithm: str, dataset: str) -> str:
     return str(candidate)
 
 
-def _fail(message: str) -> None:
-    from rich.console import Console
+def _message(error: BaseException) -> str:
+    """An exception's text on one line (``KeyError`` without its quotes)."""
+    text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    return " ".join(str(text).split())
 
-    Console(stderr=True).print(f"[bold red]error:[/] {message}")
+
+def _fail(message) -> None:
+    """Print ``error: message`` on stderr and exit with status 2 (bad input)."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    if isinstance(message, BaseException):
+        message = _message(message)
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(str(message))}")
     raise SystemExit(2)
+
+
+def _trust_env_ids(argv: list[str]) -> None:
+    """Environment ids typed on the command line may name a module (``module:Env``);
+    ids read from datasets and run directories may not (see offrl.envs.allow_env_id)."""
+    from offrl.envs.registry import allow_env_id
+
+    for i, arg in enumerate(argv):
+        for flag in ("--env-id", "--env", "--eval-env"):
+            if arg == flag and i + 1 < len(argv):
+                allow_env_id(argv[i + 1])
+            elif arg.startswith(flag + "="):
+                allow_env_id(arg.split("=", 1)[1])
 
 
 # --------------------------------------------------------------------------- train
@@ -73,7 +96,7 @@ def cmd_train(argv: list[str]) -> None:
     try:
         algo_module = registry.get(name)
     except KeyError as error:
-        _fail(str(error))
+        _fail(error)
     if name not in registry.OFFLINE_ALGORITHMS:
         _fail(f"'{name}' trains online; use: offrl online {name} --env-id ENV")
 
@@ -108,7 +131,7 @@ def cmd_train(argv: list[str]) -> None:
             stop_after=args.stop_after,
         )
     except (RunError, ValueError, FileExistsError) as error:
-        _fail(str(error))
+        _fail(error)
     _print_summary(run_dir, summary)
 
 
@@ -154,6 +177,7 @@ def _print_summary(run_dir: str, summary: dict) -> None:
 # ---------------------------------------------------------------------------- eval
 def cmd_eval(argv: list[str]) -> None:
     from offrl.run.evaluation import evaluate_run
+    from offrl.run.train import RunError
 
     @dataclasses.dataclass(frozen=True)
     class Args:
@@ -177,6 +201,10 @@ def cmd_eval(argv: list[str]) -> None:
         """Safety buffer on the barrier (default: the barrier run's, 0 unless set)."""
 
     args = tyro.cli(Args, args=argv, prog="offrl eval")
+    if args.episodes < 1:
+        _fail(f"--episodes must be a positive integer, got {args.episodes}")
+    if args.step is not None and args.step < 0:
+        _fail(f"--step must be a checkpoint step (0 or more), got {args.step}")
     try:
         result = evaluate_run(
             args.run_dir,
@@ -188,8 +216,10 @@ def cmd_eval(argv: list[str]) -> None:
             filter_mode=args.filter_mode,
             filter_margin=args.filter_margin,
         )
+    except (RunError, ValueError, FileNotFoundError, KeyError) as error:
+        _fail(error)
     except Exception as error:  # noqa: BLE001 - shown to the user with its type
-        _fail(f"{type(error).__name__}: {error}")
+        _fail(f"{type(error).__name__}: {_message(error)}")
     from rich.console import Console
     from rich.table import Table
 
@@ -240,6 +270,13 @@ class _OfflineArgs:
 def _fqe_config(args: _OfflineArgs):
     from offrl.evaluate.fqe import FQEConfig
 
+    if args.fqe_updates < 1:
+        _fail(f"--fqe-updates must be a positive integer, got {args.fqe_updates}")
+    if args.bootstrap < 0:
+        _fail(f"--bootstrap must be 0 (one fit) or a positive integer, got {args.bootstrap}")
+    if not 0.0 < args.fqe_discount < 1.0:
+        _fail(f"--fqe-discount must be in (0, 1), got {args.fqe_discount}")
+
     return FQEConfig(
         updates=args.fqe_updates,
         bootstrap=args.bootstrap,
@@ -272,8 +309,10 @@ def cmd_select(argv: list[str]) -> None:
                 steps=list(args.steps) if args.steps else None,
                 progress=_progress_printer(),
             )
+        except (ValueError, RuntimeError, FileNotFoundError) as error:
+            _fail(error)
         except Exception as error:  # noqa: BLE001 - shown to the user with its type
-            _fail(f"{type(error).__name__}: {error}")
+            _fail(f"{type(error).__name__}: {_message(error)}")
         table = Table(title=f"offline selection — {run_dir}")
         for column in ("step", "seed", "FQE value", "interval", "dataset Q", "action MSE"):
             table.add_column(column)
@@ -328,8 +367,10 @@ def cmd_report(argv: list[str]) -> None:
             steps=list(args.steps) if args.steps else None,
             progress=_progress_printer(),
         )
+    except (ValueError, RuntimeError, FileNotFoundError) as error:
+        _fail(error)
     except Exception as error:  # noqa: BLE001 - shown to the user with its type
-        _fail(f"{type(error).__name__}: {error}")
+        _fail(f"{type(error).__name__}: {_message(error)}")
     from rich.console import Console
 
     Console().print(f"wrote {path}")
@@ -381,7 +422,9 @@ def cmd_data(argv: list[str]) -> None:
     try:
         dataset = load_dataset(args.dataset, args.observation_keys, args.env_id)
     except DatasetError as error:
-        _fail(f"invalid dataset: {error}")
+        _fail(f"invalid dataset: {_message(error)}")
+    except ValueError as error:  # an environment id offrl will not create
+        _fail(error)
     if verb == "validate":
         console.print(
             f"[green]valid[/]: {dataset.size} transitions in {dataset.num_episodes} "
@@ -406,7 +449,7 @@ def cmd_data(argv: list[str]) -> None:
                 dataset, args.output, data_format=args.format, overwrite=args.overwrite
             )
         except FileExistsError as error:
-            _fail(str(error))
+            _fail(error)
         console.print(f"wrote {dataset.size} transitions to {path} (Minari, {args.format})")
 
 
@@ -433,8 +476,8 @@ def cmd_online(argv: list[str]) -> None:
     run_dir = args.run_dir or _default_run_dir("sac", args.online.env_id)
     try:
         summary = train_online("sac", run_dir, args.online, args.algo, resume=args.resume)
-    except RunError as error:
-        _fail(str(error))
+    except (RunError, ValueError) as error:
+        _fail(error)
     last = summary["evaluations"][-1] if summary["evaluations"] else None
     print(
         json.dumps(
@@ -474,7 +517,7 @@ def cmd_finetune(argv: list[str]) -> None:
         try:
             context = load_run(source)
         except RunError as error:
-            _fail(str(error))
+            _fail(error)
         if isinstance(context.algo_config, algo_module.Config):
             defaults = context.algo_config
 
@@ -513,7 +556,7 @@ def cmd_finetune(argv: list[str]) -> None:
             stop_after=args.stop_after,
         )
     except (RunError, ValueError, FileExistsError) as error:
-        _fail(str(error))
+        _fail(error)
     keys = ("offline_mean", "final_mean", "best_mean", "initial_drop_mean", "regret_mean")
     print(json.dumps({"run_dir": run_dir, **{k: summary.get(k) for k in keys}}))
 
@@ -534,7 +577,7 @@ def cmd_suite(argv: list[str]) -> None:
         try:
             console.print(suites.read_card(argv[1].removeprefix("suite:")))
         except FileNotFoundError as error:
-            _fail(str(error))
+            _fail(error)
         return
     if argv[0] == "list":
         for name in suites.available():
@@ -562,16 +605,21 @@ def cmd_suite(argv: list[str]) -> None:
     try:
         path = suites.build_suite_dataset(args.name.removeprefix("suite:"), force=args.force)
     except (KeyError, BehaviorError) as error:
-        _fail(str(error))
+        _fail(error)
     console.print(f"built suite:{args.name.removeprefix('suite:')} at {path}")
 
 
 # --------------------------------------------------------------------------- bench
 def cmd_bench(argv: list[str]) -> None:
     from offrl.bench import BenchConfig, run_bench
+    from offrl.run.train import RunError
 
     args = tyro.cli(BenchConfig, args=_split_commas(argv), prog="offrl bench")
-    result = run_bench(args)
+    try:
+        args.check()
+        result = run_bench(args)
+    except (RunError, ValueError) as error:
+        _fail(error)
     print(pathlib.Path(result["files"][0]).read_text())
     print("written:", ", ".join(result["files"]))
 
@@ -579,9 +627,13 @@ def cmd_bench(argv: list[str]) -> None:
 # ---------------------------------------------------------------------- quickstart
 def cmd_quickstart(argv: list[str]) -> None:
     from offrl.quickstart import QuickstartConfig, run_quickstart
+    from offrl.run.train import RunError
 
     args = tyro.cli(QuickstartConfig, args=argv, prog="offrl quickstart")
-    run_quickstart(args)
+    try:
+        run_quickstart(args)
+    except RunError as error:
+        _fail(error)
 
 
 def cmd_safety(argv: list[str]) -> None:
@@ -622,7 +674,17 @@ def main(argv: list[str] | None = None) -> None:
     command = COMMANDS.get(argv[0])
     if command is None:
         _fail(f"unknown command '{argv[0]}'; commands: {', '.join(COMMANDS)}")
-    command(argv[1:])
+    _trust_env_ids(argv[1:])
+    from offrl.run.interrupt import RunInterrupted
+
+    try:
+        command(argv[1:])
+    except RunInterrupted as stopped:
+        print(f"stopped: {stopped}", file=sys.stderr)
+        raise SystemExit(128 + int(stopped.signum)) from None
+    except KeyboardInterrupt as stopped:
+        print(f"stopped: {stopped or 'interrupted'}", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

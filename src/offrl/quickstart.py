@@ -47,10 +47,30 @@ def run_quickstart(config: QuickstartConfig) -> dict:
     from rich.console import Console
     from rich.table import Table
 
+    from offrl.core import registry
     from offrl.data.summary import print_summary
-    from offrl.run.train import TrainConfig, train
-    from offrl.suites import build_suite_dataset, load_suite_dataset
+    from offrl.run.train import RunError, TrainConfig, train
+    from offrl.suites import available, build_suite_dataset, load_suite_dataset
 
+    TrainConfig(
+        steps=config.steps,
+        eval_every=config.eval_every,
+        checkpoint_every=config.steps,
+        seeds=config.seeds,
+        eval_episodes=config.eval_episodes,
+    ).check()  # bad settings fail before anything is written
+    if config.dataset.removeprefix("suite:") not in available():
+        raise RunError(
+            f"--dataset: unknown suite dataset '{config.dataset}'; choose one of "
+            f"{', '.join(available())}"
+        )
+    for name in config.algorithms:
+        if name.replace("-", "_") not in registry.OFFLINE_ALGORITHMS:
+            raise RunError(
+                f"--algorithms: '{name}' is not an offline algorithm; choose from "
+                f"{', '.join(registry.OFFLINE_ALGORITHMS)}"
+            )
+    config = dataclasses.replace(config, dataset=config.dataset.removeprefix("suite:"))
     console = Console()
     output = _free_directory(pathlib.Path(config.output))
     output.mkdir(parents=True)

@@ -1,8 +1,27 @@
 """Environments: the task registry (reference returns), safety tasks and construction."""
 
 from offrl.envs import safety
-from offrl.envs.registry import TASKS, Task, get_task, make_env, normalized_score
+from offrl.envs.registry import (
+    TASKS,
+    EnvError,
+    Task,
+    allow_env_id,
+    check_env_id,
+    get_task,
+    make_env,
+    normalized_score,
+)
 
 safety.register()
 
-__all__ = ["TASKS", "Task", "get_task", "make_env", "normalized_score", "safety"]
+__all__ = [
+    "TASKS",
+    "EnvError",
+    "Task",
+    "allow_env_id",
+    "check_env_id",
+    "get_task",
+    "make_env",
+    "normalized_score",
+    "safety",
+]

@@ -198,11 +198,89 @@ def normalized_value(values, task: Task | str | None, discount: float):
     return 100.0 * (values - task.random_value) / (task.expert_value - task.random_value)
 
 
+class EnvError(ValueError):
+    """An environment id offrl will not or cannot create."""
+
+
+#: ``module:Env`` ids the user passed on the command line (or to :func:`allow_env_id`).
+_ALLOWED_IMPORTS: set[str] = set()
+
+
+def allow_env_id(env_id: str | None) -> None:
+    """Let :func:`make_env` import the module an id of the form ``module:Env`` names.
+
+    Gymnasium imports ``module`` before it makes ``module:Env``, which runs that
+    module's code. offrl does this only for ids a user typed (``--env-id``,
+    ``--env``, ``--eval-env``), never for ids read from a dataset's metadata or a
+    run's ``config.json``; the command line calls this for the ids it is given.
+    """
+    if env_id:
+        _ALLOWED_IMPORTS.add(env_id.split("@", 1)[0])
+
+
+def _registered(env_id: str) -> gym.error.Error | None:
+    """``None`` if ``env_id`` is in Gymnasium's registry (offrl's tasks and, when
+    needed, gymnasium-robotics' registered first), else Gymnasium's error."""
+    from offrl.envs.pointmaze import register as register_robotics
+    from offrl.envs.safety import register as register_safety
+
+    register_safety()
+    try:
+        gym.spec(env_id)
+        return None
+    except gym.error.Error as error:
+        first = error
+    try:
+        register_robotics()
+        gym.spec(env_id)
+        return None
+    except ImportError:  # gymnasium-robotics absent: its ids stay unknown
+        return first
+    except gym.error.Error as error:
+        return error
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise :class:`EnvError` unless ``make_env(env_id)`` would create a registered
+    environment without importing a module the user did not name.
+
+    Nothing is imported or constructed: the id is looked up in Gymnasium's
+    registry (after registering offrl's and gymnasium-robotics' tasks).
+    """
+    if not isinstance(env_id, str) or not env_id.strip():
+        raise EnvError(f"{env_id!r} is not an environment id")
+    base = env_id.split("@", 1)[0]
+    if "@" in env_id:
+        from offrl.envs import gap
+
+        gap.parse(env_id)  # a bad change raises ValueError with its own message
+    if ":" in base and base not in _ALLOWED_IMPORTS:
+        module = base.split(":", 1)[0]
+        raise EnvError(
+            f"'{base}' would import the Python module '{module}' (a module:Env id), and "
+            "offrl does not import code named by a dataset or a run directory. If you trust "
+            f"it, pass it yourself: --env-id {base} (or --env / --eval-env)"
+        )
+    if ":" in base:
+        return  # the user named the module; Gymnasium registers the id on import
+    error = _registered(base)
+    if error is not None:
+        raise EnvError(
+            f"'{base}' is not a registered Gymnasium environment ({error}); pass --env-id "
+            "with a registered id (install the package that registers it first)"
+        )
+
+
 def make_env(env_id: str, **kwargs) -> gym.Env:
     """``gymnasium.make`` with the registered time limit when the task is known.
 
     ``BASE@gravity=2`` is ``BASE`` with changed physics (:mod:`offrl.envs.gap`).
+    Ids of the form ``module:Env`` are refused unless allowed with
+    :func:`allow_env_id` (see :func:`check_env_id`).
     """
+    base = env_id.split("@", 1)[0]
+    if ":" in base and base not in _ALLOWED_IMPORTS:
+        check_env_id(env_id)  # raises: importing a module is the user's decision
     if "@" in env_id:
         from offrl.envs import gap
 

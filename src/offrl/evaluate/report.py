@@ -72,10 +72,22 @@ def _plt():
     return plt
 
 
+def _e(value) -> str:
+    """Anything the report did not write itself (run names, ids, cached values), escaped."""
+    return html.escape(str(value))
+
+
 def _fmt(value, digits: int = 1) -> str:
+    """A number with ``digits`` decimals; anything else (a damaged cache) escaped as text."""
     if value is None or (isinstance(value, float) and not np.isfinite(value)):
         return "–"
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        return _e(value)
     return f"{value:.{digits}f}"
+
+
+def _percent(value):
+    return 100 * value if isinstance(value, int | float) and not isinstance(value, bool) else value
 
 
 def _table(header: list[str], rows: list[list], left: int = 1) -> str:
@@ -217,11 +229,11 @@ def _recommendation(analysis: dict) -> str:
     fits = len(analysis["fqe_fits"][c][s])
     normalized = analysis.get("fqe_normalized")
     lines = [
-        f"<b>Deploy checkpoint step {step}, seed {seed}</b> (highest FQE estimate of "
+        f"<b>Deploy checkpoint step {_e(step)}, seed {_e(seed)}</b> (highest FQE estimate of "
         f"{len(analysis['steps']) * len(analysis['seeds'])} candidates).",
-        f"FQE value (discount {analysis['discount']}): <b>{_fmt(value, 2)}</b>"
+        f"FQE value (discount {_e(analysis['discount'])}): <b>{_fmt(value, 2)}</b>"
         + (
-            f", {100 * analysis['fqe_confidence']:.0f}% bootstrap interval "
+            f", {_fmt(_percent(analysis['fqe_confidence']), 0)}% bootstrap interval "
             f"[{_fmt(low, 2)}, {_fmt(high, 2)}] over {fits} episode resamples"
             if fits > 1
             else " (one fit: no interval; raise --bootstrap)"
@@ -256,9 +268,9 @@ def _diagnostics_html(analysis: dict) -> str:
             kind = v["kind"]
             css = "verdict-ok" if kind in ("ok", "no-critic") else "verdict-bad"
             rows.append(
-                f'<tr><td class="l">{seed}</td><td class="l {css}">{html.escape(kind)}</td>'
-                f'<td class="l">{html.escape(v["finding"])}</td>'
-                f'<td class="l">{html.escape(v["recommendation"])}</td></tr>'
+                f'<tr><td class="l">{_e(seed)}</td><td class="l {css}">{_e(kind)}</td>'
+                f'<td class="l">{_e(v["finding"])}</td>'
+                f'<td class="l">{_e(v["recommendation"])}</td></tr>'
             )
     return (
         "<table><tr><th>seed</th><th class='l'>verdict</th><th class='l'>finding</th>"
@@ -312,7 +324,7 @@ def _ranking_html(analysis: dict) -> str:
     ]
     return (
         f"<p>How each selector ranks this run's checkpoints against the logged "
-        f"evaluations ({ranking['score']}): Spearman correlation over a seed's checkpoints "
+        f"evaluations ({_e(ranking['score'])}): Spearman correlation over a seed's checkpoints "
         f"and regret (best true score minus the chosen one's), mean over seeds.</p>"
         + _table(["selector", "rule", "Spearman", "regret", "seeds"], rows, left=2)
     )
@@ -353,10 +365,9 @@ def _dataset_html(dataset: Dataset) -> str:
 def run_section(run_dir: pathlib.Path, analysis: dict, dataset: Dataset) -> str:
     records = read_jsonl(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").is_file() else []
     parts = [
-        f"<h2>{html.escape(run_dir.name)}: {html.escape(str(analysis['algorithm']))} on "
-        f"{html.escape(str(analysis['dataset']))}</h2>",
-        f"<p class='small'>{html.escape(str(run_dir))} · {len(analysis['steps'])} checkpoints "
-        f"× {len(analysis['seeds'])} seeds · environment {analysis['env_id'] or 'unknown'} "
+        f"<h2>{_e(run_dir.name)}: {_e(analysis['algorithm'])} on {_e(analysis['dataset'])}</h2>",
+        f"<p class='small'>{_e(run_dir)} · {len(analysis['steps'])} checkpoints "
+        f"× {len(analysis['seeds'])} seeds · environment {_e(analysis['env_id'] or 'unknown')} "
         "(not used: everything below the learning curves is computed from the data)</p>",
         _recommendation(analysis),
         "<h3>Diagnostics</h3>",
@@ -372,7 +383,7 @@ def run_section(run_dir: pathlib.Path, analysis: dict, dataset: Dataset) -> str:
         "<details><summary>every checkpoint and seed</summary>",
         _checkpoint_table(analysis),
         "</details>",
-        f"<p class='small'>Action error measured on the {analysis['validation_source']}. "
+        f"<p class='small'>Action error measured on the {_e(analysis['validation_source'])}. "
         f"TD error: the run's critic against its own policy's bootstrapped target.</p>",
         "<h3>Dataset</h3>",
         _dataset_html(dataset),
@@ -412,10 +423,11 @@ def write_report(
             ((a, *choose(a, "fqe")) for a in analyses),
             key=lambda t: t[0]["signals"]["fqe"][t[1]][t[2]],
         )
-        name = html.escape(pathlib.Path(best[0]["run_dir"]).name)
+        name = _e(pathlib.Path(best[0]["run_dir"]).name)
         summary = (
             f"<div class='box'><b>Across the {len(analyses)} runs</b>, FQE prefers "
-            f"{name} step {best[0]['steps'][best[1]]} seed {best[0]['seeds'][best[2]]}.</div>"
+            f"{name} step {_e(best[0]['steps'][best[1]])} seed "
+            f"{_e(best[0]['seeds'][best[2]])}.</div>"
         )
         if pooled:
             summary += _table(

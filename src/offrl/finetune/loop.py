@@ -61,15 +61,22 @@ from offrl.core.trainer import (
     seed_keys,
 )
 from offrl.data.loading import load_dataset
-from offrl.envs.registry import get_task, make_env, normalized_score
-from offrl.finetune.buffer import FIELDS, MixedReplay, dataset_returns_to_go, returns_to_go
+from offrl.envs.registry import EnvError, check_env_id, get_task, make_env, normalized_score
+from offrl.finetune.buffer import FIELDS, MixedReplay, dataset_returns_to_go
 from offrl.run import checkpoint
+from offrl.run.interrupt import RunInterrupted, StopRequest
 from offrl.run.loggers import JsonlLogger, truncate_jsonl
 from offrl.run.train import (
+    REWARD_SCALINGS,
     RunError,
+    _logged_wall,
     _Progress,
     _to_jsonable,
+    check_non_negative,
+    check_positive,
+    check_seeds,
     load_run,
+    read_run_config,
     total_wall,
     write_json_atomic,
 )
@@ -122,6 +129,32 @@ class FinetuneConfig:
     """Reward scaling when starting from scratch (an offline run's is kept)."""
     progress: bool = True
     """Print a line per evaluation."""
+
+    def check(self) -> None:
+        """Raise :class:`RunError` naming the first invalid setting."""
+        check_positive(
+            online_steps=self.online_steps,
+            batch_size=self.batch_size,
+            eval_episodes=self.eval_episodes,
+            checkpoint_every=self.checkpoint_every,
+            buffer_size=self.buffer_size,
+        )
+        check_non_negative(eval_every=self.eval_every, early_evaluations=self.early_evaluations)
+        if self.utd is not None:
+            check_positive(utd=self.utd)
+        for name in ("random_steps", "learning_starts"):
+            if getattr(self, name) is not None:
+                check_non_negative(**{name: getattr(self, name)})
+        check_seeds(self.seeds)
+        if not 0.0 <= self.offline_ratio <= 1.0:
+            raise RunError(f"--offline-ratio must be in [0, 1], got {self.offline_ratio}")
+        if self.mixing not in MIXINGS:
+            raise RunError(f"--mixing must be one of {', '.join(MIXINGS)}, got {self.mixing!r}")
+        if self.reward_scaling not in REWARD_SCALINGS:
+            raise RunError(
+                f"--reward-scaling must be one of {', '.join(REWARD_SCALINGS)}, "
+                f"got {self.reward_scaling!r}"
+            )
 
 
 def resolve_config(algo, config: FinetuneConfig) -> FinetuneConfig:
@@ -206,7 +239,7 @@ def _resolve_start(algo, algorithm, config, from_run, dataset, algo_config):
     """``(states, algo_config, pre, data, dataset_spec, env_id, seeds, source)``."""
     if from_run is not None:
         ctx = load_run(from_run)
-        saved = json.loads((pathlib.Path(from_run) / "config.json").read_text())
+        saved = read_run_config(pathlib.Path(from_run))
         base_name = saved["algorithm"]
         dataset_spec = dataset or saved.get("dataset")
         if dataset_spec is None:
@@ -315,13 +348,22 @@ def finetune(
         resume: continue ``run_dir`` from its last checkpoint.
         stop_after: stop with a checkpoint once this many steps are done.
     """
-    algo = registry.get(algorithm)
+    try:
+        algo = registry.get(algorithm)
+    except KeyError as error:
+        raise RunError(error.args[0]) from error
     algorithm = algorithm.replace("-", "_").lower()
+    (config or FinetuneConfig()).check()
     config = resolve_config(algo, config or FinetuneConfig())
-    if config.mixing not in MIXINGS:
-        raise RunError(f"mixing must be one of {', '.join(MIXINGS)}, got {config.mixing!r}")
-    if config.utd < 1 or config.online_steps < 1 or config.batch_size < 1:
-        raise RunError("utd, online_steps and batch_size must be positive")
+    config.check()
+    if stop_after is not None:
+        check_positive(stop_after=stop_after)
+    for flag, value in (("--env", config.env), ("--eval-env", config.eval_env)):
+        if value is not None:
+            try:
+                check_env_id(value)
+            except (EnvError, ValueError) as error:
+                raise RunError(f"{flag}: {error}") from error
     run_dir = pathlib.Path(run_dir)
     config_path = run_dir / "config.json"
     if not resume and run_dir.exists() and any(run_dir.iterdir()):
@@ -341,6 +383,11 @@ def finetune(
     eval_env_id = config.eval_env or data_env or env_id
     if env_id is None:
         raise RunError("the data names no environment; pass --env")
+    for name, value in (("environment", env_id), ("evaluation environment", eval_env_id)):
+        try:
+            check_env_id(value)
+        except (EnvError, ValueError) as error:
+            raise RunError(f"the {name} cannot be created: {error}") from error
     mixing = getattr(algo, "FINETUNE_MIXING", "ratio") if config.mixing == "auto" else config.mixing
     offline_ratio = {"ratio": config.offline_ratio, "union": None, "online": 0.0}[mixing]
     discount = float(getattr(algo_config, "discount", 0.99))
@@ -363,7 +410,7 @@ def finetune(
         "train_config": {"seeds": list(seeds), "steps": config.online_steps},
     }
     if resume:
-        saved = json.loads(config_path.read_text())
+        saved = read_run_config(run_dir)
         for key in ("algorithm", "algorithm_config", "finetune_config", "dataset", "env_id"):
             if saved.get(key) != resolved[key]:
                 raise RunError(
@@ -397,14 +444,31 @@ def finetune(
         "step": np.int32(step),
         "preprocessor": pre,
     }
-    if resume and checkpoint.latest(ckpt_dir) is not None:
-        last = checkpoint.latest(ckpt_dir)
-        restored = checkpoint.restore(ckpt_dir, last, payload(states, keys, 0))
-        states, keys = restored["states"], restored["keys"]
-        with np.load(ckpt_dir / f"replay_{last}.npz") as saved_buffer:
-            buffer.load_state_dict({k: saved_buffer[k] for k in saved_buffer.files})
-            rng.bit_generator.state = json.loads(str(saved_buffer["rng"]))
-            counters = json.loads(str(saved_buffer["counters"]))
+    saved_extra: dict = {}
+    wall_logged = 0.0
+    if resume:
+        replays: dict[int, dict] = {}
+
+        def check(step: int) -> None:
+            replays[step] = _read_replay(ckpt_dir / f"replay_{step}.npz", step, buffer)
+
+        try:
+            last, restored = checkpoint.restore_latest(
+                ckpt_dir,
+                payload(states, keys, 0),
+                check=check,
+                side_files=lambda step: [f"replay_{step}.npz"],
+            )
+        except checkpoint.CheckpointError as error:
+            raise RunError(str(error)) from error
+        if last is not None:
+            states, keys = restored["states"], restored["keys"]
+            saved_replay = replays[last]
+            buffer.load_state_dict(saved_replay)
+            rng.bit_generator.state = json.loads(str(saved_replay["rng"]))
+            counters = json.loads(str(saved_replay["counters"]))
+            saved_extra = saved_replay
+        wall_logged = _logged_wall(run_dir / "metrics.jsonl")
         truncate_jsonl(run_dir / "metrics.jsonl", counters["step"])
 
     explore = _default_explore(algo)
@@ -465,17 +529,53 @@ def finetune(
     step = counters["step"]
     if step == 0 and not counters["evaluations"]:
         logger.log(0, run_evaluation(0))
-    observations = np.stack([reset(i) for i in range(num_seeds)])
     episode_return = np.zeros(num_seeds)
     episode_success = np.zeros(num_seeds)
     metric_sums: dict = {}
     metric_count = 0
+    if "episode_return" in saved_extra:  # checkpoints that keep episodes in flight
+        episode_return[:] = saved_extra["episode_return"]
+        episode_success[:] = saved_extra["episode_success"]
+        metric_count = int(saved_extra["metric_count"])
+        metric_sums = {
+            k.removeprefix("metric_sum/"): jnp.asarray(saved_extra[k])
+            for k in saved_extra
+            if k.startswith("metric_sum/")
+        }
+    observations = np.zeros((num_seeds, obs_dim), np.float32)
+    for i in range(num_seeds):
+        observation = None
+        rows = _in_flight_rows(saved_extra, i)
+        if rows.size:
+            observation = _replay_episode(
+                envs[i], reset(i), buffer, i, rows, low, high, obs_mean, obs_std
+            )
+            if observation is None:
+                print(
+                    f"warning: seed {seeds[i]}: the episode in flight at the checkpoint could "
+                    "not be replayed exactly (the environment is not deterministic, or the "
+                    "buffer overwrote its start); it is cut there and a new one starts, so "
+                    "this run differs from an uninterrupted one",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                buffer.episode_rows[i] = [int(r) for r in rows]
+                _cut_episode(buffer, i, discount)
+                episode_return[i] = episode_success[i] = 0.0
+                counters["episodes"][i] += 1
+            else:
+                buffer.episode_rows[i] = [int(r) for r in rows]
+        observations[i] = reset(i) if observation is None else observation
     started = time.perf_counter()
     start_step = step
-    # Wall time of the processes before this one, up to the checkpoint resumed from
-    # (None: the checkpoint predates this record, so the total is unknown).
+    # Wall time of the processes before this one (None: a checkpoint predates this
+    # record, so the total is unknown), including work logged after the checkpoint.
     wall_before = counters.get("wall_seconds", 0.0 if step == 0 else None)
+    if wall_before is not None and wall_logged is not None:
+        wall_before = max(wall_before, wall_logged)
     interrupted = False
+    saved_step = step if step else None
+    stop = StopRequest("the current environment step")
     progress = _Progress(
         config.progress and sys.stderr.isatty(),
         config.online_steps,
@@ -483,8 +583,25 @@ def finetune(
         f"finetune {algorithm} ({num_seeds} seed{'s' if num_seeds > 1 else ''})",
         unit="steps/s",
     )
+
+    def save() -> None:
+        nonlocal saved_step
+        if saved_step == step:
+            return
+        counters["step"] = step
+        _record_wall(counters, wall_before, started)
+        extra = {
+            "episode_return": episode_return,
+            "episode_success": episode_success,
+            "metric_count": np.int64(metric_count),
+            **{f"metric_sum/{k}": np.asarray(v) for k, v in metric_sums.items()},
+        }
+        _save(ckpt_dir, step, payload(states, keys, step), buffer, rng, counters, extra)
+        saved_step = step
+
     try:
         progress.__enter__()
+        stop.__enter__()
         while step < config.online_steps:
             normalized_obs = jnp.asarray((observations - obs_mean) / obs_std, jnp.float32)
             keys, act_keys = _split_keys(keys)
@@ -503,7 +620,7 @@ def finetune(
             else:
                 actions = np.asarray(act_fn(states, normalized_obs, act_keys, jnp.int32(step)))
             actions = np.clip(actions, -1.0, 1.0)
-            env_actions = low + (actions + 1.0) * 0.5 * (high - low)
+            env_actions = _env_actions(actions, low, high)
             for i, env in enumerate(envs):
                 next_obs, reward, terminated, truncated, info = env.step(env_actions[i])
                 next_obs = np.asarray(next_obs, np.float32)
@@ -545,26 +662,23 @@ def finetune(
                 record["time/steps_per_second"] = (step - start_step) / max(
                     time.perf_counter() - started, 1e-9
                 )
+                if wall_before is not None:
+                    record["time/wall_seconds"] = total_wall(
+                        wall_before, time.perf_counter() - started
+                    )
                 record.update(run_evaluation(step))
                 logger.log(step, record)
                 progress.update(step, record)
-            if (
-                step % config.checkpoint_every == 0
-                or step == config.online_steps
-                or (stop_after is not None and step >= stop_after)
+            if step % config.checkpoint_every == 0 or step == config.online_steps:
+                save()
+            if step < config.online_steps and (
+                stop.requested or (stop_after is not None and step >= stop_after)
             ):
-                counters["step"] = step
-                _record_wall(counters, wall_before, started)
-                _save(ckpt_dir, step, payload(states, keys, step), buffer, rng, counters, discount)
-                if stop_after is not None and step >= stop_after and step < config.online_steps:
-                    interrupted = True
-                    break
-    except KeyboardInterrupt:
-        interrupted = True
-        counters["step"] = step
-        _record_wall(counters, wall_before, started)
-        _save(ckpt_dir, step, payload(states, keys, step), buffer, rng, counters, discount)
+                save()
+                interrupted = True
+                break
     finally:
+        stop.__exit__(None, None, None)
         progress.__exit__(None, None, None)
         logger.close()
         for env in envs:
@@ -600,10 +714,10 @@ def finetune(
             )
         )
     write_json_atomic(run_dir / "summary.json", summary)
-    if interrupted and stop_after is None:
-        raise KeyboardInterrupt(
-            f"stopped at step {step}; checkpoint written, continue with "
-            f"--resume --run-dir {run_dir}"
+    if interrupted and stop.requested:
+        raise RunInterrupted(
+            f"stopped at step {step} with a checkpoint; continue with --resume --run-dir {run_dir}",
+            stop.signum,
         )
     return summary
 
@@ -628,29 +742,104 @@ def _add_metrics(sums: dict, metrics: dict) -> dict:
     return jax.tree.map(jnp.add, sums, metrics)
 
 
-def _save(
-    ckpt_dir: pathlib.Path, step: int, payload, buffer: MixedReplay, rng, counters, discount: float
-) -> None:
-    """The checkpoint, then the replay beside it (named by the checkpoint's step).
+def _env_actions(actions: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Network actions in [-1, 1] to the environment's bounds."""
+    return low + (actions + 1.0) * 0.5 * (high - low)
 
-    Episodes in flight are cut here in the saved copy (last row a truncation,
-    returns-to-go written): a resumed run starts new ones.
+
+def _in_flight_rows(saved: dict, seed: int) -> np.ndarray:
+    """Buffer rows of ``seed``'s episode in flight at the checkpoint (none for
+    checkpoints written before episodes were kept in flight)."""
+    if "in_flight_rows" not in saved:
+        return np.zeros(0, np.int64)
+    lengths = np.asarray(saved["in_flight_lengths"], np.int64)
+    start = int(lengths[:seed].sum())
+    return np.asarray(saved["in_flight_rows"], np.int64)[start : start + int(lengths[seed])]
+
+
+def _replay_episode(env, observation, buffer, seed, rows, low, high, obs_mean, obs_std):
+    """Step ``env`` (just reset to the episode's start, ``observation``) through the
+    recorded actions of ``rows``; the observation it reaches, or ``None`` when the
+    replay does not reproduce the recorded observations bit for bit."""
+    online = buffer.online
+    for row in rows:
+        recorded = online["observations"][seed, row]
+        if not np.array_equal((observation - obs_mean) / obs_std, recorded):
+            return None
+        action = online["actions"][seed, row][None]
+        next_obs, _, terminated, truncated, _ = env.step(_env_actions(action, low, high)[0])
+        if terminated or truncated:
+            return None
+        observation = np.asarray(next_obs, np.float32)
+    if not np.array_equal(
+        (observation - obs_mean) / obs_std, online["next_observations"][seed, rows[-1]]
+    ):
+        return None
+    return observation
+
+
+def _cut_episode(buffer: MixedReplay, seed: int, discount: float) -> None:
+    """End ``seed``'s episode in flight as a truncation at its last recorded row."""
+    rows = np.asarray(buffer.episode_rows[seed], np.int64)
+    if rows.size:
+        buffer.online["truncations"][seed, rows[-1]] = 1.0
+        buffer.end_episode(seed, discount)
+
+
+def _read_replay(path: pathlib.Path, step: int, buffer: MixedReplay) -> dict:
+    """Every array of a checkpoint's replay file, checked against ``buffer``'s shapes.
+
+    Raises:
+        CheckpointError: the file is missing, unreadable or of another shape.
     """
+    if not path.is_file():
+        raise checkpoint.CheckpointError(f"checkpoint step {step} is damaged: {path} is missing")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            saved = {k: data[k] for k in data.files}
+        for name in ("size", "position", "rng", "counters"):
+            if name not in saved:
+                raise KeyError(f"no '{name}' array")
+        for name, array in buffer.online.items():
+            if saved[f"online_{name}"].shape != array.shape:
+                raise ValueError(
+                    f"online_{name} has shape {saved[f'online_{name}'].shape}, the run's "
+                    f"buffer {array.shape}"
+                )
+        json.loads(str(saved["counters"]))
+        json.loads(str(saved["rng"]))
+    except Exception as error:  # zipfile, OSError, KeyError, ValueError, JSON errors
+        raise checkpoint.CheckpointError(
+            f"checkpoint step {step} is damaged: {path} is unreadable "
+            f"({type(error).__name__}: {error})"
+        ) from error
+    return saved
+
+
+def _save(
+    ckpt_dir: pathlib.Path, step: int, payload, buffer: MixedReplay, rng, counters, extra: dict
+) -> None:
+    """The replay (named by the checkpoint's step), then the checkpoint: a published
+    ``step_<N>`` always has its ``replay_<N>.npz``.
+
+    The buffer is saved as it is, with the rows of every episode in flight and
+    the loop's accumulators (``extra``): a resumed run replays those episodes'
+    actions to bring its environments back to the same state.
+    """
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
     state = buffer.state_dict()
-    for seed, rows in enumerate(buffer.episode_rows):
-        if rows:
-            rows = np.asarray(rows)
-            state["online_truncations"][seed, rows[-1]] = 1.0
-            state["online_mc_returns"][seed, rows] = returns_to_go(
-                state["online_rewards"][seed, rows],
-                state["online_terminations"][seed, rows],
-                [0],
-                [rows.size],
-                discount,
-            )
-    checkpoint.save(ckpt_dir, step, payload)
+    rows = [np.asarray(r, np.int64) for r in buffer.episode_rows]
+    state["in_flight_rows"] = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    state["in_flight_lengths"] = np.asarray([r.size for r in rows], np.int64)
     tmp = ckpt_dir / f".replay_{step}.tmp.npz"
-    np.savez(tmp, **state, rng=json.dumps(rng.bit_generator.state), counters=json.dumps(counters))
+    np.savez(
+        tmp,
+        **state,
+        **extra,
+        rng=json.dumps(rng.bit_generator.state),
+        counters=json.dumps(counters),
+    )
     tmp.replace(ckpt_dir / f"replay_{step}.npz")
+    checkpoint.save(ckpt_dir, step, payload)
     for old in checkpoint.steps(ckpt_dir)[:-2]:
         (ckpt_dir / f"replay_{old}.npz").unlink(missing_ok=True)

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from offrl.core.trainer import build_policy
+from offrl.envs.registry import EnvError, check_env_id
 from offrl.evaluate.rollout import evaluate
 from offrl.run.train import RunError, load_run, write_json_atomic
 
@@ -41,6 +42,11 @@ def evaluate_run(
     (``eval_step_<N>_filtered_<mode>.json`` when a barrier run ``filter_dir`` filters
     the policy, see :mod:`offrl.safety.shield`)."""
     policy, context = load_policy(run_dir, step)
+    if env_id is None and context.env_id is not None:
+        try:
+            check_env_id(context.env_id)
+        except EnvError as error:
+            raise RunError(f"{pathlib.Path(run_dir) / 'config.json'}: {error}") from error
     env_id = env_id or context.env_id
     if env_id is None:
         raise RunError(f"{run_dir} does not record an environment; pass --env-id")

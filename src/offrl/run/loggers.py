@@ -6,6 +6,7 @@ import json
 import math
 import os
 import pathlib
+import sys
 from typing import Protocol
 
 
@@ -38,31 +39,48 @@ class JsonlLogger:
         self._file.close()
 
 
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _parse_lines(path: pathlib.Path, warn: bool) -> list[tuple[str, dict]]:
+    """``(line, record)`` for every readable record; a line that is not a JSON object
+    with an integer ``step`` (one cut by a kill mid-write) is dropped with a warning."""
+    out = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+                raise ValueError("not a record with an integer 'step'")
+        except ValueError as error:
+            if warn:
+                shown = line if len(line) <= 60 else line[:57] + "..."
+                _warn(
+                    f"{path}, line {number}: dropped an unreadable record ({error}): {shown!r} "
+                    "(a write cut by a kill)"
+                )
+            continue
+        out.append((line, record))
+    return out
+
+
 def truncate_jsonl(path: str | os.PathLike, last_step: int) -> None:
-    """Drop records after ``last_step`` (used on resume, so no step is logged twice)."""
+    """Drop records after ``last_step`` (used on resume, so no step is logged twice);
+    an unreadable line is dropped with a warning."""
     path = pathlib.Path(path)
     if not path.exists():
         return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["step"] <= last_step:
-                kept.append(line)
-        except (json.JSONDecodeError, KeyError):
-            continue  # a line cut by a kill
+    kept = [line for line, record in _parse_lines(path, warn=True) if record["step"] <= last_step]
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(line + "\n" for line in kept))
     os.replace(tmp, path)
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    records = []
-    for line in pathlib.Path(path).read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+def read_jsonl(path: str | os.PathLike, warn: bool = True) -> list[dict]:
+    """Every readable record of a JSONL metrics file (unreadable lines warned about)."""
+    return [record for _, record in _parse_lines(pathlib.Path(path), warn)]
 
 
 class TensorBoardLogger:

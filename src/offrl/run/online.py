@@ -26,10 +26,18 @@ import numpy as np
 
 from offrl.core import registry
 from offrl.core.trainer import Preprocessor, example_batch
-from offrl.envs.registry import get_task, make_env
+from offrl.envs.registry import EnvError, check_env_id, get_task, make_env
 from offrl.run import checkpoint
+from offrl.run.interrupt import RunInterrupted, StopRequest
 from offrl.run.loggers import JsonlLogger, truncate_jsonl
-from offrl.run.train import RunError, _to_jsonable, write_json_atomic
+from offrl.run.train import (
+    RunError,
+    _to_jsonable,
+    check_non_negative,
+    check_positive,
+    read_run_config,
+    write_json_atomic,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +64,18 @@ class OnlineConfig:
     """Seed of the agent, the buffer sampling and the environment resets."""
     progress: bool = True
     """Show a progress bar."""
+
+    def check(self) -> None:
+        """Raise :class:`RunError` naming the first invalid setting."""
+        check_positive(
+            steps=self.steps,
+            batch_size=self.batch_size,
+            buffer_size=self.buffer_size,
+            eval_every=self.eval_every,
+            eval_episodes=self.eval_episodes,
+            checkpoint_every=self.checkpoint_every,
+        )
+        check_non_negative(start_steps=self.start_steps, seed=self.seed)
 
 
 class ReplayBuffer:
@@ -113,14 +133,37 @@ def _save_buffer(
     tmp.replace(path)
 
 
-def _load_buffer(path: pathlib.Path, buffer: ReplayBuffer, rng: np.random.Generator) -> dict:
-    with np.load(path) as data:
-        arrays = {k.removeprefix("buffer_"): data[k] for k in data.files if k.startswith("buffer_")}
-        buffer.load_state_dict(
-            {"arrays": arrays, "size": data["size"], "position": data["position"]}
-        )
-        rng.bit_generator.state = json.loads(str(data["rng"]))
-        return json.loads(str(data["counters"]))
+def _read_buffer(path: pathlib.Path, step: int, buffer: ReplayBuffer) -> dict:
+    """A checkpoint's buffer file, checked against ``buffer``'s shapes.
+
+    Raises:
+        CheckpointError: the file is missing, unreadable or of another shape.
+    """
+    if not path.is_file():
+        raise checkpoint.CheckpointError(f"checkpoint step {step} is damaged: {path} is missing")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            saved = {k: data[k] for k in data.files}
+        size = int(saved["size"])
+        for name, array in buffer.arrays.items():
+            stored = saved[f"buffer_{name}"]
+            if stored.shape[1:] != array.shape[1:] or stored.shape[0] != size:
+                raise ValueError(f"buffer_{name} has shape {stored.shape}")
+        json.loads(str(saved["counters"]))
+        json.loads(str(saved["rng"]))
+    except Exception as error:  # zipfile, OSError, KeyError, ValueError, JSON errors
+        raise checkpoint.CheckpointError(
+            f"checkpoint step {step} is damaged: {path} is unreadable "
+            f"({type(error).__name__}: {error})"
+        ) from error
+    return saved
+
+
+def _load_buffer(saved: dict, buffer: ReplayBuffer, rng: np.random.Generator) -> dict:
+    arrays = {k.removeprefix("buffer_"): v for k, v in saved.items() if k.startswith("buffer_")}
+    buffer.load_state_dict({"arrays": arrays, "size": saved["size"], "position": saved["position"]})
+    rng.bit_generator.state = json.loads(str(saved["rng"]))
+    return json.loads(str(saved["counters"]))
 
 
 def _stacked_policy(policy, stacked, pre, observations, key):
@@ -155,10 +198,20 @@ def train_online(
     from offrl.core.trainer import build_policy
     from offrl.evaluate.rollout import evaluate
 
-    algo = registry.get(algorithm)
+    try:
+        algo = registry.get(algorithm)
+    except KeyError as error:
+        raise RunError(error.args[0]) from error
     cfg = online_config or OnlineConfig()
+    cfg.check()
+    if stop_after is not None:
+        check_positive(stop_after=stop_after)
     algo_config = algo_config or algo.Config()
     run_dir = pathlib.Path(run_dir)
+    try:
+        check_env_id(cfg.env_id)
+    except (EnvError, ValueError) as error:
+        raise RunError(f"--env-id: {error}") from error
     env = make_env(cfg.env_id)
     obs_dim = int(np.prod(env.observation_space.shape))
     act_dim = int(np.prod(env.action_space.shape))
@@ -184,7 +237,7 @@ def train_online(
     if resume:
         if not config_path.is_file():
             raise RunError(f"cannot resume: {run_dir} has no config.json")
-        saved = json.loads(config_path.read_text())
+        saved = read_run_config(run_dir)
         for key in ("algorithm", "algorithm_config", "online_config", "env_id"):
             if saved.get(key) != resolved[key]:
                 raise RunError(
@@ -207,12 +260,25 @@ def train_online(
     rng = np.random.default_rng(cfg.seed)
     counters = {"step": 0, "episode": 0, "last_checkpoint": 0, "last_eval": 0}
     ckpt_dir = run_dir / "checkpoints"
-    if resume and checkpoint.latest(ckpt_dir) is not None:
-        last = checkpoint.latest(ckpt_dir)
-        restored = checkpoint.restore(ckpt_dir, last, _payload(state, act_key, 0, pre))
-        state = jax.tree_util.tree_map(lambda x: x[0], restored["states"])
-        act_key = restored["keys"][0]
-        counters = _load_buffer(ckpt_dir / f"buffer_{last}.npz", buffer, rng)
+    if resume:
+        buffers: dict[int, dict] = {}
+
+        def check(step: int) -> None:
+            buffers[step] = _read_buffer(ckpt_dir / f"buffer_{step}.npz", step, buffer)
+
+        try:
+            last, restored = checkpoint.restore_latest(
+                ckpt_dir,
+                _payload(state, act_key, 0, pre),
+                check=check,
+                side_files=lambda step: [f"buffer_{step}.npz"],
+            )
+        except checkpoint.CheckpointError as error:
+            raise RunError(str(error)) from error
+        if last is not None:
+            state = jax.tree_util.tree_map(lambda x: x[0], restored["states"])
+            act_key = restored["keys"][0]
+            counters = _load_buffer(buffers.pop(last), buffer, rng)
         truncate_jsonl(run_dir / "metrics.jsonl", counters["step"])
 
     def update_and_act(state, sums, batch, observation, key):
@@ -233,7 +299,12 @@ def train_online(
     metrics_sum: dict[str, jax.Array] = {}
     metrics_count = 0
     scale = lambda a: low + (np.asarray(a) + 1.0) * 0.5 * (high - low)  # noqa: E731
+    # Checkpoints fall on episode ends (resets are seeded by the episode index), so a
+    # signal stops the run at the end of the episode in flight.
+    stop = StopRequest("the current episode")
+    interrupted = False
     try:
+        stop.__enter__()
         while step < cfg.steps:
             observation, _ = env.reset(seed=cfg.seed * 1_000_003 + counters["episode"])
             episode_return, episode_length = 0.0, 0
@@ -301,16 +372,23 @@ def train_online(
                 step,
                 {"train/episode_return": episode_return, "train/episode_length": episode_length},
             )
-            if step - counters["last_checkpoint"] >= cfg.checkpoint_every or step >= cfg.steps:
+            due = step - counters["last_checkpoint"] >= cfg.checkpoint_every or step >= cfg.steps
+            if due or stop.requested:
                 counters["step"] = step
                 counters["last_checkpoint"] = step
-                checkpoint.save(ckpt_dir, step, _payload(state, act_key, step, pre))
+                # The buffer first: a published step_<N> always has its buffer_<N>.npz.
+                ckpt_dir.mkdir(parents=True, exist_ok=True)
                 _save_buffer(ckpt_dir / f"buffer_{step}.npz", buffer, rng, counters)
+                checkpoint.save(ckpt_dir, step, _payload(state, act_key, step, pre))
                 for old in checkpoint.steps(ckpt_dir)[:-2]:
                     (ckpt_dir / f"buffer_{old}.npz").unlink(missing_ok=True)
-                if stop_after is not None and step >= stop_after and step < cfg.steps:
+                if step < cfg.steps and (
+                    stop.requested or (stop_after is not None and step >= stop_after)
+                ):
+                    interrupted = True
                     break
     finally:
+        stop.__exit__(None, None, None)
         logger.close()
         env.close()
     summary = {
@@ -323,5 +401,12 @@ def train_online(
         if get_task(cfg.env_id)
         else None,
     }
+    summary["interrupted"] = interrupted
     write_json_atomic(run_dir / "summary.json", summary)
+    if interrupted and stop.requested:
+        raise RunInterrupted(
+            f"stopped at step {step} (the end of an episode) with a checkpoint; continue "
+            f"with --resume --run-dir {run_dir}",
+            stop.signum,
+        )
     return summary

@@ -44,7 +44,9 @@ from offrl.core.trainer import (
 )
 from offrl.data.dataset import Dataset, split_by_episode
 from offrl.data.loading import load_dataset
+from offrl.envs.registry import EnvError, check_env_id
 from offrl.run import checkpoint
+from offrl.run.interrupt import RunInterrupted, StopRequest
 from offrl.run.loggers import JsonlLogger, MultiLogger, TensorBoardLogger, truncate_jsonl
 
 
@@ -84,9 +86,67 @@ class TrainConfig:
     progress: bool = True
     """Show a progress bar."""
 
+    def check(self) -> None:
+        """Raise :class:`RunError` naming the first invalid setting (before anything is
+        written)."""
+        check_positive(
+            steps=self.steps,
+            batch_size=self.batch_size,
+            steps_per_call=self.steps_per_call,
+            eval_episodes=self.eval_episodes,
+            checkpoint_every=self.checkpoint_every,
+        )
+        check_non_negative(eval_every=self.eval_every)
+        check_seeds(self.seeds)
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise RunError(
+                f"--validation-fraction must be in [0, 1), got {self.validation_fraction}"
+            )
+        if self.reward_scaling not in REWARD_SCALINGS:
+            raise RunError(
+                f"--reward-scaling must be one of {', '.join(REWARD_SCALINGS)}, "
+                f"got {self.reward_scaling!r}"
+            )
+
+
+REWARD_SCALINGS = ("auto", "none", "locomotion", "antmaze", "standardize")
+
 
 class RunError(RuntimeError):
     """A run that cannot start or resume as asked."""
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_positive(**values) -> None:
+    """Raise :class:`RunError` for the first value that is not a positive integer."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise RunError(f"{_flag(name)} must be a positive integer, got {value!r}")
+
+
+def check_non_negative(**values) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise RunError(f"{_flag(name)} must be 0 or a positive integer, got {value!r}")
+
+
+def check_seeds(seeds) -> None:
+    """Seeds: at least one, integers, no repeats (a repeat would be reported as a
+    second independent seed)."""
+    seeds = tuple(seeds)
+    if not seeds:
+        raise RunError("--seeds is empty; pass at least one seed, e.g. --seeds 0,1,2")
+    if any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
+        raise RunError(f"--seeds must be integers, got {list(seeds)}")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise RunError(
+            f"--seeds repeats {', '.join(map(str, repeated))}; each seed must be distinct "
+            "(a repeated seed is the same run twice, not a new sample)"
+        )
 
 
 @dataclasses.dataclass
@@ -116,21 +176,89 @@ def _to_jsonable(value):
     return value
 
 
-def _from_dict(cls, data: dict):
+def _from_dict(cls, data, source: str = "config.json"):
+    """``cls(**data)`` with lists turned back into tuples; a :class:`RunError` naming
+    ``source`` for anything of the wrong shape."""
+    if not isinstance(data, dict):
+        raise RunError(
+            f"{source}: expected an object of {cls.__name__} settings, got "
+            f"{type(data).__name__}; the file was edited or damaged: restore it or start a "
+            "new run"
+        )
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(data) - set(fields)
     if unknown:
         raise RunError(
-            f"config.json has unknown {cls.__module__}.{cls.__name__} fields "
+            f"{source} has unknown {cls.__module__}.{cls.__name__} fields "
             f"{sorted(unknown)}; it was written by another offrl version"
         )
+    defaults = cls()
     kwargs = {}
     for name, value in data.items():
-        default = getattr(cls(), name, None) if name in fields else None
+        default = getattr(defaults, name)
         if isinstance(value, list) and (isinstance(default, tuple) or name in ("seeds",)):
             value = tuple(value)
+        if default is not None and value is not None and not _same_kind(default, value):
+            raise RunError(
+                f"{source}: {cls.__name__}.{name} is {value!r} ({type(value).__name__}), "
+                f"expected a {type(default).__name__} like the default {default!r}; the file "
+                "was edited or damaged: restore it or start a new run"
+            )
         kwargs[name] = value
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as error:
+        raise RunError(f"{source}: invalid {cls.__name__} settings ({error})") from error
+
+
+def _same_kind(default, value) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) == isinstance(value, bool)
+    if isinstance(default, int | float):
+        return isinstance(value, int | float)
+    if isinstance(default, tuple):
+        return isinstance(value, tuple)
+    return isinstance(value, type(default))
+
+
+def read_run_config(directory: pathlib.Path) -> dict:
+    """``config.json`` of a run directory as a dict, or a one-line :class:`RunError`
+    naming the file."""
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        raise RunError(
+            f"{directory} is not a run directory (no config.json); "
+            "pass the directory that `offrl train` created"
+        )
+    try:
+        saved = json.loads(config_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunError(
+            f"{config_path} is not valid JSON ({error}); restore it from a copy or retrain"
+        ) from error
+    if not isinstance(saved, dict):
+        raise RunError(f"{config_path} holds a {type(saved).__name__}, not a run configuration")
+    required = {
+        "algorithm": str,
+        "algorithm_config": dict,
+        "train_config": dict,
+        "observation_dim": int,
+        "action_dim": int,
+    }
+    for key, kind in required.items():
+        value = saved.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise RunError(
+                f"{config_path}: '{key}' is "
+                + ("missing" if key not in saved else f"{value!r}, not a {kind.__name__}")
+                + "; the file was edited or damaged: restore it or start a new run"
+            )
+    if saved["observation_dim"] < 1 or saved["action_dim"] < 1:
+        raise RunError(f"{config_path}: observation_dim and action_dim must be positive")
+    env_id = saved.get("env_id")
+    if env_id is not None and not isinstance(env_id, str):
+        raise RunError(f"{config_path}: 'env_id' is {env_id!r}, not a string")
+    return saved
 
 
 def write_json_atomic(path: pathlib.Path, data) -> None:
@@ -143,36 +271,45 @@ def _payload(states, keys, step: int, pre: Preprocessor):
     return {"states": states, "keys": keys, "step": np.int32(step), "preprocessor": pre}
 
 
+def parse_run_config(directory: pathlib.Path):
+    """``(saved, algo, algo_config, train_config)`` from a run's ``config.json``, each
+    shape checked; a one-line :class:`RunError` naming the file otherwise."""
+    saved = read_run_config(directory)
+    config_path = directory / "config.json"
+    try:
+        algo = registry.get(saved["algorithm"])
+    except KeyError as error:
+        raise RunError(f"{config_path}: {error.args[0]}") from error
+    algo_config = _from_dict(algo.Config, saved["algorithm_config"], f"{config_path}")
+    train_config = _from_dict(TrainConfig, saved["train_config"], f"{config_path}")
+    try:
+        check_seeds(train_config.seeds)
+    except RunError as error:
+        raise RunError(f"{config_path}: {error}") from error
+    return saved, algo, algo_config, train_config
+
+
 def load_run(directory: str | os.PathLike, step: int | None = None) -> RunContext:
     """Load a run directory's configuration and a checkpoint (the latest by default)."""
     directory = pathlib.Path(directory)
-    config_path = directory / "config.json"
-    if not config_path.is_file():
-        raise RunError(
-            f"{directory} is not a run directory (no config.json); "
-            "pass the directory that `offrl train` created"
-        )
-    try:
-        saved = json.loads(config_path.read_text())
-    except json.JSONDecodeError as error:
-        raise RunError(
-            f"{config_path} is not valid JSON ({error}); restore it from the summary or retrain"
-        ) from error
-    algo = registry.get(saved["algorithm"])
-    algo_config = _from_dict(algo.Config, saved["algorithm_config"])
-    train_config = _from_dict(TrainConfig, saved["train_config"])
+    saved, algo, algo_config, train_config = parse_run_config(directory)
     obs_dim, act_dim = saved["observation_dim"], saved["action_dim"]
     ckpt_dir = directory / "checkpoints"
-    step = checkpoint.latest(ckpt_dir) if step is None else step
+    init_keys, trainer_keys = seed_keys(train_config.seeds)
+    template_states = init_states(algo, algo_config, obs_dim, act_dim, init_keys)
+    template = _payload(template_states, trainer_keys, 0, Preprocessor.identity(obs_dim, act_dim))
+    try:
+        if step is None:
+            step, restored = checkpoint.restore_latest(ckpt_dir, template)
+        else:
+            restored = checkpoint.restore(ckpt_dir, step, template)
+    except checkpoint.CheckpointError as error:
+        raise RunError(str(error)) from error
     if step is None:
         raise RunError(
             f"{directory} has no complete checkpoint yet; train longer "
             f"(checkpoint_every={train_config.checkpoint_every}) or resume it"
         )
-    init_keys, trainer_keys = seed_keys(train_config.seeds)
-    template_states = init_states(algo, algo_config, obs_dim, act_dim, init_keys)
-    template = _payload(template_states, trainer_keys, 0, Preprocessor.identity(obs_dim, act_dim))
-    restored = checkpoint.restore(ckpt_dir, step, template)
     return RunContext(
         directory=directory,
         algo=algo,
@@ -228,10 +365,26 @@ def train(
         stop_after: stop once this many updates are done, with a checkpoint, as if
             interrupted (for time-boxed jobs); continue later with ``resume=True``.
     """
-    algo = registry.get(algorithm)
+    try:
+        algo = registry.get(algorithm)
+    except KeyError as error:
+        raise RunError(error.args[0]) from error
     algorithm = algorithm.replace("-", "_")
     train_config = train_config or TrainConfig()
+    train_config.check()
+    if stop_after is not None:
+        check_positive(stop_after=stop_after)
     run_dir = pathlib.Path(run_dir)
+    config_path = run_dir / "config.json"
+    if resume and not config_path.is_file():
+        raise RunError(
+            f"cannot resume: {run_dir} has no config.json; start a new run without --resume"
+        )
+    if not resume and run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise RunError(
+            f"{run_dir} already exists and is not empty; pass --resume to continue "
+            "it, or choose another --run-dir (nothing was overwritten)"
+        )
     dataset_spec = (
         dataset if isinstance(dataset, str) else (dataset.info.source or dataset.info.name)
     )
@@ -254,6 +407,21 @@ def train(
             f"algo_config is a {type(algo_config).__name__}, expected {algo.__name__}.Config"
         )
     env_id = train_config.env_id or data.info.env_id
+    eval_env_id = env_id  # None: no evaluations in an environment
+    if env_id is not None:
+        try:
+            check_env_id(env_id)
+        except EnvError as error:
+            if train_config.env_id:
+                raise RunError(f"--env-id: {error}") from error
+            print(
+                f"warning: the dataset names an environment offrl will not create ({error}); "
+                "training without evaluations in an environment (pass --env-id ENV to "
+                "evaluate)",
+                file=sys.stderr,
+                flush=True,
+            )
+            eval_env_id = None
 
     resolved = {
         "algorithm": algorithm,
@@ -266,13 +434,8 @@ def train(
         "action_dim": data.action_dim,
         "dataset_sha256": data.digest(),
     }
-    config_path = run_dir / "config.json"
     if resume:
-        if not config_path.is_file():
-            raise RunError(
-                f"cannot resume: {run_dir} has no config.json; start a new run without --resume"
-            )
-        saved = json.loads(config_path.read_text())
+        saved = parse_run_config(run_dir)[0]
         compare = {k: v for k, v in resolved.items()}
         compare["train_config"] = {
             k: v for k, v in resolved["train_config"].items() if k != "progress"
@@ -292,12 +455,6 @@ def train(
                 f"cannot resume {run_dir}: the configuration differs ({detail}). "
                 "Resume with the original arguments, or start a new run directory"
             )
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        raise RunError(
-            f"{run_dir} already exists and is not empty; pass --resume to continue "
-            "it, or choose another --run-dir (nothing was overwritten)"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
 
     # ---- data: split, preprocess, move to the device
     validation: Dataset | None = None
@@ -315,6 +472,7 @@ def train(
     )
     pre = jax.tree_util.tree_map(jnp.asarray, pre)
 
+    run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         from offrl import __version__
 
@@ -329,14 +487,26 @@ def train(
     states = init_states(algo, algo_config, data.observation_dim, data.action_dim, init_keys)
     start_step = 0
     ckpt_dir = run_dir / "checkpoints"
+    metrics_path = run_dir / "metrics.jsonl"
+    # Wall time before this process (None: an earlier process did not record it).
+    wall_before = 0.0
+    previous: list[dict] = []
     if resume:
-        last = checkpoint.latest(ckpt_dir)
+        template = _payload(states, trainer_keys, 0, pre)
+        try:
+            last, restored = checkpoint.restore_latest(ckpt_dir, template)
+        except checkpoint.CheckpointError as error:
+            raise RunError(str(error)) from error
         if last is not None:
-            template = _payload(states, trainer_keys, 0, pre)
-            restored = checkpoint.restore(ckpt_dir, last, template)
             states, trainer_keys = restored["states"], restored["keys"]
             start_step = int(restored["step"])
-        truncate_jsonl(run_dir / "metrics.jsonl", start_step)
+        # Every logged second counts, also those of work after the last checkpoint
+        # that this process repeats.
+        wall_before = _logged_wall(metrics_path)
+        if wall_before is None and not start_step:
+            wall_before = 0.0
+        truncate_jsonl(metrics_path, start_step)
+        previous = _previous_records(metrics_path)
 
     length = chunk_length(
         train_config.steps,
@@ -352,7 +522,7 @@ def train(
     )
     policy = build_policy(algo)
 
-    loggers = [JsonlLogger(run_dir / "metrics.jsonl")]
+    loggers = [JsonlLogger(metrics_path)]
     if train_config.tensorboard:
         loggers.append(TensorBoardLogger(run_dir / "tensorboard"))
     if train_config.wandb_project:
@@ -371,22 +541,16 @@ def train(
         )
     logger = MultiLogger(loggers)
 
-    previous = _previous_records(run_dir / "metrics.jsonl") if resume else []
     evaluations = _previous_evaluations(previous)
-    # Wall time before this process: the last logged total at the checkpoint's step
-    # (None when resuming a run logged before totals were kept).
-    wall_before = 0.0
-    if start_step:
-        wall_before = previous[-1].get("time/wall_seconds") if previous else None
 
     def run_evaluation(step: int) -> dict:
         from offrl.evaluate.rollout import evaluate
 
-        if env_id is None:
+        if eval_env_id is None:
             return {}
         result = evaluate(
             lambda obs, key: policy(states, pre, jnp.asarray(obs), key),
-            env_id,
+            eval_env_id,
             num_seeds=len(seeds),
             num_episodes=train_config.eval_episodes,
         )
@@ -417,14 +581,24 @@ def train(
         f"{algorithm} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})",
     )
     step = start_step
+    saved_step = start_step if start_step else None  # the step of the newest checkpoint
     started = time.perf_counter()
     compile_seconds = None
     interrupted = False
+    stop = StopRequest("the current chunk of updates")
     valid_key = jax.random.PRNGKey(12345)
+
+    def save() -> None:
+        nonlocal saved_step
+        if saved_step != step:
+            checkpoint.save(ckpt_dir, step, _payload(states, trainer_keys, step, pre))
+            saved_step = step
+
     try:
-        with progress:
+        with progress, stop:
             while step < train_config.steps:
                 call_start = time.perf_counter()
+                # states, keys and step move together: a signal only sets stop.signum.
                 states, trainer_keys, metrics = chunk(states, trainer_keys, device_data)
                 jax.block_until_ready(states)
                 if compile_seconds is None:
@@ -449,14 +623,13 @@ def train(
                 logger.log(step, record)
                 progress.update(step, record)
                 if step % train_config.checkpoint_every == 0 or step == train_config.steps:
-                    checkpoint.save(ckpt_dir, step, _payload(states, trainer_keys, step, pre))
-                if stop_after is not None and step >= stop_after and step < train_config.steps:
-                    checkpoint.save(ckpt_dir, step, _payload(states, trainer_keys, step, pre))
+                    save()
+                if step < train_config.steps and (
+                    stop.requested or (stop_after is not None and step >= stop_after)
+                ):
+                    save()
                     interrupted = True
                     break
-    except KeyboardInterrupt:
-        interrupted = True
-        checkpoint.save(ckpt_dir, step, _payload(states, trainer_keys, step, pre))
     finally:
         logger.close()
 
@@ -467,12 +640,27 @@ def train(
     )
     summary["interrupted"] = interrupted
     write_json_atomic(run_dir / "summary.json", summary)
-    if interrupted and stop_after is None:
-        raise KeyboardInterrupt(
-            f"stopped at step {step}; checkpoint written, continue with "
-            f"--resume --run-dir {run_dir}"
+    if interrupted and stop.requested:
+        raise RunInterrupted(
+            f"stopped at step {step} with a checkpoint; continue with --resume --run-dir {run_dir}",
+            stop.signum,
         )
     return summary
+
+
+def _logged_wall(path: pathlib.Path) -> float | None:
+    """The largest ``time/wall_seconds`` in ``path`` (0 when nothing was logged;
+    ``None`` when records exist but none carries the total)."""
+    from offrl.run.loggers import read_jsonl
+
+    if not path.exists():
+        return 0.0
+    walls = [
+        r["time/wall_seconds"]
+        for r in read_jsonl(path, warn=False)
+        if isinstance(r.get("time/wall_seconds"), int | float)
+    ]
+    return max(walls) if walls else None
 
 
 def total_wall(wall_before: float | None, elapsed: float) -> float | None:

@@ -105,7 +105,14 @@ def build_suite_dataset(name: str, force: bool = False) -> pathlib.Path:
 
 def load_suite_dataset(name: str) -> Dataset:
     from offrl.data.formats.minari import read_minari
+    from offrl.data.validate import DatasetError
 
+    if name not in available():
+        raise DatasetError(
+            f"unknown suite dataset 'suite:{name}'",
+            field="dataset",
+            fix=f"choose one of {', '.join(available())} (offrl suite list)",
+        )
     dataset = read_minari(build_suite_dataset(name))
     return dataset.replace(
         info=dataset.info.__class__(
@@ -198,6 +205,10 @@ def write_card(path: pathlib.Path, card: dict) -> None:
 
 
 def read_card(name: str) -> str:
+    if name not in available():  # also keeps paths such as ../x out of the cache
+        raise FileNotFoundError(
+            f"unknown suite dataset '{name}'; available: {', '.join(available())}"
+        )
     path = cache_dir() / name / "card.md"
     if not path.exists():
         raise FileNotFoundError(f"no card for '{name}': build it first (offrl suite build {name})")

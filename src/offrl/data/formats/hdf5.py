@@ -97,21 +97,17 @@ def read_d4rl_hdf5(
             np.asarray(f["next_observations"][()]) if "next_observations" in f else None
         )
         optional = {name: _read(f, name, source) for name in ("costs", "margins") if name in f}
-    n = len(rewards)
-    for name, value in (
-        ("observations", observations),
-        ("actions", actions),
-        ("terminals", terminals),
-        ("timeouts", timeouts),
-        *optional.items(),
-    ):
-        if len(value) != n:
-            raise DatasetError(
-                f"has {len(value)} rows but 'rewards' has {n}",
-                field=name,
-                source=source,
-                fix="every array must have one row per transition",
-            )
+    arrays = {
+        "observations": observations,
+        "actions": actions,
+        "rewards": rewards,
+        "terminals": terminals,
+        "timeouts": timeouts,
+        **optional,
+    }
+    if next_observations is not None:
+        arrays["next_observations"] = next_observations
+    n = _check_d4rl_arrays(arrays, source)
     rewards = rewards.reshape(n)
     terminations = terminals.reshape(n).astype(bool)
     truncations = timeouts.reshape(n).astype(bool) & ~terminations
@@ -175,6 +171,69 @@ def read_d4rl_hdf5(
     if validate_data:
         dataset = validate(dataset, observation_space, action_space)
     return dataset
+
+
+_SCALAR_PER_STEP = ("rewards", "terminals", "timeouts", "costs", "margins")
+
+
+def _check_d4rl_arrays(arrays: dict[str, np.ndarray], source: str) -> int:
+    """The number of rows, after checking what the import itself relies on: at least
+    one row, aligned lengths, one scalar per step where one is expected, and flags
+    that are 0/1 (a float ``terminals`` array must not become 1,000 one-step
+    episodes through ``astype(bool)``)."""
+
+    def fail(message: str, name: str, fix: str, index: int | None = None) -> DatasetError:
+        return DatasetError(message, field=name, index=index, source=source, fix=fix)
+
+    rewards = arrays["rewards"]
+    if rewards.ndim == 0:
+        raise fail(
+            "is a scalar, expected one value per step", "rewards", "store one reward per row"
+        )
+    n = rewards.shape[0]
+    if n == 0:
+        empty = sorted(k for k, v in arrays.items() if v.ndim and v.shape[0] == 0)
+        raise fail(
+            f"the file holds no transitions (empty arrays: {', '.join(empty)})",
+            "rewards",
+            "export at least one episode into the file",
+        )
+    for name, value in arrays.items():
+        if value.ndim == 0 or value.shape[0] != n:
+            rows = "a scalar" if value.ndim == 0 else f"{value.shape[0]} rows"
+            raise fail(
+                f"has {rows} but 'rewards' has {n}",
+                name,
+                "every array must have one row per transition",
+            )
+        if not (value.dtype == bool or np.issubdtype(value.dtype, np.number)):
+            raise fail(
+                f"has dtype {value.dtype}, expected numbers",
+                name,
+                "store numeric arrays (float32 values, bool or 0/1 flags)",
+            )
+    for name in _SCALAR_PER_STEP:
+        if name in arrays and arrays[name].size != n:
+            raise fail(
+                f"has shape {arrays[name].shape}, expected ({n},): one value per step",
+                name,
+                f"store one scalar per row (for several {name} per step, keep one or sum them)",
+            )
+    for name in ("terminals", "timeouts"):
+        value = arrays[name].reshape(n)
+        if value.dtype == bool:
+            continue
+        bad = np.flatnonzero((value != 0) & (value != 1))
+        if bad.size:
+            i = int(bad[0])
+            raise fail(
+                f"holds {value[i]!r} at row {i} ({bad.size} rows are neither 0 nor 1), but "
+                "flags must be 0 or 1",
+                name,
+                f"store '{name}' as booleans or 0/1; if these are probabilities or costs, "
+                "threshold them yourself or move them to another array",
+            )
+    return n
 
 
 def _demo_sort_key(name: str):

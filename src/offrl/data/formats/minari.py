@@ -55,8 +55,6 @@ def resolve_minari_path(path_or_id: str | os.PathLike) -> pathlib.Path:
 
 def read_minari(path_or_id: str | os.PathLike, validate_data: bool = True) -> Dataset:
     """Load a local Minari dataset (HDF5 or Arrow) into a host-side :class:`Dataset`."""
-    from minari.dataset.minari_storage import MinariStorage
-
     data_path = resolve_minari_path(path_or_id)
     try:
         metadata = json.loads((data_path / "metadata.json").read_text())
@@ -67,8 +65,15 @@ def read_minari(path_or_id: str | os.PathLike, validate_data: bool = True) -> Da
             source=str(data_path),
             fix="restore the file or rebuild the dataset",
         ) from error
+    if not isinstance(metadata, dict):
+        raise DatasetError(
+            f"metadata.json holds a {type(metadata).__name__}, not an object",
+            field="metadata.json",
+            source=str(data_path),
+            fix="restore the file or rebuild the dataset",
+        )
     try:
-        storage = MinariStorage.read(data_path)
+        storage = _open_storage(data_path, metadata)
         raw_episodes = list(storage.get_episodes(range(storage.total_episodes)))
     except DatasetError:
         raise
@@ -137,13 +142,7 @@ def read_minari(path_or_id: str | os.PathLike, validate_data: bool = True) -> Da
             fix="record at least one episode",
         )
 
-    env_id = None
-    spec_json = metadata.get("env_spec")
-    if spec_json:
-        try:
-            env_id = json.loads(spec_json).get("id")
-        except (json.JSONDecodeError, AttributeError):
-            env_id = None
+    env_id = _spec_id(metadata)
     info = DatasetInfo(
         name=metadata.get("dataset_id", data_path.parent.name),
         env_id=env_id,
@@ -159,6 +158,87 @@ def read_minari(path_or_id: str | os.PathLike, validate_data: bool = True) -> Da
         )
         dataset = validate(dataset, flat_obs, flat_act)
     return dataset
+
+
+def _spec_id(metadata: dict) -> str | None:
+    """The environment id in ``metadata["env_spec"]``, read as plain JSON: the
+    spec's ``entry_point`` and ``kwargs`` are never used (they name code)."""
+    spec_json = metadata.get("env_spec")
+    if not isinstance(spec_json, str):
+        return None
+    try:
+        env_id = json.loads(spec_json).get("id")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    return env_id if isinstance(env_id, str) and env_id else None
+
+
+def _open_storage(data_path: pathlib.Path, metadata: dict):
+    """Minari's storage object for ``data_path``, built without running any code the
+    metadata names.
+
+    ``MinariStorage.read`` builds the environment from ``metadata["env_spec"]``
+    (importing and calling its ``entry_point``) when a space is missing; a
+    shared dataset could run anything that way. Here the spaces come only from
+    the serialized ``observation_space`` and ``action_space`` (plain JSON), or,
+    for a dataset written without them, from a registered Gymnasium id.
+    """
+    from minari.dataset._storages import get_minari_storage, get_storage_keys
+    from minari.serialization import deserialize_space
+
+    def fail(message: str, fix: str) -> DatasetError:
+        return DatasetError(message, field="metadata.json", source=str(data_path), fix=fix)
+
+    data_format = metadata.get("data_format")
+    if data_format not in get_storage_keys():
+        raise fail(
+            f"names data_format {data_format!r}; Minari reads {', '.join(get_storage_keys())}",
+            "restore the file or rebuild the dataset",
+        )
+    spaces = {}
+    for name in ("observation_space", "action_space"):
+        serialized = metadata.get(name)
+        if serialized is None:
+            continue
+        try:
+            spaces[name] = deserialize_space(serialized)
+        except Exception as error:  # malformed JSON, unknown space types, bad dtypes
+            raise fail(
+                f"'{name}' is not a serialized Gymnasium space ({type(error).__name__}: {error})",
+                "restore the file or rebuild the dataset",
+            ) from error
+    if len(spaces) < 2:
+        env_id = _spec_id(metadata)
+        missing = [n for n in ("observation_space", "action_space") if n not in spaces]
+        if env_id is None:
+            raise fail(
+                f"has no {' or '.join(missing)} and no environment id to take them from",
+                "rebuild the dataset with Minari >= 0.4, which records both spaces",
+            )
+        from offrl.envs.registry import EnvError, make_env
+
+        try:
+            # Only a registered id (or a module:Env the user allowed): never the
+            # metadata's entry_point or kwargs.
+            if ":" in env_id:
+                raise EnvError(f"'{env_id}' names a module")
+            env = make_env(env_id)
+        except Exception as error:  # unregistered id, missing dependencies
+            raise fail(
+                f"has no {' or '.join(missing)}, and its environment '{env_id}' is not a "
+                f"registered Gymnasium id ({error}); offrl does not build environments "
+                "from a dataset's entry_point",
+                "rebuild the dataset with Minari >= 0.4 (it records both spaces)",
+            ) from error
+        spaces.setdefault("observation_space", env.observation_space)
+        spaces.setdefault("action_space", env.action_space)
+        env.close()
+    return get_minari_storage(data_format)(
+        data_path,
+        spaces["observation_space"],
+        spaces["action_space"],
+        jpeg_encoding=bool(metadata.get("jpeg_encoding", True)),
+    )
 
 
 def write_minari(
