@@ -246,21 +246,21 @@ def test_online_sac_interrupt_stops_at_the_episode_end_and_resumes_bitwise(tmp_p
 
     config = online.OnlineConfig(
         env_id="Pendulum-v1",
-        steps=600,
+        steps=400,
         start_steps=100,
-        eval_every=300,
+        eval_every=200,
         eval_episodes=1,
         checkpoint_every=1000,  # only the stop writes a checkpoint before the end
         progress=False,
-        batch_size=32,
+        batch_size=16,
     )
-    small = sac.Config(hidden_dims=(32, 32))
+    small = sac.Config(hidden_dims=(16, 16))
     online.train_online("sac", tmp_path / "ref", config, small)
-    _send_on_call(monkeypatch, online.ReplayBuffer, "sample", 150)  # at step 250
+    _send_on_call(monkeypatch, online.ReplayBuffer, "sample", 50)  # at step 150
     with pytest.raises(RunInterrupted, match="end of an episode"):
         online.train_online("sac", tmp_path / "run", config, small)
     monkeypatch.undo()
-    assert checkpoint.steps(tmp_path / "run" / "checkpoints") == [400]
+    assert checkpoint.steps(tmp_path / "run" / "checkpoints") == [200]
     online.train_online("sac", tmp_path / "run", config, small, resume=True)
     assert_bitwise_equal(load_run(tmp_path / "run").states, load_run(tmp_path / "ref").states)
 
