@@ -136,3 +136,92 @@ def test_suite_list(capsys):
 def test_usage_errors_exit_cleanly(argv, capsys):
     code, _ = run(argv, capsys)
     assert code == 2
+
+
+HELP_COMMANDS = [
+    ["--help"],
+    ["train", "--help"],
+    *[["train", name, "--help"] for name in ("bc", "td3_bc", "iql", "cql", "calql", "td3_bc_lag")],
+    ["finetune", "--help"],
+    *[["finetune", name, "--help"] for name in ("iql", "rlpd", "resfit", "h2o")],
+    ["online", "--help"],
+    ["online", "sac", "--help"],
+    ["safety", "--help"],
+    ["safety", "fit", "--help"],
+    ["data", "--help"],
+    *[["data", verb, "--help"] for verb in ("inspect", "validate", "convert")],
+    ["suite", "--help"],
+    ["suite", "build", "--help"],
+    ["eval", "--help"],
+    ["select", "--help"],
+    ["report", "--help"],
+    ["bench", "--help"],
+    ["quickstart", "--help"],
+]
+
+
+@pytest.mark.parametrize("argv", HELP_COMMANDS, ids=" ".join)
+def test_every_help_exits_0_with_plain_text(argv, capsys):
+    code, out = run(argv, capsys)
+    assert code == 0, out
+    assert "usage" in out.lower() or "offrl train ALGO" in out
+    description = out.split("-h, --help")[0]  # the command's text, before its options
+    assert "``" not in description and ":func:" not in description
+
+
+def test_algorithm_help_is_not_cut_at_a_role(capsys):
+    code, out = run(["train", "iql", "--help"], capsys)
+    # The docstring continues past its cross-reference to the end of the paragraph.
+    assert code == 0 and "resolve_reward_scaling" in out and "initialised at 0" in out
+
+
+def test_resume_takes_the_saved_configuration(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    argv = ["train", "bc", "--dataset", "suite:pendulum-expert", "--run-dir", str(run_dir)]
+    argv += ["--steps", "200", "--steps-per-call", "100", "--checkpoint-every", "100"]
+    argv += ["--eval-every", "200", "--eval-episodes", "1", "--hidden-dims", "16", "16"]
+    code, out = run(argv + ["--stop-after", "100", "--no-progress"], capsys)
+    assert code == 0, out
+    # Contradicting a saved option is refused; leaving options out keeps them.
+    code, out = run(
+        ["train", "bc", "--run-dir", str(run_dir), "--resume", "--steps", "300"], capsys
+    )
+    assert code == 2 and "differs" in out and "steps" in out
+    code, out = run(["train", "iql", "--run-dir", str(run_dir), "--resume"], capsys)
+    assert code == 2 and "holds a bc run" in out
+    code, out = run(["train", "bc", "--run-dir", str(run_dir), "--resume"], capsys)
+    assert code == 0, out
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == 200 and summary["resumed_at_step"] == 100
+    # Without a terminal, progress comes as plain lines on stderr.
+    assert "[bc (1 seed)] 200/200" in out
+
+
+def test_data_convert_to_a_relative_path(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out = run(["data", "convert", "suite:pendulum-expert", "converted"], capsys)
+    assert code == 0, out
+    code, out = run(["data", "validate", "converted"], capsys)
+    assert code == 0 and "valid" in out
+
+
+@pytest.mark.parametrize("command", ["select", "report"])
+def test_select_and_report_need_a_run_directory(command, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out = run([command], capsys)
+    assert code == 2 and "at least one run directory" in out
+    assert not (tmp_path / "report.html").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "rlpd", "--dataset", "x"], "offrl finetune rlpd"),
+        (["train", "sac", "--dataset", "x"], "offrl online sac"),
+        (["train", "nope"], "offrl train runs bc, td3_bc"),
+        (["finetune", "bc"], "offrl finetune runs iql"),
+    ],
+)
+def test_algorithm_names_point_to_the_right_command(argv, message, capsys):
+    code, out = run(argv, capsys)
+    assert code == 2 and message in out

@@ -26,7 +26,7 @@ import tyro
 
 from offrl.core import registry
 
-_USAGE = __doc__
+_USAGE = __doc__.replace("``", "`")
 
 
 def _split_commas(argv: list[str]) -> list[str]:
@@ -41,6 +41,34 @@ def _split_commas(argv: list[str]) -> list[str]:
         if arg.startswith("--"):
             expand = arg in ("--seeds", "--algorithms", "--datasets")
     return out
+
+
+def _group_help(argv: list[str], usage: str) -> None:
+    """``offrl GROUP --help``: print the group's usage and exit 0."""
+    if argv and argv[0] in ("-h", "--help", "help"):
+        print(usage)
+        raise SystemExit(0)
+
+
+def _option_value(argv: list[str], flag: str) -> str | None:
+    """The value given to ``flag`` (``--flag V`` or ``--flag=V``), else ``None``."""
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _plain(doc: str | None) -> str:
+    """A module docstring as help text: reST markup (``x``, :func:`a.b`, ``::``) as
+    plain text (the help parser stops at a line that starts with a reST role)."""
+    import re
+
+    text = (doc or "").strip()
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"`\1`", text)
+    text = text.replace("``", "`").replace("::\n", ":\n")
+    return text
 
 
 def _default_run_dir(algorithm: str, dataset: str) -> str:
@@ -85,40 +113,73 @@ def _trust_env_ids(argv: list[str]) -> None:
 
 # --------------------------------------------------------------------------- train
 def cmd_train(argv: list[str]) -> None:
-    from offrl.run.train import RunError, TrainConfig, train
+    from offrl.run.train import RunError, TrainConfig, parse_run_config, train
 
+    if argv and argv[0] in ("-h", "--help"):
+        print(
+            "usage: offrl train ALGO --dataset DATASET [options]   (offrl train ALGO --help "
+            f"lists the options)\nALGO: {', '.join(registry.OFFLINE_ALGORITHMS)}"
+        )
+        raise SystemExit(0)
     if not argv or argv[0].startswith("-"):
         _fail(
             f"offrl train needs an algorithm: offrl train ALGO --dataset ...; "
             f"ALGO is one of {', '.join(registry.OFFLINE_ALGORITHMS)}"
         )
-    name = argv[0].replace("-", "_")
-    try:
-        algo_module = registry.get(name)
-    except KeyError as error:
-        _fail(error)
+    name = argv[0].replace("-", "_").lower()
     if name not in registry.OFFLINE_ALGORITHMS:
-        _fail(f"'{name}' trains online; use: offrl online {name} --env-id ENV")
+        if name in ("rlpd", "h2o", "resfit"):
+            _fail(f"'{name}' learns online with offline data: offrl finetune {name} ...")
+        if name == "sac":
+            _fail("'sac' trains online: offrl online sac --env-id ENV")
+        _fail(
+            f"unknown algorithm '{argv[0]}'; offrl train runs "
+            f"{', '.join(registry.OFFLINE_ALGORITHMS)}"
+        )
+    algo_module = registry.get(name)
+    rest = _split_commas(argv[1:])
+    # --resume continues with the saved configuration: options left out keep their
+    # saved values, and only an option that contradicts them is refused.
+    train_defaults, algo_defaults, dataset_default = TrainConfig(), algo_module.Config(), None
+    run_dir_arg = _option_value(rest, "--run-dir")
+    if "--resume" in rest and run_dir_arg is not None:
+        try:
+            saved, saved_algo, algo_defaults, train_defaults = parse_run_config(
+                pathlib.Path(run_dir_arg)
+            )
+        except RunError as error:
+            _fail(error)
+        if saved_algo is not algo_module:
+            _fail(
+                f"{run_dir_arg} holds a {saved['algorithm']} run; resume it with "
+                f"offrl train {saved['algorithm']} --run-dir {run_dir_arg} --resume"
+            )
+        dataset_default = saved.get("dataset")
+        train_defaults = dataclasses.replace(train_defaults, progress=True)  # not a setting
 
     @dataclasses.dataclass(frozen=True)
     class Args:
-        dataset: str
+        dataset: str | None = dataset_default
         """Dataset: a .hdf5 file (D4RL- or robomimic-style), a Minari dataset directory or id,
-        or suite:NAME (see `offrl suite list`)."""
+        or suite:NAME (see `offrl suite list`). Required, except with --resume (the saved
+        one)."""
         run_dir: str | None = None
         """Run directory (default: runs/ALGO-DATASET[-N])."""
         resume: bool = False
-        """Continue the run in --run-dir from its last checkpoint."""
+        """Continue the run in --run-dir from its last checkpoint, with its saved
+        configuration (options given must agree with it)."""
         stop_after: int | None = None
         """Stop after this many updates with a checkpoint (time-boxed jobs); continue with
         --resume."""
-        train: Annotated[TrainConfig, tyro.conf.OmitArgPrefixes] = TrainConfig()
-        algo: Annotated[algo_module.Config, tyro.conf.OmitArgPrefixes] = algo_module.Config()
+        train: Annotated[TrainConfig, tyro.conf.OmitArgPrefixes] = train_defaults
+        algo: Annotated[algo_module.Config, tyro.conf.OmitArgPrefixes] = algo_defaults
 
-    Args.__doc__ = f"Train {name} offline.\n\n{(algo_module.__doc__ or '').strip()}"
-    args = tyro.cli(Args, args=_split_commas(argv[1:]), prog=f"offrl train {name}")
+    Args.__doc__ = f"Train {name} offline.\n\n{_plain(algo_module.__doc__)}"
+    args = tyro.cli(Args, args=rest, prog=f"offrl train {name}")
     if args.resume and args.run_dir is None:
         _fail("--resume needs --run-dir: the run to continue")
+    if args.dataset is None:
+        _fail("--dataset is required: the data to train on (see offrl suite list)")
     run_dir = args.run_dir or _default_run_dir(name, args.dataset)
     try:
         summary = train(
@@ -299,6 +360,8 @@ def cmd_select(argv: list[str]) -> None:
     from offrl.evaluate.selection import analyze_run, choose, rank_selectors
 
     args = tyro.cli(_OfflineArgs, args=argv, prog="offrl select")
+    if not args.run_dirs:
+        _fail("offrl select needs at least one run directory: offrl select RUN_DIR ...")
     console = Console()
     for run_dir in args.run_dirs:
         try:
@@ -358,6 +421,8 @@ def cmd_report(argv: list[str]) -> None:
         """The HTML file to write."""
 
     args = tyro.cli(Args, args=argv, prog="offrl report")
+    if not args.run_dirs:
+        _fail("offrl report needs at least one run directory: offrl report RUN_DIR ...")
     try:
         path = write_report(
             list(args.run_dirs),
@@ -384,8 +449,10 @@ def cmd_data(argv: list[str]) -> None:
     from offrl.data.loading import load_dataset
 
     console = Console()
+    usage = "usage: offrl data inspect|validate|convert ... (add --help to any of them)"
+    _group_help(argv, usage)
     if not argv or argv[0] not in ("inspect", "validate", "convert"):
-        _fail("usage: offrl data inspect|validate|convert ... (add --help to any of them)")
+        _fail(usage)
     verb, rest = argv[0], argv[1:]
 
     @dataclasses.dataclass(frozen=True)
@@ -458,8 +525,10 @@ def cmd_online(argv: list[str]) -> None:
     from offrl.run.online import OnlineConfig, train_online
     from offrl.run.train import RunError
 
+    usage = "usage: offrl online sac --env-id ENV [options] (offrl online sac --help lists them)"
+    _group_help(argv, usage)
     if not argv or argv[0].replace("-", "_") != "sac":
-        _fail("usage: offrl online sac --env-id ENV [options]")
+        _fail(usage)
     sac_module = registry.get("sac")
 
     @dataclasses.dataclass(frozen=True)
@@ -471,7 +540,7 @@ def cmd_online(argv: list[str]) -> None:
         online: Annotated[OnlineConfig, tyro.conf.OmitArgPrefixes] = OnlineConfig()
         algo: Annotated[sac_module.Config, tyro.conf.OmitArgPrefixes] = sac_module.Config()
 
-    Args.__doc__ = f"Train SAC online.\n\n{(sac_module.__doc__ or '').strip()}"
+    Args.__doc__ = f"Train SAC online.\n\n{_plain(sac_module.__doc__)}"
     args = tyro.cli(Args, args=argv[1:], prog="offrl online sac")
     run_dir = args.run_dir or _default_run_dir("sac", args.online.env_id)
     try:
@@ -495,16 +564,24 @@ def cmd_finetune(argv: list[str]) -> None:
     from offrl.finetune.loop import FinetuneConfig, finetune
     from offrl.run.train import RunError, load_run
 
+    _group_help(
+        argv,
+        "usage: offrl finetune ALGO --from RUN_DIR [options]   (from an offline run)\n"
+        "       offrl finetune ALGO --dataset DATASET [options] (online with offline data)\n"
+        f"ALGO: {', '.join(registry.FINETUNE_ALGORITHMS)}; offrl finetune ALGO --help lists "
+        "the options",
+    )
     if not argv or argv[0].startswith("-"):
         _fail(
             "offrl finetune needs an algorithm: offrl finetune ALGO --from RUN_DIR ...; "
             f"ALGO is one of {', '.join(registry.FINETUNE_ALGORITHMS)}"
         )
-    name = argv[0].replace("-", "_")
+    name = argv[0].replace("-", "_").lower()
     if name not in registry.FINETUNE_ALGORITHMS:
+        known = name in registry.names()
         _fail(
-            f"'{name}' is not fine-tuned online; use one of "
-            f"{', '.join(registry.FINETUNE_ALGORITHMS)}"
+            (f"'{name}' is not fine-tuned online" if known else f"unknown algorithm '{argv[0]}'")
+            + f"; offrl finetune runs {', '.join(registry.FINETUNE_ALGORITHMS)}"
         )
     algo_module = registry.get(name)
     # A run's own settings are the defaults when fine-tuning the same algorithm.
@@ -536,7 +613,7 @@ def cmd_finetune(argv: list[str]) -> None:
         finetune: Annotated[FinetuneConfig, tyro.conf.OmitArgPrefixes] = FinetuneConfig()
         algo: Annotated[algo_module.Config, tyro.conf.OmitArgPrefixes] = defaults
 
-    Args.__doc__ = f"Fine-tune {name} online.\n\n{(algo_module.__doc__ or '').strip()}"
+    Args.__doc__ = f"Fine-tune {name} online.\n\n{_plain(algo_module.__doc__)}"
     args = tyro.cli(Args, args=_split_commas(rest), prog=f"offrl finetune {name}")
     if args.resume and args.run_dir is None:
         _fail("--resume needs --run-dir: the run to continue")
@@ -569,8 +646,10 @@ def cmd_suite(argv: list[str]) -> None:
     from offrl.suites.behavior import BehaviorError
 
     console = Console()
+    usage = "usage: offrl suite list | offrl suite build NAME [--force] | offrl suite card NAME"
+    _group_help(argv, usage)
     if not argv or argv[0] not in ("list", "build", "card"):
-        _fail("usage: offrl suite list | offrl suite build NAME [--force] | offrl suite card NAME")
+        _fail(usage)
     if argv[0] == "card":
         if len(argv) != 2:
             _fail("usage: offrl suite card NAME")
@@ -637,6 +716,13 @@ def cmd_quickstart(argv: list[str]) -> None:
 
 
 def cmd_safety(argv: list[str]) -> None:
+    _group_help(
+        argv,
+        "usage: offrl safety fit --dataset DATASET [--run-dir DIR] [options]: learn a control "
+        "barrier function (V-OCBF) from a dataset with safety margins; then offrl eval "
+        "POLICY_RUN --filter DIR puts it in front of any policy (offrl safety fit --help lists "
+        "the options)",
+    )
     if not argv or argv[0] != "fit":
         _fail(
             "usage: offrl safety fit --dataset DATASET [--run-dir DIR] [options]: learn a "

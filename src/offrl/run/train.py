@@ -579,6 +579,7 @@ def train(
         train_config.steps,
         start_step,
         f"{algorithm} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})",
+        lines=train_config.progress and not sys.stderr.isatty(),
     )
     step = start_step
     saved_step = start_step if start_step else None  # the step of the newest checkpoint
@@ -723,10 +724,23 @@ def _summary(
 class _Progress:
     """A rich progress bar with updates/s, losses and the last evaluation."""
 
-    def __init__(self, enabled: bool, total: int, start: int, label: str, unit: str = "upd/s"):
+    def __init__(
+        self,
+        enabled: bool,
+        total: int,
+        start: int,
+        label: str,
+        unit: str = "upd/s",
+        lines: bool = False,
+        every_seconds: float = 30.0,
+    ):
+        """``enabled``: a live bar (a terminal). ``lines``: instead, a plain line on
+        stderr at most every ``every_seconds`` and at every evaluation (logs, CI)."""
         self.enabled = enabled
         self.total, self.start, self.label, self.unit = total, start, label, unit
         self.last_eval = ""
+        self.lines, self.every_seconds = lines and not enabled, every_seconds
+        self._last_line = time.perf_counter()
         if enabled:
             from rich.progress import (
                 BarColumn,
@@ -767,3 +781,13 @@ class _Progress:
         info = f"{_format_metrics(record)}  {self.last_eval}"
         if self.enabled:
             self._progress.update(self._task, completed=step, speed=speed, info=info)
+        elif self.lines:
+            now = time.perf_counter()
+            evaluated = any(k.startswith("eval/") for k in record)
+            if evaluated or now - self._last_line >= self.every_seconds or step >= self.total:
+                self._last_line = now
+                print(
+                    f"[{self.label}] {step}/{self.total}  {speed}  {info}".rstrip(),
+                    file=sys.stderr,
+                    flush=True,
+                )

@@ -263,7 +263,8 @@ def write_minari(
 
     if data_format not in ("hdf5", "arrow"):
         raise ValueError(f"data_format must be 'hdf5' or 'arrow', got '{data_format}'")
-    path = pathlib.Path(path)
+    # Absolute: Minari joins a relative data path onto itself (".x/data/.x/data/...").
+    path = pathlib.Path(path).absolute()
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
     from offrl.envs.safety import margin_function, register
