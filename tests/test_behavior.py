@@ -116,3 +116,45 @@ def test_ship_and_build_the_policy_levels(hopper_run, tmp_path, monkeypatch):
     np.testing.assert_array_equal(mixed.observations[300:], expert.observations[:300])
     description = locomotion.behavior("hopper-medium")
     assert f"checkpoint step {first}" in description and "stochastic" in description
+
+
+@pytest.mark.parametrize("name", ["resfit", "vocbf", "td3_bc"])
+def test_policy_files_hold_everything_act_reads(name, tmp_path):
+    """ResFiT acts through its frozen base, V-OCBF through its filter networks: a
+    policy file that kept only the actor reloaded them as fresh random networks."""
+    from test_contract import small_config
+
+    from offrl.core.trainer import Preprocessor, init_states, seed_keys
+    from offrl.run.train import _payload, _to_jsonable, write_json_atomic
+
+    algo, config = small_config(name)
+    init_keys, keys = seed_keys((0, 1))
+    states = init_states(algo, config, 3, 2, init_keys)
+    pre = Preprocessor.identity(3, 2)
+    run = tmp_path / "run"
+    checkpoint.save(run / "checkpoints", 5, _payload(states, keys, 5, pre))
+    write_json_atomic(
+        run / "config.json",
+        {
+            "algorithm": name,
+            "algorithm_config": _to_jsonable(config),
+            "train_config": {"seeds": [0, 1]},
+            "observation_dim": 3,
+            "action_dim": 2,
+            "env_id": None,
+        },
+    )
+    observations = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32)
+    run_policy, _ = load_policy(run)
+    for seed_index in (0, 1):
+        path = behavior.export_policy(run, tmp_path / f"p{seed_index}.npz", seed_index=seed_index)
+        policy = behavior.load_policy_file(path)
+        expected = np.asarray(run_policy(np.stack([observations] * 2), jax.random.PRNGKey(0)))
+        got = policy.act(observations, jax.random.PRNGKey(0), deterministic=True)
+        np.testing.assert_array_equal(got, expected[seed_index])
+    if name != "td3_bc":  # a file without the other networks is refused, not guessed
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files if not k.startswith("state/")}
+        np.savez(tmp_path / "actor-only.npz", **arrays)
+        with pytest.raises(behavior.BehaviorError, match="needs its"):
+            behavior.load_policy_file(tmp_path / "actor-only.npz")

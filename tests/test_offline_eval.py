@@ -356,3 +356,32 @@ def test_cli_select_and_report_name_bad_run_dirs(tmp_path, capsys):
         with pytest.raises(SystemExit):
             main([command, str(tmp_path)])
         assert "not a run directory" in capsys.readouterr().err
+
+
+def test_diagnostics_advice_names_only_options_that_exist():
+    """The verdicts once advised critic dropout and LayerNorm, which no offline
+    algorithm could switch on; every flag they name must be a real option."""
+    import dataclasses
+    import inspect
+    import re
+
+    import jax
+    from flax import traverse_util
+
+    from offrl.core import registry
+    from offrl.core.trainer import example_batch
+    from offrl.evaluate import diagnostics
+
+    source = inspect.getsource(diagnostics)
+    flags = set(re.findall(r"--([a-z][a-z-]+)", source))
+    assert "critic-layer-norm" in flags and "dropout" not in source.lower()
+    for name in ("td3_bc", "iql", "cql", "calql"):
+        algo = registry.get(name)
+        options = {f.name.replace("_", "-") for f in dataclasses.fields(algo.Config)}
+        assert flags <= options, (name, flags - options)
+        config = algo.Config(hidden_dims=(8, 8), critic_layer_norm=True)
+        if name in ("cql", "calql"):
+            config = dataclasses.replace(config, critic_hidden_dims=(8, 8))
+        state = algo.init(config, example_batch(3, 2), jax.random.PRNGKey(0))
+        names = "/".join(traverse_util.flatten_dict(state.critic.params, sep="/"))
+        assert "LayerNorm" in names, name

@@ -84,6 +84,9 @@ class Config:
     """Target entropy; ``None`` means ``-action_dim``."""
     num_critics: int = 2
     """Size of the critic ensemble."""
+    critic_layer_norm: bool = False
+    """LayerNorm after each hidden layer of the critics (as RLPD and ReBRAC): the remedy
+    the training diagnostics suggest for a diverging or extrapolating critic."""
     calibrated: bool = True
     """Apply the return-to-go floor (False: plain CQL, for ablations)."""
 

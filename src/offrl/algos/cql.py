@@ -86,6 +86,9 @@ class Config:
     """Target entropy; ``None`` means ``-action_dim``."""
     num_critics: int = 2
     """Size of the critic ensemble."""
+    critic_layer_norm: bool = False
+    """LayerNorm after each hidden layer of the critics (as RLPD and ReBRAC): the remedy
+    the training diagnostics suggest for a diverging or extrapolating critic."""
 
 
 @struct.dataclass
@@ -103,7 +106,11 @@ def init(config: Config, example_batch, key: jax.Array) -> State:
     key, actor_key, critic_key = jax.random.split(key, 3)
     observations, actions = example_batch["observations"], example_batch["actions"]
     actor_module = GaussianPolicy(actions.shape[-1], config.hidden_dims, tanh_squash=True)
-    critic_module = QEnsemble(config.critic_hidden_dims or config.hidden_dims, config.num_critics)
+    critic_module = QEnsemble(
+        config.critic_hidden_dims or config.hidden_dims,
+        config.num_critics,
+        config.critic_layer_norm,
+    )
     actor_params = actor_module.init(actor_key, observations)
     critic_params = critic_module.init(critic_key, observations, actions)
     return State(

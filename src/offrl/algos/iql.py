@@ -81,6 +81,9 @@ class Config:
     """Steps of the actor's cosine learning-rate decay; the trainer sets it to the run length."""
     num_critics: int = 2
     """Size of the Q ensemble."""
+    critic_layer_norm: bool = False
+    """LayerNorm after each hidden layer of the critics (as RLPD and ReBRAC): the remedy
+    the training diagnostics suggest for a diverging or extrapolating critic."""
 
 
 @struct.dataclass
@@ -105,7 +108,7 @@ def init(config: Config, example_batch, key: jax.Array) -> State:
         log_std_max=2.0,
         dropout_rate=config.dropout_rate,
     )
-    critic_module = QEnsemble(config.hidden_dims, config.num_critics)
+    critic_module = QEnsemble(config.hidden_dims, config.num_critics, config.critic_layer_norm)
     value_module = VNetwork(config.hidden_dims)
     actor_params = actor_module.init(actor_key, observations)
     critic_params = critic_module.init(critic_key, observations, actions)

@@ -53,6 +53,8 @@ from offrl.nn import QEnsemble
 from offrl.nn.mlp import MLP
 
 DEFAULT_REWARD_SCALING = "none"
+#: What ``act`` reads: the residual actor and the frozen base (policy files).
+POLICY_FIELDS = ("actor", "base")
 FINETUNE_MIXING = "ratio"
 FINETUNE_DEFAULTS = {"utd": 4, "learning_starts": 10_000}
 #: The runs a ResFiT fine-tuning can start from (the frozen base).

@@ -60,6 +60,9 @@ class Config:
     """Trade-off between Q maximisation and behavior cloning."""
     num_critics: int = 2
     """Size of the critic ensemble (the min is taken over all members)."""
+    critic_layer_norm: bool = False
+    """LayerNorm after each hidden layer of the critics (as RLPD and ReBRAC): the remedy
+    the training diagnostics suggest for a diverging or extrapolating critic."""
 
 
 @struct.dataclass
@@ -76,7 +79,7 @@ def init(config: Config, example_batch, key: jax.Array) -> State:
     key, actor_key, critic_key = jax.random.split(key, 3)
     observations, actions = example_batch["observations"], example_batch["actions"]
     actor_module = DeterministicPolicy(actions.shape[-1], config.hidden_dims)
-    critic_module = QEnsemble(config.hidden_dims, config.num_critics)
+    critic_module = QEnsemble(config.hidden_dims, config.num_critics, config.critic_layer_norm)
     actor_params = actor_module.init(actor_key, observations)
     critic_params = critic_module.init(critic_key, observations, actions)
     return State(

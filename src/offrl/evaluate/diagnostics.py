@@ -6,7 +6,7 @@ environment:
 
 * the **average dataset Q-value** ``E_D[Q(s, a)]``. If it rises and then falls,
   the critic is *overfitting*: stop near the peak (the checkpoint to deploy is
-  the one near the peak) or regularize (dropout, fewer updates; for CQL a larger
+  the one near the peak) or regularize (fewer updates, critic LayerNorm; for CQL a larger
   alpha);
 * the **TD error**. If it stays high, the critic is *underfitting*: give it more
   capacity (wider or deeper networks, or DR3-style regularization) or more
@@ -100,7 +100,8 @@ def diagnose(
             Verdict(
                 "diverging",
                 f"the dataset Q-value is not finite from step {first_bad} on",
-                "lower the critic learning rate, add LayerNorm to the critic, or clip gradients; "
+                "lower the critic learning rate, add LayerNorm to the critic "
+                "(--critic-layer-norm), or clip gradients; "
                 "use a checkpoint before that step",
                 first_bad,
             )
@@ -114,7 +115,8 @@ def diagnose(
                     "diverging",
                     f"the dataset Q-value ({q[first]:.3g}) exceeds the largest value any "
                     f"return in the data allows ({q_bound:.3g}) from step {steps[first]} on",
-                    "the critic extrapolates: lower its learning rate, add LayerNorm, or make "
+                    "the critic extrapolates: lower its learning rate, add LayerNorm "
+                    "(--critic-layer-norm), or make "
                     "the algorithm more conservative (larger CQL alpha, smaller TD3+BC alpha)",
                     int(steps[first]),
                 )
@@ -136,7 +138,8 @@ def diagnose(
                     f"the dataset Q-value rose to {qs[peak]:.3g} at step {steps[peak]} and "
                     f"then fell by {100 * drop / scale:.0f}% to {qs[-1]:.3g}",
                     f"deploy a checkpoint near step {steps[peak]} (the Q peak), or regularize: "
-                    "fewer updates, dropout in the critic, or a larger CQL alpha",
+                    "fewer updates, LayerNorm in the critic (--critic-layer-norm), or a larger "
+                    "CQL alpha",
                     int(steps[peak]),
                 )
             )

@@ -787,33 +787,17 @@ def _cut_episode(buffer: MixedReplay, seed: int, discount: float) -> None:
 
 
 def _read_replay(path: pathlib.Path, step: int, buffer: MixedReplay) -> dict:
-    """Every array of a checkpoint's replay file, checked against ``buffer``'s shapes.
+    """A checkpoint's replay file, checked against ``buffer``'s shapes."""
 
-    Raises:
-        CheckpointError: the file is missing, unreadable or of another shape.
-    """
-    if not path.is_file():
-        raise checkpoint.CheckpointError(f"checkpoint step {step} is damaged: {path} is missing")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            saved = {k: data[k] for k in data.files}
-        for name in ("size", "position", "rng", "counters"):
-            if name not in saved:
-                raise KeyError(f"no '{name}' array")
+    def check(saved: dict) -> None:
         for name, array in buffer.online.items():
             if saved[f"online_{name}"].shape != array.shape:
                 raise ValueError(
                     f"online_{name} has shape {saved[f'online_{name}'].shape}, the run's "
                     f"buffer {array.shape}"
                 )
-        json.loads(str(saved["counters"]))
-        json.loads(str(saved["rng"]))
-    except Exception as error:  # zipfile, OSError, KeyError, ValueError, JSON errors
-        raise checkpoint.CheckpointError(
-            f"checkpoint step {step} is damaged: {path} is unreadable "
-            f"({type(error).__name__}: {error})"
-        ) from error
-    return saved
+
+    return checkpoint.read_side_file(path, step, check)
 
 
 def _save(

@@ -218,6 +218,33 @@ def quarantine(
     return target
 
 
+def read_side_file(path: pathlib.Path, step: int, check: Callable[[dict], None]) -> dict:
+    """The arrays of a checkpoint's side file (a replay buffer written beside
+    ``step_<step>``), with ``rng`` and ``counters`` as JSON and ``check(arrays)``
+    raising for arrays of the wrong shape.
+
+    Raises:
+        CheckpointError: the file is missing, unreadable or does not fit the run.
+    """
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint step {step} is damaged: {path} is missing")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            saved = {k: data[k] for k in data.files}
+        for name in ("size", "position", "rng", "counters"):
+            if name not in saved:
+                raise KeyError(f"no '{name}' array")
+        json.loads(str(saved["counters"]))
+        json.loads(str(saved["rng"]))
+        check(saved)
+    except Exception as error:  # zipfile, OSError, KeyError, ValueError, JSON errors
+        raise CheckpointError(
+            f"checkpoint step {step} is damaged: {path} is unreadable "
+            f"({type(error).__name__}: {error})"
+        ) from error
+    return saved
+
+
 def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
 

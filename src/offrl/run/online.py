@@ -134,29 +134,16 @@ def _save_buffer(
 
 
 def _read_buffer(path: pathlib.Path, step: int, buffer: ReplayBuffer) -> dict:
-    """A checkpoint's buffer file, checked against ``buffer``'s shapes.
+    """A checkpoint's buffer file, checked against ``buffer``'s shapes."""
 
-    Raises:
-        CheckpointError: the file is missing, unreadable or of another shape.
-    """
-    if not path.is_file():
-        raise checkpoint.CheckpointError(f"checkpoint step {step} is damaged: {path} is missing")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            saved = {k: data[k] for k in data.files}
+    def check(saved: dict) -> None:
         size = int(saved["size"])
         for name, array in buffer.arrays.items():
             stored = saved[f"buffer_{name}"]
             if stored.shape[1:] != array.shape[1:] or stored.shape[0] != size:
                 raise ValueError(f"buffer_{name} has shape {stored.shape}")
-        json.loads(str(saved["counters"]))
-        json.loads(str(saved["rng"]))
-    except Exception as error:  # zipfile, OSError, KeyError, ValueError, JSON errors
-        raise checkpoint.CheckpointError(
-            f"checkpoint step {step} is damaged: {path} is unreadable "
-            f"({type(error).__name__}: {error})"
-        ) from error
-    return saved
+
+    return checkpoint.read_side_file(path, step, check)
 
 
 def _load_buffer(saved: dict, buffer: ReplayBuffer, rng: np.random.Generator) -> dict:

@@ -68,6 +68,8 @@ from offrl.safety.filter import cbf_filter, qc_filter
 DEFAULT_REWARD_SCALING = "none"
 #: Dataset fields this algorithm cannot train without.
 REQUIRED_FIELDS = ("margins",)
+#: What ``act`` reads: the nominal actor and the filter's networks (policy files).
+POLICY_FIELDS = ("actor", "vc", "qc", "dynamics")
 
 
 @dataclasses.dataclass(frozen=True)

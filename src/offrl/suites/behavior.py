@@ -50,6 +50,11 @@ class BehaviorError(ValueError):
 
 
 # ----------------------------------------------------------------- policy files
+def _policy_fields(algo) -> tuple[str, ...]:
+    """The State fields besides ``actor`` that ``algo.act`` reads."""
+    return tuple(f for f in getattr(algo, "POLICY_FIELDS", ("actor",)) if f != "actor")
+
+
 def export_policy(
     run_dir: str | pathlib.Path,
     path: str | pathlib.Path,
@@ -57,7 +62,8 @@ def export_policy(
     seed_index: int = 0,
     extra: dict | None = None,
 ) -> pathlib.Path:
-    """Write the actor of one seed of a run's checkpoint as a policy file."""
+    """Write the policy of one seed of a run's checkpoint as a policy file: the actor,
+    and whatever else the algorithm's ``act`` reads (its ``POLICY_FIELDS``)."""
     from offrl.run.train import _to_jsonable, load_run
 
     context = load_run(run_dir, step)
@@ -75,6 +81,11 @@ def export_policy(
     }
     pre = jax.device_get(context.preprocessor)
     arrays = {f"actor/{k}": np.asarray(v) for k, v in flat.items()}
+    # Everything else act reads (ResFiT's frozen base, V-OCBF's filter networks), as
+    # the leaves of each field; the loader rebuilds the tree from the algorithm's init.
+    for field in _policy_fields(context.algo):
+        leaves = jax.tree_util.tree_leaves(jax.device_get(getattr(state, field)))
+        arrays.update({f"state/{field}/{i}": np.asarray(v) for i, v in enumerate(leaves)})
     arrays.update(
         {f"pre/{f.name}": np.asarray(getattr(pre, f.name)) for f in dataclasses.fields(pre)}
     )
@@ -145,6 +156,19 @@ def load_policy_file(path: str | pathlib.Path) -> PolicyFile:
         )
     params = traverse_util.unflatten_dict({k: jnp.asarray(v) for k, v in stored.items()}, sep="/")
     state = template.replace(actor=template.actor.replace(params=params))
+    for field in _policy_fields(algo):
+        expected_leaves, treedef = jax.tree_util.tree_flatten(getattr(template, field))
+        names = [f"state/{field}/{i}" for i in range(len(expected_leaves))]
+        if any(n not in arrays for n in names) or any(
+            np.shape(e) != arrays[n].shape for e, n in zip(expected_leaves, names, strict=True)
+        ):
+            raise BehaviorError(
+                f"{path}: {meta['algorithm']}'s policy needs its '{field}' networks, which the "
+                "file does not hold (or of another shape); export it again with "
+                "offrl.suites.behavior.export_policy"
+            )
+        leaves = [jnp.asarray(arrays[n]) for n in names]
+        state = state.replace(**{field: jax.tree_util.tree_unflatten(treedef, leaves)})
     pre = Preprocessor(
         **{f.name: jnp.asarray(arrays[f"pre/{f.name}"]) for f in dataclasses.fields(Preprocessor)}
     )
