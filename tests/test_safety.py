@@ -3,6 +3,8 @@ Lagrangian baseline, violation metrics and the shield."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -250,12 +252,23 @@ def test_lagrangian_losses_and_multiplier():
     )
     # The budget: 5 * (1 - 0.99^100) / (0.01 * 100)
     np.testing.assert_allclose(td3_bc_lag.cost_threshold(config), 5 * (1 - 0.99**100), rtol=1e-9)
-    # The multiplier rises when the policy's cost exceeds the budget and stays >= 0.
-    high_cost = state.replace(lagrange=jnp.float32(0.0))
-    batch_costly = dict(batch, costs=jnp.ones(32) * 50)
-    for _ in range(3):
-        high_cost, m = td3_bc_lag.update(high_cost, batch_costly, config)
-    assert float(high_cost.lagrange) >= 0.0
+    # Dual ascent from 0: the multiplier rises by lr * (Qc(s, pi(s)) - budget) when the
+    # policy's estimated cost is over the budget, and is clipped at 0 when it is under
+    # (a budget 1 above and 1 below the estimate; the clip alone made the old
+    # ">= 0" check pass whatever the update did).
+    qc_now = float(
+        td3_bc_lag.actor_loss(state.actor.params, state, batch, config)[1]["actor/qc_pi"]
+    )
+    per_unit = td3_bc_lag.cost_threshold(dataclasses.replace(config, cost_limit=1.0))
+    for gap in (1.0, -1.0):
+        tight = dataclasses.replace(config, cost_limit=(qc_now - gap) / per_unit)
+        np.testing.assert_allclose(td3_bc_lag.cost_threshold(tight), qc_now - gap, rtol=1e-5)
+        moved, _ = td3_bc_lag._actor_multiplier_targets(
+            state.replace(lagrange=jnp.float32(0.0)), batch, tight
+        )
+        expected_from_zero = max(0.0, tight.lambda_learning_rate * gap)
+        np.testing.assert_allclose(float(moved.lagrange), expected_from_zero, rtol=1e-4)
+    assert expected_from_zero == 0.0 and tight.lambda_learning_rate > 0
     updated, _ = td3_bc_lag._actor_multiplier_targets(
         state.replace(lagrange=jnp.float32(1.0)), batch, config
     )
