@@ -627,3 +627,50 @@ def test_a_cut_metrics_line_is_dropped_with_a_warning_and_wall_time_counts_it(tm
     assert done["wall_seconds"] > 1000.0
     steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
     assert steps == sorted(set(steps)) and steps[-1] == 600
+
+
+def test_a_kill_between_the_two_renames_of_a_replace_is_recovered(tmp_path):
+    checkpoint.save(tmp_path, 5, _payload(5.0))
+    # save() renames the old step_5 aside, then the new one in: killed in between.
+    os.replace(tmp_path / "step_5", tmp_path / ".step_5.replaced-4242")
+    assert checkpoint.steps(tmp_path) == [5]
+    assert float(checkpoint.restore(tmp_path, 5, _payload(0.0))["w"][0, 0]) == 5.0
+
+
+def test_a_buffer_file_of_another_shape_is_a_damaged_checkpoint(tmp_path):
+    from offrl.run import online
+
+    written = online.ReplayBuffer(10, 4, 2)
+    written.add(
+        observations=np.ones(4),
+        actions=np.zeros(2),
+        rewards=1.0,
+        next_observations=np.ones(4),
+        terminations=0.0,
+        truncations=0.0,
+    )
+    path = tmp_path / "buffer_3.npz"
+    online._save_buffer(path, written, np.random.default_rng(0), {"step": 3})
+    assert online._read_buffer(path, 3, online.ReplayBuffer(10, 4, 2))["size"] == 1
+    with pytest.raises(checkpoint.CheckpointError, match=r"step 3 is damaged: .*buffer_3"):
+        online._read_buffer(path, 3, online.ReplayBuffer(10, 3, 2))
+
+
+def test_an_episode_that_does_not_replay_is_cut_with_a_warning(
+    pendulum_iql_small, tmp_path, capsys
+):
+    from offrl.finetune import finetune
+
+    run = tmp_path / "ft"
+    config = _finetune_config()
+    finetune("iql", run, config, from_run=pendulum_iql_small, stop_after=150)
+    path = run / "checkpoints" / "replay_150.npz"
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["online_observations"][0, 50] += 1.0  # the recorded episode no longer replays
+    np.savez(path, **arrays)
+    done = finetune("iql", run, config, from_run=pendulum_iql_small, resume=True)
+    err = capsys.readouterr().err
+    assert "seed 0: the episode in flight at the checkpoint could not be replayed" in err
+    assert "seed 1" not in err  # the other seed's episode replays
+    assert done["online_steps"] == 300 and not done["interrupted"]
