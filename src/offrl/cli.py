@@ -103,12 +103,8 @@ def _trust_env_ids(argv: list[str]) -> None:
     ids read from datasets and run directories may not (see offrl.envs.allow_env_id)."""
     from offrl.envs.registry import allow_env_id
 
-    for i, arg in enumerate(argv):
-        for flag in ("--env-id", "--env", "--eval-env"):
-            if arg == flag and i + 1 < len(argv):
-                allow_env_id(argv[i + 1])
-            elif arg.startswith(flag + "="):
-                allow_env_id(arg.split("=", 1)[1])
+    for flag in ("--env-id", "--env", "--eval-env"):
+        allow_env_id(_option_value(argv, flag))
 
 
 # --------------------------------------------------------------------------- train
@@ -587,9 +583,7 @@ def cmd_finetune(argv: list[str]) -> None:
     # A run's own settings are the defaults when fine-tuning the same algorithm.
     defaults = algo_module.Config()
     rest = argv[1:]
-    source = next(
-        (rest[i + 1] for i, a in enumerate(rest[:-1]) if a in ("--from", "--from-run")), None
-    )
+    source = _option_value(rest, "--from") or _option_value(rest, "--from-run")
     if source is not None:
         try:
             context = load_run(source)
@@ -695,8 +689,7 @@ def cmd_bench(argv: list[str]) -> None:
 
     args = tyro.cli(BenchConfig, args=_split_commas(argv), prog="offrl bench")
     try:
-        args.check()
-        result = run_bench(args)
+        result = run_bench(args)  # checks every setting before a cell runs
     except (RunError, ValueError) as error:
         _fail(error)
     print(pathlib.Path(result["files"][0]).read_text())

@@ -52,13 +52,14 @@ def run_quickstart(config: QuickstartConfig) -> dict:
     from offrl.run.train import RunError, TrainConfig, train
     from offrl.suites import available, build_suite_dataset, load_suite_dataset
 
-    TrainConfig(
+    train_config = TrainConfig(
         steps=config.steps,
         eval_every=config.eval_every,
         checkpoint_every=config.steps,
         seeds=config.seeds,
         eval_episodes=config.eval_episodes,
-    ).check()  # bad settings fail before anything is written
+    )
+    train_config.check()  # bad settings fail before anything is written
     if config.dataset.removeprefix("suite:") not in available():
         raise RunError(
             f"--dataset: unknown suite dataset '{config.dataset}'; choose one of "
@@ -88,13 +89,7 @@ def run_quickstart(config: QuickstartConfig) -> dict:
             name,
             dataset,
             output / name,
-            train_config=TrainConfig(
-                steps=config.steps,
-                eval_every=config.eval_every,
-                checkpoint_every=config.steps,
-                seeds=config.seeds,
-                eval_episodes=config.eval_episodes,
-            ),
+            train_config=train_config,
         )
         results[name] = summary
         console.print(

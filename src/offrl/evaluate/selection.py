@@ -43,10 +43,10 @@ from offrl.evaluate.diagnostics import diagnose
 from offrl.evaluate.fqe import FQEConfig, fqe, policy_actions
 from offrl.evaluate.statistics import spearman
 from offrl.run import checkpoint
+from offrl.run.loggers import read_jsonl
 from offrl.run.train import (
     RunError,
     _previous_evaluations,
-    _previous_records,
     load_run,
     write_json_atomic,
 )
@@ -266,9 +266,7 @@ def analyze_run(
 
     env_id = saved.get("env_id")
     # The evaluations training logged (the same reader resume uses), by step.
-    logged = {
-        e["step"]: e for e in _previous_evaluations(_previous_records(run_dir / "metrics.jsonl"))
-    }
+    logged = {e["step"]: e for e in _previous_evaluations(_metrics(run_dir / "metrics.jsonl"))}
     true_return = [logged[s]["return_per_seed"] if s in logged else None for s in steps]
     true_normalized = [logged[s].get("normalized_per_seed") if s in logged else None for s in steps]
 
@@ -401,3 +399,7 @@ def pooled_ranking(analyses: list[dict], selectors=COMPARABLE_ACROSS_RUNS) -> di
                 "candidates": int(len(x)),
             }
     return out
+
+
+def _metrics(path) -> list[dict]:
+    return read_jsonl(path) if path.is_file() else []

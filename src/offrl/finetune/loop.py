@@ -69,13 +69,13 @@ from offrl.run.loggers import JsonlLogger, truncate_jsonl
 from offrl.run.train import (
     REWARD_SCALINGS,
     RunError,
-    _logged_wall,
     _Progress,
     _to_jsonable,
     check_non_negative,
     check_positive,
     check_seeds,
     load_run,
+    logged_wall,
     read_run_config,
     total_wall,
     write_json_atomic,
@@ -353,7 +353,6 @@ def finetune(
     except KeyError as error:
         raise RunError(error.args[0]) from error
     algorithm = algorithm.replace("-", "_").lower()
-    (config or FinetuneConfig()).check()
     config = resolve_config(algo, config or FinetuneConfig())
     config.check()
     if stop_after is not None:
@@ -468,8 +467,7 @@ def finetune(
             rng.bit_generator.state = json.loads(str(saved_replay["rng"]))
             counters = json.loads(str(saved_replay["counters"]))
             saved_extra = saved_replay
-        wall_logged = _logged_wall(run_dir / "metrics.jsonl")
-        truncate_jsonl(run_dir / "metrics.jsonl", counters["step"])
+        wall_logged = logged_wall(truncate_jsonl(run_dir / "metrics.jsonl", counters["step"]))
 
     explore = _default_explore(algo)
     step_fn = _build_step(algo, algo_config, explore)

@@ -66,16 +66,18 @@ def _parse_lines(path: pathlib.Path, warn: bool) -> list[tuple[str, dict]]:
     return out
 
 
-def truncate_jsonl(path: str | os.PathLike, last_step: int) -> None:
+def truncate_jsonl(path: str | os.PathLike, last_step: int) -> list[dict]:
     """Drop records after ``last_step`` (used on resume, so no step is logged twice);
-    an unreadable line is dropped with a warning."""
+    an unreadable line is dropped with a warning. Returns every readable record as it
+    was before the cut (the dropped ones included: their wall time counts)."""
     path = pathlib.Path(path)
     if not path.exists():
-        return
-    kept = [line for line, record in _parse_lines(path, warn=True) if record["step"] <= last_step]
+        return []
+    parsed = _parse_lines(path, warn=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
+    tmp.write_text("".join(line + "\n" for line, record in parsed if record["step"] <= last_step))
     os.replace(tmp, path)
+    return [record for _, record in parsed]
 
 
 def read_jsonl(path: str | os.PathLike, warn: bool = True) -> list[dict]:

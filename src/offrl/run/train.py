@@ -502,11 +502,11 @@ def train(
             start_step = int(restored["step"])
         # Every logged second counts, also those of work after the last checkpoint
         # that this process repeats.
-        wall_before = _logged_wall(metrics_path)
+        records = truncate_jsonl(metrics_path, start_step)
+        wall_before = logged_wall(records)
         if wall_before is None and not start_step:
             wall_before = 0.0
-        truncate_jsonl(metrics_path, start_step)
-        previous = _previous_records(metrics_path)
+        previous = [r for r in records if r["step"] <= start_step]
 
     length = chunk_length(
         train_config.steps,
@@ -649,16 +649,14 @@ def train(
     return summary
 
 
-def _logged_wall(path: pathlib.Path) -> float | None:
-    """The largest ``time/wall_seconds`` in ``path`` (0 when nothing was logged;
+def logged_wall(records: list[dict]) -> float | None:
+    """The largest ``time/wall_seconds`` of ``records`` (0 when nothing was logged;
     ``None`` when records exist but none carries the total)."""
-    from offrl.run.loggers import read_jsonl
-
-    if not path.exists():
+    if not records:
         return 0.0
     walls = [
         r["time/wall_seconds"]
-        for r in read_jsonl(path, warn=False)
+        for r in records
         if isinstance(r.get("time/wall_seconds"), int | float)
     ]
     return max(walls) if walls else None
@@ -668,12 +666,6 @@ def total_wall(wall_before: float | None, elapsed: float) -> float | None:
     """Wall seconds of the whole run: earlier processes' plus this one's ``elapsed``
     (None if an earlier process did not record its time)."""
     return None if wall_before is None else wall_before + elapsed
-
-
-def _previous_records(path: pathlib.Path) -> list[dict]:
-    from offrl.run.loggers import read_jsonl
-
-    return read_jsonl(path) if path.exists() else []
 
 
 def _previous_evaluations(records: list[dict]) -> list[dict]:
