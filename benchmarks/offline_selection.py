@@ -32,8 +32,8 @@ import jax
 import numpy as np
 
 from offrl.envs.registry import normalized_value
+from offrl.envs.rollout import evaluate
 from offrl.evaluate.fqe import FQEConfig
-from offrl.evaluate.rollout import evaluate
 from offrl.evaluate.selection import (
     COMPARABLE_ACROSS_RUNS,
     SELECTORS,

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from offrl.core.trainer import build_policy
-from offrl.evaluate.rollout import evaluate
+from offrl.envs.rollout import evaluate
 from offrl.run.evaluation import load_policy
 from offrl.safety import vocbf
 from offrl.safety.shield import load_barrier, shielded_policy

@@ -71,17 +71,22 @@ def train_tiny_sac(run_dir, env_id: str, steps: int, start_steps: int, interval:
     """A seconds-long online SAC run (32x32 networks, batch 32) for tests that need
     a real run directory: evaluations and checkpoints every ``interval`` steps."""
     from offrl.algos import sac
-    from offrl.run.online import OnlineConfig, train_online
+    from offrl.finetune.loop import finetune
+    from offrl.run.settings import FinetuneConfig
 
-    config = OnlineConfig(
-        env_id=env_id,
-        steps=steps,
-        start_steps=start_steps,
+    config = FinetuneConfig(
+        env=env_id,
+        online_steps=steps,
+        seeds=(0,),
+        random_steps=start_steps,
+        learning_starts=start_steps,
         eval_every=interval,
+        early_evaluations=0,
         eval_episodes=2,
+        heldout_episodes=0,
         checkpoint_every=interval,
         progress=False,
         batch_size=32,
     )
-    train_online("sac", run_dir, config, sac.Config(hidden_dims=(32, 32)))
+    finetune("sac", run_dir, config, algo_config=sac.Config(hidden_dims=(32, 32)))
     return run_dir

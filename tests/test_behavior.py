@@ -125,20 +125,23 @@ def test_policy_files_hold_everything_act_reads(name, tmp_path):
     from test_contract import small_config
 
     from offrl.core.trainer import Preprocessor, init_states, seed_keys
-    from offrl.run.train import _payload, _to_jsonable, write_json_atomic
+    from offrl.run.rundir import payload, write_json_atomic
+    from offrl.run.settings import to_jsonable
 
     algo, config = small_config(name)
     init_keys, keys = seed_keys((0, 1))
     states = init_states(algo, config, 3, 2, init_keys)
     pre = Preprocessor.identity(3, 2)
     run = tmp_path / "run"
-    checkpoint.save(run / "checkpoints", 5, _payload(states, keys, 5, pre))
+    checkpoint.save(run / "checkpoints", 5, payload(states, keys, 5, pre))
     write_json_atomic(
         run / "config.json",
         {
             "algorithm": name,
-            "algorithm_config": _to_jsonable(config),
-            "train_config": {"seeds": [0, 1]},
+            "kind": "offline",
+            "algorithm_config": to_jsonable(config),
+            "train_config": {},
+            "seeds": [0, 1],
             "observation_dim": 3,
             "action_dim": 2,
             "env_id": None,

@@ -62,7 +62,8 @@ def test_train_eval_and_resume_through_the_cli(tmp_path, capsys):
     code, out = run(argv + ["--resume"], capsys)
     assert code == 0, out
     saved = json.loads((run_dir / "config.json").read_text())
-    assert saved["train_config"]["seeds"] == [0, 1]
+    assert saved["train_config"]["seeds"] == [0, 1] and saved["seeds"] == [0, 1]
+    assert saved["kind"] == "offline"
     assert saved["algorithm_config"]["hidden_dims"] == [16, 16]
     code, out = run(["eval", str(run_dir), "--episodes", "2"], capsys)
     assert code == 0, out

@@ -263,7 +263,7 @@ def test_online_metrics_drop_and_regret():
     scores = np.array([[50.0, 40.0], [30.0, 45.0], [45.0, 38.0], [70.0, 60.0], [90.0, 80.0]])
     out = online_metrics(steps, scores, 200, episode_scores=[[50.0, 150.0], [0.0, -10.0]])
     assert out["offline_per_seed"] == [50.0, 40.0]
-    assert out["final_per_seed"] == [90.0, 80.0]
+    assert "final_per_seed" not in out  # final and best: rundir.score_summary, held out
     assert out["initial_drop_per_seed"] == [20.0, 2.0]  # min over steps 10 and 20 only
     assert out["regret_per_seed"] == [0.25, 1.0] and out["regret_kind"] == "normalized_return"
     success = online_metrics(steps, scores, 200, episode_successes=[[1, 0, 0, 1], [0, 0]])

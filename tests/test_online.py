@@ -1,69 +1,89 @@
-"""Online SAC: it learns Pendulum, checkpoints and resumes deterministically."""
+"""Online SAC through the one interaction loop: it learns Pendulum, its run
+directory is an ordinary one, and a killed run resumes bit for bit."""
+
+import json
 
 import jax
 import numpy as np
 
 from offrl.algos import sac
-from offrl.run.online import OnlineConfig, ReplayBuffer, train_online
-from offrl.run.train import load_run
+from offrl.finetune.loop import finetune
+from offrl.run.rundir import load_run, read_run_config
+from offrl.run.settings import FinetuneConfig
 
 
-def test_replay_buffer_ring_and_sampling():
-    buffer = ReplayBuffer(4, 2, 1)
-    for i in range(6):
-        buffer.add(
-            observations=[i, i],
-            actions=[i],
-            rewards=i,
-            next_observations=[i, i],
-            terminations=0.0,
-            truncations=0.0,
-        )
-    assert buffer.size == 4 and buffer.position == 2
-    assert sorted(buffer.arrays["rewards"].tolist()) == [2, 3, 4, 5]
-    batch = buffer.sample(np.random.default_rng(0), 8)
-    assert batch["observations"].shape == (8, 2)
-    assert set(batch["rewards"].tolist()) <= {2, 3, 4, 5}
-
-
-def test_sac_resume_is_deterministic(tmp_path):
-    small = sac.Config(hidden_dims=(32, 32))
-    config = OnlineConfig(
-        env_id="Pendulum-v1",
-        steps=600,
-        start_steps=300,
-        eval_every=600,
+def online_config(**overrides) -> FinetuneConfig:
+    settings = dict(
+        env="Pendulum-v1",
+        online_steps=600,
+        seeds=(0,),
+        random_steps=200,
+        learning_starts=200,
+        eval_every=300,
+        early_evaluations=0,
         eval_episodes=1,
+        heldout_episodes=2,
         checkpoint_every=200,
-        progress=False,
         batch_size=32,
+        progress=False,
     )
-    train_online("sac", tmp_path / "whole", config, small)
-    # A run killed after its first checkpoints, then resumed.
-    train_online("sac", tmp_path / "part", config, small, stop_after=400)
-    train_online("sac", tmp_path / "part", config, small, resume=True)
-    whole, part = load_run(tmp_path / "whole"), load_run(tmp_path / "part")
-    assert whole.step == part.step == 600
-    for a, b in zip(
-        jax.tree_util.tree_leaves(whole.states), jax.tree_util.tree_leaves(part.states), strict=True
+    settings.update(overrides)
+    return FinetuneConfig(**settings)
+
+
+def test_sac_resume_mid_episode_is_bitwise(tmp_path):
+    """Stopped at step 350 (mid-episode: Pendulum's episodes are 200 steps), resumed:
+    the same parameters, evaluations and held-out scores as an uninterrupted run."""
+    small = sac.Config(hidden_dims=(32, 32))
+    config = online_config()
+    whole = finetune("sac", tmp_path / "whole", config, algo_config=small)
+    finetune("sac", tmp_path / "part", config, algo_config=small, stop_after=350)
+    assert json.loads((tmp_path / "part" / "summary.json").read_text())["online_steps"] == 350
+    part = finetune("sac", tmp_path / "part", config, algo_config=small, resume=True)
+    a, b = load_run(tmp_path / "whole"), load_run(tmp_path / "part")
+    assert a.step == b.step == 600
+    for x, y in zip(
+        jax.tree_util.tree_leaves(a.states), jax.tree_util.tree_leaves(b.states), strict=True
     ):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert part["evaluations"] == whole["evaluations"]
+    assert part["heldout"] == whole["heldout"]
+
+
+def test_online_run_directory_has_the_one_schema(tmp_path):
+    finetune(
+        "sac",
+        tmp_path / "sac",
+        online_config(online_steps=400, seeds=(3, 4)),
+        algo_config=sac.Config(hidden_dims=(16, 16)),
+    )
+    saved = read_run_config(tmp_path / "sac")
+    assert saved["kind"] == "online" and saved["seeds"] == [3, 4]
+    assert saved["dataset"] is None and "train_config" not in saved
+    context = load_run(tmp_path / "sac")
+    assert context.kind == "online" and context.seeds == (3, 4) and context.step == 400
+    # Identity preprocessing with the environment's bounds: nothing fitted to data.
+    np.testing.assert_array_equal(np.asarray(context.preprocessor.action_high), [2.0])
+    np.testing.assert_array_equal(np.asarray(context.preprocessor.observation_std), np.ones(3))
 
 
 def test_sac_learns_pendulum(tmp_path):
     """SAC swings Pendulum up within 4k steps (random policy: about -1,200; measured
-    while writing this test: -180 after 4k steps, -123 after 6k)."""
-    config = OnlineConfig(
-        env_id="Pendulum-v1",
-        steps=4000,
-        start_steps=1000,
+    while writing this test: about -180 after 4k steps), scored on held-out episodes."""
+    config = online_config(
+        online_steps=4000,
+        random_steps=1000,
+        learning_starts=1000,
         eval_every=4000,
         eval_episodes=5,
+        heldout_episodes=10,
         checkpoint_every=4000,
-        progress=False,
+        batch_size=256,
     )
-    summary = train_online("sac", tmp_path / "sac", config)
-    assert summary["evaluations"][-1]["return"] > -400, summary["evaluations"]
+    summary = finetune("sac", tmp_path / "sac", config)
+    assert summary["scores_on"] == "heldout"
+    assert summary["heldout"]["final"]["episodes"] == 10
+    assert summary["final_return_per_seed"][0] > -400, summary["heldout"]
     # The saved policy evaluates through the same path as offline runs.
     from offrl.run.evaluation import load_policy
 
@@ -71,18 +91,3 @@ def test_sac_learns_pendulum(tmp_path):
     assert context.env_id == "Pendulum-v1"
     actions = policy(np.zeros((1, 2, 3), np.float32), jax.random.PRNGKey(0))
     assert actions.shape == (1, 2, 1) and np.all(np.abs(actions) <= 2.0)
-
-
-def test_load_run_of_online_run(tmp_path):
-    config = OnlineConfig(
-        env_id="Pendulum-v1",
-        steps=400,
-        start_steps=200,
-        eval_every=400,
-        eval_episodes=1,
-        checkpoint_every=400,
-        progress=False,
-        batch_size=32,
-    )
-    train_online("sac", tmp_path / "sac", config, sac.Config(hidden_dims=(16, 16)))
-    assert load_run(tmp_path / "sac").step == 400

@@ -227,7 +227,7 @@ def test_finetune_interrupt_mid_episode_resumes_bitwise(
 
     run = tmp_path / "ft"
     config = _finetune_config()
-    _send_on_call(monkeypatch, loop, "_add_metrics", calls, signal.SIGTERM)
+    _send_on_call(monkeypatch, loop, "_add", calls, signal.SIGTERM)
     with pytest.raises(RunInterrupted) as stopped:
         finetune("iql", run, config, from_run=pendulum_iql_small)
     assert stopped.value.signum == signal.SIGTERM
@@ -241,28 +241,38 @@ def test_finetune_interrupt_mid_episode_resumes_bitwise(
     assert done["final_per_seed"] == reference_summary["final_per_seed"]
 
 
-def test_online_sac_interrupt_stops_at_the_episode_end_and_resumes_bitwise(tmp_path, monkeypatch):
-    from offrl.run import online
+def test_online_sac_interrupt_mid_episode_resumes_bitwise(tmp_path, monkeypatch):
+    """Online training is the interaction loop without offline data: a signal stops
+    it after the current step (mid-episode), and the resume replays that episode."""
+    from offrl.finetune import loop
+    from offrl.finetune.buffer import MixedReplay
+    from offrl.run.settings import FinetuneConfig
 
-    config = online.OnlineConfig(
-        env_id="Pendulum-v1",
-        steps=400,
-        start_steps=100,
+    config = FinetuneConfig(
+        env="Pendulum-v1",
+        online_steps=400,
+        seeds=(0,),
+        random_steps=100,
+        learning_starts=100,
         eval_every=200,
+        early_evaluations=0,
         eval_episodes=1,
+        heldout_episodes=2,
         checkpoint_every=1000,  # only the stop writes a checkpoint before the end
         progress=False,
         batch_size=16,
     )
     small = sac.Config(hidden_dims=(16, 16))
-    online.train_online("sac", tmp_path / "ref", config, small)
-    _send_on_call(monkeypatch, online.ReplayBuffer, "sample", 50)  # at step 150
-    with pytest.raises(RunInterrupted, match="end of an episode"):
-        online.train_online("sac", tmp_path / "run", config, small)
+    reference = loop.finetune("sac", tmp_path / "ref", config, algo_config=small)
+    _send_on_call(monkeypatch, MixedReplay, "sample", 50)  # during step 150
+    with pytest.raises(RunInterrupted, match="step 150"):
+        loop.finetune("sac", tmp_path / "run", config, algo_config=small)
     monkeypatch.undo()
-    assert checkpoint.steps(tmp_path / "run" / "checkpoints") == [200]
-    online.train_online("sac", tmp_path / "run", config, small, resume=True)
+    assert checkpoint.steps(tmp_path / "run" / "checkpoints") == [150]
+    resumed = loop.finetune("sac", tmp_path / "run", config, algo_config=small, resume=True)
     assert_bitwise_equal(load_run(tmp_path / "run").states, load_run(tmp_path / "ref").states)
+    assert resumed["evaluations"] == reference["evaluations"]
+    assert resumed["heldout"] == reference["heldout"]
 
 
 # ----------------------------------------------------------------- checkpoints
@@ -511,8 +521,9 @@ def test_bad_train_arguments_exit_2_before_anything_is_written(extra, message, t
         (["eval", "runs/none", "--episodes", "0"], "--episodes must be a positive integer"),
         (["bench", "--seeds", "1,1"], "--seeds repeats 1"),
         (["bench", "--algorithms", "sac"], "'sac' is not an offline algorithm"),
-        (["online", "sac", "--steps", "0"], "--steps must be a positive integer"),
-        (["online", "sac", "--env-id", "NoSuchTask-v0"], "not a registered Gymnasium"),
+        (["online", "sac", "--env", "Pendulum-v1", "--online-steps", "0"], "--online-steps must"),
+        (["online", "sac", "--env", "NoSuchTask-v0"], "not a registered Gymnasium"),
+        (["online", "sac"], "--env is required"),
         (["finetune", "rlpd", "--dataset", DATASET, "--online-steps", "0"], "--online-steps"),
         (["finetune", "rlpd", "--dataset", DATASET, "--seeds", "2,2"], "--seeds repeats 2"),
         (["finetune", "rlpd", "--dataset", DATASET, "--utd", "0"], "--utd must be"),
@@ -541,7 +552,8 @@ def test_bad_arguments_of_other_commands(argv, message, tmp_path, capsys, monkey
         (lambda c: c["train_config"].update(seeds="01"), "TrainConfig.seeds is '01'"),
         (lambda c: c["algorithm_config"].update(hidden_dims=5), "hidden_dims is 5"),
         (lambda c: c.pop("observation_dim"), "'observation_dim' is missing"),
-        (lambda c: c["train_config"].update(seeds=[0, 0]), "--seeds repeats 0"),
+        (lambda c: c.update(seeds=[0, 0]), "--seeds repeats 0"),
+        (lambda c: c.update(kind="other"), "'kind' is 'other', not one of"),
     ],
 )
 def test_a_config_of_the_wrong_shape_names_the_file(edit, message, reference, tmp_path, capsys):
@@ -637,11 +649,13 @@ def test_a_kill_between_the_two_renames_of_a_replace_is_recovered(tmp_path):
     assert float(checkpoint.restore(tmp_path, 5, _payload(0.0))["w"][0, 0]) == 5.0
 
 
-def test_a_buffer_file_of_another_shape_is_a_damaged_checkpoint(tmp_path):
-    from offrl.run import online
+def test_a_replay_file_of_another_shape_is_a_damaged_checkpoint(tmp_path):
+    from offrl.finetune import loop
+    from offrl.finetune.buffer import MixedReplay
 
-    written = online.ReplayBuffer(10, 4, 2)
+    written = MixedReplay(None, 2, 10, 4, 2, 0.0)
     written.add(
+        0,
         observations=np.ones(4),
         actions=np.zeros(2),
         rewards=1.0,
@@ -649,11 +663,12 @@ def test_a_buffer_file_of_another_shape_is_a_damaged_checkpoint(tmp_path):
         terminations=0.0,
         truncations=0.0,
     )
-    path = tmp_path / "buffer_3.npz"
-    online._save_buffer(path, written, np.random.default_rng(0), {"step": 3})
-    assert online._read_buffer(path, 3, online.ReplayBuffer(10, 4, 2))["size"] == 1
-    with pytest.raises(checkpoint.CheckpointError, match=r"step 3 is damaged: .*buffer_3"):
-        online._read_buffer(path, 3, online.ReplayBuffer(10, 3, 2))
+    loop._save(tmp_path, 3, {"w": np.zeros(1)}, written, np.random.default_rng(0), {"step": 3}, {})
+    path = tmp_path / "replay_3.npz"
+    read = loop._read_replay(path, 3, MixedReplay(None, 2, 10, 4, 2, 0.0))
+    assert read["size"].tolist() == [1, 0]
+    with pytest.raises(checkpoint.CheckpointError, match=r"step 3 is damaged: .*replay_3"):
+        loop._read_replay(path, 3, MixedReplay(None, 2, 10, 3, 2, 0.0))
 
 
 def test_an_episode_that_does_not_replay_is_cut_with_a_warning(

@@ -382,8 +382,8 @@ def test_d4rl_hdf5_import_reads_costs_and_margins(tmp_path):
 
 # ----------------------------------------------------------------- evaluation and shield
 def test_rollouts_count_violations():
+    from offrl.envs.rollout import evaluate
     from offrl.envs.safety import POINT_ROBOT_HAZARDS, point_robot_margin
-    from offrl.evaluate.rollout import evaluate
 
     centre = POINT_ROBOT_HAZARDS[0, :2]
 

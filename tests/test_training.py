@@ -116,6 +116,48 @@ def test_run_directory_contents(tmp_path):
     assert json.loads((run / "summary.json").read_text())["steps"] == 300
 
 
+def test_reported_scores_are_on_held_out_episodes(tmp_path):
+    """Final and best are scored on episodes nothing was chosen on: the best policy is
+    chosen on the periodic evaluations (reset seeds 10000..), then both are measured
+    on the held-out block (900000000..), exactly as an independent evaluation of
+    the same checkpoints on those resets; spreads are sample standard deviations."""
+    from offrl.algos import bc
+    from offrl.envs.rollout import HELDOUT_SEED, PERIODIC_SEED
+    from offrl.run.evaluation import evaluate_run
+
+    config = TrainConfig(
+        steps=300,
+        steps_per_call=100,
+        eval_every=100,
+        checkpoint_every=100,
+        eval_episodes=2,
+        heldout_episodes=4,
+        seeds=(0, 1),
+        batch_size=32,
+        progress=False,
+    )
+    run = tmp_path / "run"
+    summary = train("bc", "suite:pendulum-expert", run, bc.Config(hidden_dims=(16,)), config)
+    assert summary["scores_on"] == "heldout"
+    assert summary["heldout"]["reset_seeds"] == f"{HELDOUT_SEED}..{HELDOUT_SEED + 3}"
+    assert PERIODIC_SEED + config.eval_episodes < HELDOUT_SEED
+    periodic = np.asarray([e["normalized_per_seed"] for e in summary["evaluations"]])
+    steps = [e["step"] for e in summary["evaluations"]]
+    assert steps == [100, 200, 300]
+    assert summary["periodic_best_per_seed"] == periodic.max(axis=0).tolist()
+    best_steps = [steps[i] for i in periodic.argmax(axis=0)]
+    assert summary["heldout"]["best_step_per_seed"] == best_steps
+    final = evaluate_run(run, episodes=4, seed=HELDOUT_SEED)
+    assert summary["final_per_seed"] == final["normalized_per_seed"]
+    assert summary["final_per_seed"] != summary["periodic_final_per_seed"]
+    for seed_index, step in enumerate(best_steps):
+        at_best = evaluate_run(run, step=step, episodes=4, seed=HELDOUT_SEED)
+        assert summary["best_per_seed"][seed_index] == at_best["normalized_per_seed"][seed_index]
+    assert summary["final_std"] == pytest.approx(np.std(summary["final_per_seed"], ddof=1))
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["heldout/final/episodes"] == 4
+
+
 def test_eval_of_a_run_matches_training_evaluation(tmp_path):
     """The checkpoint restores the policy and its preprocessing exactly."""
     from offrl.algos import iql
@@ -133,9 +175,9 @@ def test_eval_of_a_run_matches_training_evaluation(tmp_path):
     summary = train(
         "iql", "suite:pendulum-mixed", tmp_path / "run", iql.Config(hidden_dims=(16, 16)), config
     )
-    result = evaluate_run(tmp_path / "run", episodes=3)
+    result = evaluate_run(tmp_path / "run", episodes=3)  # the periodic resets, 10000..
     np.testing.assert_allclose(
-        result["return_per_seed"], summary["final_return_per_seed"], rtol=1e-6
+        result["return_per_seed"], summary["evaluations"][-1]["return_per_seed"], rtol=1e-6
     )
 
 

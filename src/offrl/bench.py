@@ -17,6 +17,7 @@ import pathlib
 import numpy as np
 
 from offrl.evaluate.statistics import performance_profile, summarize_scores
+from offrl.run.rundir import mean_std, sample_std
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +44,7 @@ class BenchConfig:
     def check(self) -> None:
         """Raise ``RunError`` for the first invalid setting, before any cell runs."""
         from offrl.core import registry
-        from offrl.run.train import RunError
+        from offrl.run.settings import RunError
 
         self.train_config().check()
         if not self.algorithms or not self.datasets:
@@ -115,9 +116,10 @@ def table(config: BenchConfig, summaries: dict[tuple[str, str], dict]) -> dict:
                     "steps": s["steps"],
                     "seeds": len(s["final_per_seed"]),
                     "final_mean": float(np.mean(s["final_per_seed"])),
-                    "final_std": float(np.std(s["final_per_seed"])),
+                    "final_std": sample_std(s["final_per_seed"]),
                     "best_mean": float(np.mean(s["best_per_seed"])),
-                    "best_std": float(np.std(s["best_per_seed"])),
+                    "best_std": sample_std(s["best_per_seed"]),
+                    "scores_on": s.get("scores_on"),
                     "wall_seconds": s.get("wall_seconds"),
                     "updates_per_second_per_seed": s.get("updates_per_second_per_seed"),
                 }
@@ -174,9 +176,11 @@ def write_tables(config: BenchConfig, result: dict) -> list[pathlib.Path]:
         writer.writerows(result["rows"])
     lines = [
         f"Scores after {config.steps} updates, {len(config.seeds)} seeds, "
-        f"{config.eval_episodes} evaluation episodes per seed and evaluation "
-        f"(every {config.eval_every} updates); final = last evaluation, best = best "
-        "evaluation.",
+        f"{config.eval_episodes} evaluation episodes per seed and periodic evaluation "
+        f"(every {config.eval_every} updates). final = the last policy, best = each seed's "
+        "policy of the best periodic evaluation, both scored on held-out episodes that "
+        "nothing was chosen on (summary.json: scores_on, heldout); ± is the sample "
+        "standard deviation across seeds.",
         "",
         "| dataset | algorithm | final (mean ± std) | best (mean ± std) | updates/s per seed |",
         "|---|---|---|---|---|",
@@ -185,8 +189,8 @@ def write_tables(config: BenchConfig, result: dict) -> list[pathlib.Path]:
         speed = row["updates_per_second_per_seed"]
         lines.append(
             f"| {row['dataset']} | {row['algorithm']} | "
-            f"{row['final_mean']:.1f} ± {row['final_std']:.1f} | "
-            f"{row['best_mean']:.1f} ± {row['best_std']:.1f} | "
+            f"{mean_std(row['final_mean'], row['final_std'])} | "
+            f"{mean_std(row['best_mean'], row['best_std'])} | "
             f"{'' if speed is None else f'{speed:.0f}'} |"
         )
     lines += [

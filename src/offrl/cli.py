@@ -6,7 +6,7 @@
     offrl select RUN_DIR... [options]              choose a checkpoint offline (FQE, diagnostics)
     offrl report RUN_DIR... [--output FILE]        a self-contained HTML report, offline only
     offrl data inspect|validate|convert ...        look at, check or convert a dataset
-    offrl online sac --env-id ENV [options]        train online (SAC)
+    offrl online sac --env ENV [options]           train online (SAC)
     offrl finetune ALGO --from RUN_DIR [options]   fine-tune online (iql, calql, cql, resfit)
     offrl finetune ALGO --dataset D [options]      online with offline data (rlpd, h2o)
     offrl suite list|build|card [NAME]             the built-in datasets and their cards
@@ -109,7 +109,8 @@ def _trust_env_ids(argv: list[str]) -> None:
 
 # --------------------------------------------------------------------------- train
 def cmd_train(argv: list[str]) -> None:
-    from offrl.run.train import RunError, TrainConfig, parse_run_config, train
+    from offrl.run.rundir import parse_run_config
+    from offrl.run.train import RunError, TrainConfig, train
 
     if argv and argv[0] in ("-h", "--help"):
         print(
@@ -127,7 +128,7 @@ def cmd_train(argv: list[str]) -> None:
         if name in ("rlpd", "h2o", "resfit"):
             _fail(f"'{name}' learns online with offline data: offrl finetune {name} ...")
         if name == "sac":
-            _fail("'sac' trains online: offrl online sac --env-id ENV")
+            _fail("'sac' trains online: offrl online sac --env ENV")
         _fail(
             f"unknown algorithm '{argv[0]}'; offrl train runs "
             f"{', '.join(registry.OFFLINE_ALGORITHMS)}"
@@ -145,9 +146,9 @@ def cmd_train(argv: list[str]) -> None:
             )
         except RunError as error:
             _fail(error)
-        if saved_algo is not algo_module:
+        if saved_algo is not algo_module or saved["kind"] not in ("offline", "barrier"):
             _fail(
-                f"{run_dir_arg} holds a {saved['algorithm']} run; resume it with "
+                f"{run_dir_arg} holds a {saved['algorithm']} run ({saved['kind']}); resume it with "
                 f"offrl train {saved['algorithm']} --run-dir {run_dir_arg} --resume"
             )
         dataset_default = saved.get("dataset")
@@ -196,8 +197,14 @@ def _print_summary(run_dir: str, summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from offrl.run.rundir import mean_std
+
     console = Console()
-    table = Table(title=f"{summary['algorithm']} — {run_dir}")
+    on = {"heldout": "held-out episodes", "periodic": "evaluation episodes"}
+    caption = on.get(summary.get("scores_on"), "")
+    if summary.get("heldout"):
+        caption += f" (resets {summary['heldout']['reset_seeds']}); ± sample std across seeds"
+    table = Table(title=f"{summary['algorithm']} — {run_dir}", caption=caption or None)
     table.add_column("seed")
     table.add_column(f"final {summary.get('score', 'score')}")
     table.add_column(f"best {summary.get('score', 'score')}")
@@ -211,8 +218,8 @@ def _print_summary(run_dir: str, summary: dict) -> None:
     if "final_mean" in summary:
         table.add_row(
             "mean ± std",
-            f"{summary['final_mean']:.1f} ± {summary['final_std']:.1f}",
-            f"{summary['best_mean']:.1f} ± {summary['best_std']:.1f}",
+            mean_std(summary["final_mean"], summary["final_std"]),
+            mean_std(summary.get("best_mean"), summary.get("best_std")),
         )
     console.print(table)
     ups = summary.get("updates_per_second_per_seed")
@@ -234,7 +241,7 @@ def _print_summary(run_dir: str, summary: dict) -> None:
 # ---------------------------------------------------------------------------- eval
 def cmd_eval(argv: list[str]) -> None:
     from offrl.run.evaluation import evaluate_run
-    from offrl.run.train import RunError
+    from offrl.run.settings import RunError
 
     @dataclasses.dataclass(frozen=True)
     class Args:
@@ -516,50 +523,19 @@ def cmd_data(argv: list[str]) -> None:
         console.print(f"wrote {dataset.size} transitions to {path} (Minari, {args.format})")
 
 
-# -------------------------------------------------------------------------- online
+# ------------------------------------------------------------- online and finetune
 def cmd_online(argv: list[str]) -> None:
-    from offrl.run.online import OnlineConfig, train_online
-    from offrl.run.train import RunError
-
-    usage = "usage: offrl online sac --env-id ENV [options] (offrl online sac --help lists them)"
-    _group_help(argv, usage)
-    if not argv or argv[0].replace("-", "_") != "sac":
-        _fail(usage)
-    sac_module = registry.get("sac")
-
-    @dataclasses.dataclass(frozen=True)
-    class Args:
-        run_dir: str | None = None
-        """Run directory (default: runs/sac-ENV[-N])."""
-        resume: bool = False
-        """Continue the run in --run-dir from its last checkpoint."""
-        online: Annotated[OnlineConfig, tyro.conf.OmitArgPrefixes] = OnlineConfig()
-        algo: Annotated[sac_module.Config, tyro.conf.OmitArgPrefixes] = sac_module.Config()
-
-    Args.__doc__ = f"Train SAC online.\n\n{_plain(sac_module.__doc__)}"
-    args = tyro.cli(Args, args=argv[1:], prog="offrl online sac")
-    run_dir = args.run_dir or _default_run_dir("sac", args.online.env_id)
-    try:
-        summary = train_online("sac", run_dir, args.online, args.algo, resume=args.resume)
-    except (RunError, ValueError) as error:
-        _fail(error)
-    last = summary["evaluations"][-1] if summary["evaluations"] else None
-    print(
-        json.dumps(
-            {
-                "run_dir": run_dir,
-                "steps": summary["steps"],
-                "last_eval_return": last and last["return"],
-            }
-        )
+    usage = (
+        "usage: offrl online ALGO --env ENV [options]   (offrl online ALGO --help lists "
+        f"them)\nALGO: {', '.join(registry.ONLINE_ALGORITHMS)}"
     )
+    _group_help(argv, usage)
+    if not argv or argv[0].replace("-", "_").lower() not in registry.ONLINE_ALGORITHMS:
+        _fail(usage)
+    _interact(argv, online=True)
 
 
-# ------------------------------------------------------------------------ finetune
 def cmd_finetune(argv: list[str]) -> None:
-    from offrl.finetune.loop import FinetuneConfig, finetune
-    from offrl.run.train import RunError, load_run
-
     _group_help(
         argv,
         "usage: offrl finetune ALGO --from RUN_DIR [options]   (from an offline run)\n"
@@ -579,10 +555,32 @@ def cmd_finetune(argv: list[str]) -> None:
             (f"'{name}' is not fine-tuned online" if known else f"unknown algorithm '{argv[0]}'")
             + f"; offrl finetune runs {', '.join(registry.FINETUNE_ALGORITHMS)}"
         )
+    _interact(argv, online=False)
+
+
+#: ``offrl online``'s defaults where they differ from fine-tuning's.
+ONLINE_DEFAULTS = {
+    "online_steps": 1_000_000,
+    "seeds": (0,),
+    "early_evaluations": 0,
+    "checkpoint_every": 50_000,
+}
+
+
+def _interact(argv: list[str], online: bool) -> None:
+    """``offrl online`` and ``offrl finetune``: one interaction loop, one command."""
+    from offrl.finetune.loop import finetune
+    from offrl.run.rundir import load_run, parse_run_config
+    from offrl.run.settings import FinetuneConfig, RunError
+
+    name = argv[0].replace("-", "_").lower()
+    command = "online" if online else "finetune"
     algo_module = registry.get(name)
-    # A run's own settings are the defaults when fine-tuning the same algorithm.
     defaults = algo_module.Config()
-    rest = argv[1:]
+    settings = FinetuneConfig(**ONLINE_DEFAULTS) if online else FinetuneConfig()
+    rest = _split_commas(argv[1:])
+    from_default = dataset_default = None
+    # A run's own settings are the defaults when fine-tuning the same algorithm.
     source = _option_value(rest, "--from") or _option_value(rest, "--from-run")
     if source is not None:
         try:
@@ -591,30 +589,77 @@ def cmd_finetune(argv: list[str]) -> None:
             _fail(error)
         if isinstance(context.algo_config, algo_module.Config):
             defaults = context.algo_config
+    # --resume continues with the saved configuration (options given must agree).
+    run_dir_arg = _option_value(rest, "--run-dir")
+    if "--resume" in rest and run_dir_arg is not None:
+        try:
+            saved, saved_algo, defaults, saved_settings = parse_run_config(
+                pathlib.Path(run_dir_arg)
+            )
+        except RunError as error:
+            _fail(error)
+        if saved_algo is not algo_module or saved["kind"] not in ("online", "finetune"):
+            _fail(
+                f"{run_dir_arg} holds a {saved['algorithm']} run ({saved['kind']}); resume it "
+                f"with the command that started it and --run-dir {run_dir_arg} --resume"
+            )
+        if saved_settings is not None:
+            settings = dataclasses.replace(saved_settings, progress=True)
+        from_default = saved.get("source", {}).get("from_run")
+        dataset_default = saved.get("source", {}).get("dataset")
 
-    @dataclasses.dataclass(frozen=True)
-    class Args:
-        from_run: Annotated[str | None, tyro.conf.arg(aliases=["--from"])] = None
-        """Offline run to start from (iql, calql and cql: the same algorithm; resfit: a bc run)."""
-        dataset: str | None = None
-        """Offline data when starting from scratch (rlpd, h2o); default: the run's."""
-        run_dir: str | None = None
-        """Run directory (default: runs/finetune-ALGO-NAME[-N])."""
-        resume: bool = False
-        """Continue the run in --run-dir from its last checkpoint."""
-        stop_after: int | None = None
-        """Stop after this many steps with a checkpoint; continue with --resume."""
-        finetune: Annotated[FinetuneConfig, tyro.conf.OmitArgPrefixes] = FinetuneConfig()
-        algo: Annotated[algo_module.Config, tyro.conf.OmitArgPrefixes] = defaults
+    if online:
 
-    Args.__doc__ = f"Fine-tune {name} online.\n\n{_plain(algo_module.__doc__)}"
-    args = tyro.cli(Args, args=_split_commas(rest), prog=f"offrl finetune {name}")
+        @dataclasses.dataclass(frozen=True)
+        class Args:
+            run_dir: str | None = None
+            """Run directory (default: runs/ALGO-ENV[-N])."""
+            resume: bool = False
+            """Continue the run in --run-dir from its last checkpoint, with its saved
+            configuration (options given must agree with it)."""
+            stop_after: int | None = None
+            """Stop after this many steps with a checkpoint; continue with --resume."""
+            finetune: Annotated[FinetuneConfig, tyro.conf.OmitArgPrefixes] = settings
+            algo: Annotated[algo_module.Config, tyro.conf.OmitArgPrefixes] = defaults
+
+            from_run = None
+            dataset = None
+
+        Args.__doc__ = f"Train {name} online.\n\n{_plain(algo_module.__doc__)}"
+    else:
+
+        @dataclasses.dataclass(frozen=True)
+        class Args:
+            from_run: Annotated[str | None, tyro.conf.arg(aliases=["--from"])] = from_default
+            """Offline run to start from (iql, calql and cql: the same algorithm; resfit: a
+            bc run)."""
+            dataset: str | None = dataset_default
+            """Offline data when starting from scratch (rlpd, h2o); default: the run's."""
+            run_dir: str | None = None
+            """Run directory (default: runs/finetune-ALGO-NAME[-N])."""
+            resume: bool = False
+            """Continue the run in --run-dir from its last checkpoint, with its saved
+            configuration (options given must agree with it)."""
+            stop_after: int | None = None
+            """Stop after this many steps with a checkpoint; continue with --resume."""
+            finetune: Annotated[FinetuneConfig, tyro.conf.OmitArgPrefixes] = settings
+            algo: Annotated[algo_module.Config, tyro.conf.OmitArgPrefixes] = defaults
+
+        Args.__doc__ = f"Fine-tune {name} online.\n\n{_plain(algo_module.__doc__)}"
+    args = tyro.cli(Args, args=rest, prog=f"offrl {command} {name}")
     if args.resume and args.run_dir is None:
         _fail("--resume needs --run-dir: the run to continue")
-    if args.from_run is None and args.dataset is None:
-        _fail("pass --from RUN_DIR (an offline run) or --dataset DATASET (to start from scratch)")
-    label = pathlib.Path(args.from_run).name if args.from_run else args.dataset
-    run_dir = args.run_dir or _default_run_dir(f"finetune-{name}", label)
+    if online:
+        if args.finetune.env is None:
+            _fail("--env is required: the environment to train in, e.g. --env Pendulum-v1")
+        run_dir = args.run_dir or _default_run_dir(name, args.finetune.env)
+    else:
+        if args.from_run is None and args.dataset is None:
+            _fail(
+                "pass --from RUN_DIR (an offline run) or --dataset DATASET (to start from scratch)"
+            )
+        label = pathlib.Path(args.from_run).name if args.from_run else args.dataset
+        run_dir = args.run_dir or _default_run_dir(f"finetune-{name}", label)
     try:
         summary = finetune(
             name,
@@ -628,7 +673,9 @@ def cmd_finetune(argv: list[str]) -> None:
         )
     except (RunError, ValueError, FileExistsError) as error:
         _fail(error)
-    keys = ("offline_mean", "final_mean", "best_mean", "initial_drop_mean", "regret_mean")
+    keys = ("final_mean", "final_std", "best_mean", "best_std", "scores_on", "regret_mean")
+    if not online:
+        keys = ("offline_mean", "initial_drop_mean", *keys)
     print(json.dumps({"run_dir": run_dir, **{k: summary.get(k) for k in keys}}))
 
 
@@ -685,7 +732,7 @@ def cmd_suite(argv: list[str]) -> None:
 # --------------------------------------------------------------------------- bench
 def cmd_bench(argv: list[str]) -> None:
     from offrl.bench import BenchConfig, run_bench
-    from offrl.run.train import RunError
+    from offrl.run.settings import RunError
 
     args = tyro.cli(BenchConfig, args=_split_commas(argv), prog="offrl bench")
     try:
@@ -699,7 +746,7 @@ def cmd_bench(argv: list[str]) -> None:
 # ---------------------------------------------------------------------- quickstart
 def cmd_quickstart(argv: list[str]) -> None:
     from offrl.quickstart import QuickstartConfig, run_quickstart
-    from offrl.run.train import RunError
+    from offrl.run.settings import RunError
 
     args = tyro.cli(QuickstartConfig, args=argv, prog="offrl quickstart")
     try:

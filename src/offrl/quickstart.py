@@ -49,6 +49,7 @@ def run_quickstart(config: QuickstartConfig) -> dict:
 
     from offrl.core import registry
     from offrl.data.summary import print_summary
+    from offrl.run.rundir import mean_std
     from offrl.run.train import RunError, TrainConfig, train
     from offrl.suites import available, build_suite_dataset, load_suite_dataset
 
@@ -93,7 +94,8 @@ def run_quickstart(config: QuickstartConfig) -> dict:
         )
         results[name] = summary
         console.print(
-            f"{name}: final {summary['final_mean']:.1f} ± {summary['final_std']:.1f}, "
+            f"{name}: final {mean_std(summary['final_mean'], summary['final_std'])} "
+            "(held-out episodes), "
             f"{summary['updates_per_second_per_seed']:.0f} updates/s per seed"
         )
 
@@ -107,8 +109,8 @@ def run_quickstart(config: QuickstartConfig) -> dict:
     for name, s in results.items():
         table.add_row(
             name,
-            f"{s['final_mean']:.1f} ± {s['final_std']:.1f}",
-            f"{s['best_mean']:.1f} ± {s['best_std']:.1f}",
+            mean_std(s["final_mean"], s["final_std"]),
+            mean_std(s["best_mean"], s["best_std"]),
             f"{s['updates_per_second_per_seed']:.0f}",
         )
     console.print(table)

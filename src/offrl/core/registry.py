@@ -31,6 +31,8 @@ _ALGORITHMS: dict[str, str] = {
 OFFLINE_ALGORITHMS = ("bc", "td3_bc", "iql", "cql", "vocbf", "td3_bc_lag", "calql")
 #: Algorithms ``offrl finetune`` runs (offline-to-online or hybrid).
 FINETUNE_ALGORITHMS = ("iql", "cql", "calql", "rlpd", "resfit", "h2o", "sac")
+#: Algorithms ``offrl online`` trains with no offline data at all.
+ONLINE_ALGORITHMS = ("sac",)
 REQUIRED = ("Config", "State", "init", "update", "act", "DEFAULT_REWARD_SCALING")
 
 

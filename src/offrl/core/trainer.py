@@ -30,6 +30,15 @@ from offrl.data.normalization import (
 )
 
 
+def scale_action(actions, low, high):
+    """Network actions in ``[-1, 1]`` to the bounds ``[low, high]`` (NumPy or JAX).
+
+    The one place this mapping is written: the shipped action logs replay
+    bit for bit only while every caller computes exactly this expression.
+    """
+    return low + (actions + 1.0) * 0.5 * (high - low)
+
+
 @struct.dataclass
 class Preprocessor:
     """Everything that maps between the environment and the networks.
@@ -50,7 +59,7 @@ class Preprocessor:
         return (observations - self.observation_mean) / self.observation_std
 
     def action_to_env(self, actions):
-        return self.action_low + (actions + 1.0) * 0.5 * (self.action_high - self.action_low)
+        return scale_action(actions, self.action_low, self.action_high)
 
     def action_from_env(self, actions):
         return 2.0 * (actions - self.action_low) / (self.action_high - self.action_low) - 1.0
@@ -163,15 +172,41 @@ def _as_float_batch(batch):
     return out
 
 
-def _weights(metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    """Per-metric weight: ``_valid/<group>`` masks the ``<group>/*`` metrics."""
-    weights = {}
-    for name in metrics:
-        if name.startswith("_valid/"):
+def masked_sums(metrics: dict[str, jax.Array]) -> tuple[dict, dict]:
+    """``(sums, counts)`` of one update's metrics, each masked by its group's
+    ``_valid/<group>`` flag (an actor metric counts only where the actor was updated).
+
+    The one way offrl averages metrics: add sums and counts over updates, then
+    :func:`finish_means`.
+    """
+    sums, counts = {}, {}
+    for name, value in metrics.items():
+        if name.startswith("_"):
             continue
-        group = name.split("/", 1)[0]
-        weights[name] = metrics.get(f"_valid/{group}", jnp.float32(1.0))
-    return weights
+        weight = metrics.get(f"_valid/{name.split('/', 1)[0]}", jnp.float32(1.0))
+        weight = jnp.asarray(weight, jnp.float32)
+        sums[name] = weight * jnp.asarray(value, jnp.float32)
+        counts[name] = weight
+    return sums, counts
+
+
+def finish_means(sums: dict, counts: dict) -> dict:
+    """Means of :func:`masked_sums` totals; NaN where nothing counted."""
+    return {
+        k: jnp.where(counts[k] > 0, sums[k] / jnp.maximum(counts[k], 1.0), jnp.nan) for k in sums
+    }
+
+
+def seed_means(metrics: dict, prefix: str) -> dict[str, float]:
+    """Per-seed metric means (``[S]`` each) as one logged value each: the mean over
+    the seeds that have one (NaN when none has)."""
+    out = {}
+    for name, values in metrics.items():
+        values = np.asarray(values, np.float64)
+        out[f"{prefix}/{name}"] = (
+            float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+        )
+    return out
 
 
 @functools.lru_cache(maxsize=64)
@@ -199,19 +234,15 @@ def build_chunk(
         def body(carry, _):
             state, key, sums, counts = carry
             state, key, metrics = step(state, key)
-            weights = _weights(metrics)
-            sums = {k: sums[k] + weights[k] * metrics[k].astype(jnp.float32) for k in sums}
-            counts = {k: counts[k] + weights[k] for k in counts}
+            add, seen = masked_sums(metrics)
+            sums = {k: sums[k] + add[k] for k in sums}
+            counts = {k: counts[k] + seen[k] for k in counts}
             return (state, key, sums, counts), None
 
         (state, key, sums, counts), _ = jax.lax.scan(
             body, (state, key, zeros, dict(zeros)), None, length=length
         )
-        means = {
-            k: jnp.where(counts[k] > 0, sums[k] / jnp.maximum(counts[k], 1.0), jnp.nan)
-            for k in sums
-        }
-        return state, key, means
+        return state, key, finish_means(sums, counts)
 
     chunk = jax.vmap(one_seed, in_axes=(0, 0, None))
     return jax.jit(chunk) if jit else chunk

@@ -1,5 +1,4 @@
-"""Evaluation: vectorized rollouts, normalized scores and statistics."""
+"""Offline evaluation: fitted Q evaluation, checkpoint selection, statistics, reports.
 
-from offrl.evaluate.rollout import EvaluationResult, evaluate
-
-__all__ = ["EvaluationResult", "evaluate"]
+Rollouts in an environment live in :mod:`offrl.envs.rollout`.
+"""

@@ -402,7 +402,7 @@ def write_report(
     """Analyze every run (cached) and write one HTML report to ``output``; ``steps``
     limits the analysis to those checkpoints."""
     from offrl import __version__
-    from offrl.run.train import RunError
+    from offrl.run.settings import RunError
 
     sections, analyses = [], []
     datasets: dict[str, Dataset] = {}

@@ -44,12 +44,13 @@ from offrl.evaluate.fqe import FQEConfig, fqe, policy_actions
 from offrl.evaluate.statistics import spearman
 from offrl.run import checkpoint
 from offrl.run.loggers import read_jsonl
-from offrl.run.train import (
-    RunError,
-    _previous_evaluations,
+from offrl.run.rundir import (
+    evaluations_from_metrics,
     load_run,
+    read_run_config,
     write_json_atomic,
 )
+from offrl.run.settings import RunError
 
 SELECTORS: dict[str, str] = {
     "fqe": "highest FQE estimate of the policy's value",
@@ -153,11 +154,8 @@ def analyze_run(
     seed together (``fqe_config.bootstrap`` resamples each).
     """
     run_dir = pathlib.Path(run_dir)
-    config_path = run_dir / "config.json"
-    if not config_path.is_file():
-        raise RunError(f"{run_dir} is not a run directory (no config.json)")
-    saved = json.loads(config_path.read_text())
-    if saved.get("mode") == "online":
+    saved = read_run_config(run_dir)
+    if saved["kind"] == "online":
         raise RunError(
             f"{run_dir} is an online run; offline analysis needs the dataset a run was "
             "trained on (use an `offrl train` run)"
@@ -190,9 +188,9 @@ def analyze_run(
 
     context = load_run(run_dir, steps[-1])
     algo, pre = context.algo, context.preprocessor
-    seeds = list(context.train_config.seeds)
+    seeds = list(context.seeds)
     discount = float(getattr(context.algo_config, "discount", fqe_config.discount))
-    fraction = context.train_config.validation_fraction
+    fraction = getattr(context.settings, "validation_fraction", 0.0)
     held_out_name = "held-out episodes" if fraction > 0 else "training data (no held-out split)"
     valid_data = split_by_episode(data, fraction, seed=0)[1] if fraction > 0 else data
     pre_data = apply_preprocessor(data, pre)
@@ -266,7 +264,7 @@ def analyze_run(
 
     env_id = saved.get("env_id")
     # The evaluations training logged (the same reader resume uses), by step.
-    logged = {e["step"]: e for e in _previous_evaluations(_metrics(run_dir / "metrics.jsonl"))}
+    logged = {e["step"]: e for e in evaluations_from_metrics(_metrics(run_dir / "metrics.jsonl"))}
     true_return = [logged[s]["return_per_seed"] if s in logged else None for s in steps]
     true_normalized = [logged[s].get("normalized_per_seed") if s in logged else None for s in steps]
 

@@ -1,18 +1,25 @@
-"""Offline-to-online fine-tuning: the loop shared by every method.
+"""The interaction loop: online training and offline-to-online fine-tuning.
 
-A fine-tuning run starts from an offline run (``from_run``: its train states,
-seeds, preprocessing and dataset) or from scratch beside a dataset
-(``dataset``: RLPD, H2O), and then interacts with ``env_id``, one environment
-per seed, for ``online_steps`` steps each. Every step makes one jitted call
-that runs ``utd`` updates per seed (a ``lax.scan``, seeds under ``vmap``) on
-batches from :class:`~offrl.finetune.buffer.MixedReplay` and returns the next
-exploratory action of every seed.
+One loop serves every run that acts in an environment while it learns:
+
+- **finetune**: from an offline run (``from_run``: its train states, seeds,
+  preprocessing and dataset) or from scratch beside a dataset (``dataset``:
+  RLPD, H2O);
+- **online**: no offline data at all (``offrl online sac --env Pendulum-v1``):
+  identity preprocessing with the environment's action bounds.
+
+It interacts with ``env``, one environment per seed, for ``online_steps``
+steps each. Every step makes one jitted call that runs ``utd`` updates per seed
+(a ``lax.scan``, seeds under ``vmap``) on batches from
+:class:`~offrl.finetune.buffer.MixedReplay` and returns the next exploratory
+action of every seed.
 
 An algorithm takes part with its ordinary contract (``init``, ``update``,
 ``act``) plus optional hooks:
 
 - ``FINETUNE_MIXING``: ``"ratio"`` (default; ``offline_ratio`` of every batch
-  from the offline data) or ``"union"`` (offline data in the replay buffer).
+  from the offline data), ``"union"`` (offline data in the replay buffer) or
+  ``"online"`` (none).
 - ``FINETUNE_DEFAULTS``: the algorithm's values of ``utd``, ``random_steps``
   and ``learning_starts`` where the user leaves them unset.
 - ``online_config(config, finetune_config) -> config``: settings that change
@@ -27,14 +34,17 @@ An algorithm takes part with its ordinary contract (``init``, ``update``,
 
 Everything the networks see is in their units: observations standardized with
 the offline statistics, actions in [-1, 1], rewards scaled like the offline
-data. Evaluations (deterministic policy, ``eval_env_id``, which defaults to the
-data's task) run before the first online step (the offline score), densely in
-the first 10% of the online steps (for the initial drop) and every
-``eval_every`` steps after.
+data. Periodic evaluations (deterministic policy, ``eval_env``, which defaults
+to the interaction environment's task) run before the first step (the
+starting score), densely in the first 10% of the steps (for the initial drop)
+and every ``eval_every`` steps after; the final and best policies are scored
+at the end on held-out episodes (:mod:`offrl.run.rundir`).
 
-Checkpoints hold the states, keys, online buffers, the sampling generator and
-the counters. A resumed run starts new episodes: an episode in flight at the
-checkpoint is cut there (its last step recorded as a truncation).
+Episode ``k`` of seed ``s`` resets with ``s * 1_000_003 + k`` online (the
+scheme the shipped medium-replay action logs were recorded with) and
+``s * 1_000_003 + 500_000 + k`` when fine-tuning. Checkpoints hold the states,
+keys, best states, online buffers, the sampling generator, the counters and the
+episodes in flight, which a resumed run replays action by action.
 """
 
 from __future__ import annotations
@@ -53,108 +63,35 @@ from offrl.core import registry
 from offrl.core.trainer import (
     Preprocessor,
     apply_preprocessor,
+    build_policy,
     example_batch,
     fill_run_length,
+    finish_means,
     fit_preprocessor,
     init_states,
+    masked_sums,
     resolve_reward_scaling,
+    scale_action,
     seed_keys,
+    seed_means,
 )
 from offrl.data.loading import load_dataset
 from offrl.envs.registry import EnvError, check_env_id, get_task, make_env, normalized_score
+from offrl.envs.rollout import PERIODIC_SEED
 from offrl.finetune.buffer import FIELDS, MixedReplay, dataset_returns_to_go
-from offrl.run import checkpoint
+from offrl.run import checkpoint, rundir
 from offrl.run.interrupt import RunInterrupted, StopRequest
-from offrl.run.loggers import JsonlLogger, truncate_jsonl
-from offrl.run.train import (
-    REWARD_SCALINGS,
+from offrl.run.loggers import truncate_jsonl
+from offrl.run.settings import (
+    MIXINGS,  # noqa: F401  (offrl.finetune.loop's API)
+    FinetuneConfig,
     RunError,
-    _Progress,
-    _to_jsonable,
-    check_non_negative,
     check_positive,
-    check_seeds,
-    load_run,
-    logged_wall,
-    read_run_config,
-    total_wall,
-    write_json_atomic,
+    to_jsonable,
 )
 
-MIXINGS = ("auto", "ratio", "union", "online")
-
-
-@dataclasses.dataclass(frozen=True)
-class FinetuneConfig:
-    """Online fine-tuning settings."""
-
-    online_steps: int = 100_000
-    """Environment steps per seed."""
-    env: str | None = None
-    """Environment to interact with; ``None``: the data's task. A simulator with a
-    dynamics gap is written ``Hopper-v5@gravity=2`` (see ``offrl.envs.gap``)."""
-    eval_env: str | None = None
-    """Environment of the evaluations; ``None``: the data's task."""
-    mixing: str = "auto"
-    """auto (the algorithm's), ratio (offline_ratio of each batch offline), union
-    (offline data in the replay buffer) or online (no offline data)."""
-    offline_ratio: float = 0.5
-    """Offline share of every batch with mixing=ratio (RLPD: 0.5)."""
-    utd: int | None = None
-    """Updates per environment step (update-to-data ratio; RLPD's paper: 20);
-    ``None``: the algorithm's default (1 unless it says otherwise)."""
-    batch_size: int = 256
-    """Transitions per update and seed."""
-    random_steps: int | None = None
-    """Uniformly random actions (and no updates) for this many first steps; ``None``:
-    the algorithm's default (RLPD and SAC from scratch: 5,000; otherwise 0)."""
-    learning_starts: int | None = None
-    """No updates before this many steps; ``None``: the algorithm's default (0 for
-    methods that start from an offline run)."""
-    eval_every: int = 10_000
-    """Evaluate every this many steps (plus the offline score and the early ones)."""
-    early_evaluations: int = 4
-    """Evenly spaced evaluations within the first 10% of the steps (the initial drop)."""
-    eval_episodes: int = 10
-    """Episodes per evaluation and seed."""
-    checkpoint_every: int = 10_000
-    """Checkpoint interval in steps."""
-    buffer_size: int = 1_000_000
-    """Online buffer capacity per seed."""
-    seeds: tuple[int, ...] = (0, 1, 2)
-    """Seeds when starting from scratch (a run's own seeds otherwise)."""
-    normalize_observations: bool = True
-    """Standardize observations with the dataset's statistics (from scratch only)."""
-    reward_scaling: str = "auto"
-    """Reward scaling when starting from scratch (an offline run's is kept)."""
-    progress: bool = True
-    """Print a line per evaluation."""
-
-    def check(self) -> None:
-        """Raise :class:`RunError` naming the first invalid setting."""
-        check_positive(
-            online_steps=self.online_steps,
-            batch_size=self.batch_size,
-            eval_episodes=self.eval_episodes,
-            checkpoint_every=self.checkpoint_every,
-            buffer_size=self.buffer_size,
-        )
-        check_non_negative(eval_every=self.eval_every, early_evaluations=self.early_evaluations)
-        if self.utd is not None:
-            check_positive(utd=self.utd)
-        for name in ("random_steps", "learning_starts"):
-            if getattr(self, name) is not None:
-                check_non_negative(**{name: getattr(self, name)})
-        check_seeds(self.seeds)
-        if not 0.0 <= self.offline_ratio <= 1.0:
-            raise RunError(f"--offline-ratio must be in [0, 1], got {self.offline_ratio}")
-        if self.mixing not in MIXINGS:
-            raise RunError(f"--mixing must be one of {', '.join(MIXINGS)}, got {self.mixing!r}")
-        if self.reward_scaling not in REWARD_SCALINGS:
-            raise RunError(
-                f"--reward-scaling must be one of {', '.join(REWARD_SCALINGS)}, "
-                f"got {self.reward_scaling!r}"
-            )
+#: Added to the reset seeds of fine-tuning episodes (online runs add nothing).
+FINETUNE_RESET_OFFSET = 500_000
 
 
 def resolve_config(algo, config: FinetuneConfig) -> FinetuneConfig:
@@ -166,7 +103,7 @@ def resolve_config(algo, config: FinetuneConfig) -> FinetuneConfig:
 
 
 def evaluation_steps(config: FinetuneConfig) -> list[int]:
-    """The online steps after which the policy is evaluated (0 = the offline score)."""
+    """The steps after which the policy is evaluated (0 = the starting score)."""
     total = config.online_steps
     steps = {0, total}
     steps.update(
@@ -184,10 +121,11 @@ def online_metrics(
     episode_scores: list[list[float]] | None = None,
     episode_successes: list[list[float]] | None = None,
 ) -> dict:
-    """Offline score, final score, initial drop and regret per seed.
+    """Offline score, initial drop and regret per seed (the final and best scores are
+    :func:`offrl.run.rundir.score_summary`'s, on held-out episodes).
 
     Args:
-        evaluation_steps_: ``[E]`` steps of the evaluations, the first at 0.
+        evaluation_steps_: ``[E]`` steps of the periodic evaluations, the first at 0.
         scores: ``[E, S]`` evaluation scores (normalized where the task has
             references, returns otherwise).
         total_steps: the online steps of the run.
@@ -201,7 +139,8 @@ def online_metrics(
     reports success, else ``mean(1 - clip(score / 100, 0, 1))`` over them.
     ``return_regret`` is the latter wherever episode scores exist: on easy
     sparse tasks (PointMaze UMaze) every episode succeeds and the success
-    regret is 0 whatever the policy's speed.
+    regret is 0 whatever the policy's speed. Spreads are sample standard
+    deviations across seeds.
     """
     steps = np.asarray(evaluation_steps_)
     scores = np.asarray(scores, np.float64)
@@ -212,12 +151,7 @@ def online_metrics(
         if early.any()
         else np.full_like(offline, np.nan)
     )
-    out = {
-        "offline_per_seed": offline.tolist(),
-        "final_per_seed": scores[-1].tolist(),
-        "best_per_seed": scores.max(axis=0).tolist(),
-        "initial_drop_per_seed": drop.tolist(),
-    }
+    out = {"offline_per_seed": offline.tolist(), "initial_drop_per_seed": drop.tolist()}
     if episode_scores and all(len(s) for s in episode_scores):
         out["return_regret_per_seed"] = [
             float(np.mean(1.0 - np.clip(np.asarray(s) / 100.0, 0.0, 1.0))) for s in episode_scores
@@ -227,25 +161,40 @@ def online_metrics(
     if episode_successes and all(len(s) for s in episode_successes):
         out["regret_per_seed"] = [float(np.mean(1.0 - np.asarray(s))) for s in episode_successes]
         out["regret_kind"] = "success"
-    for name in ("offline", "final", "best", "initial_drop", "regret", "return_regret"):
+    for name in ("offline", "initial_drop", "regret", "return_regret"):
         values = out.get(f"{name}_per_seed")
         if values is not None:
             out[f"{name}_mean"] = float(np.mean(values))
-            out[f"{name}_std"] = float(np.std(values))
+            out[f"{name}_std"] = rundir.sample_std(values)
     return out
 
 
-def _resolve_start(algo, algorithm, config, from_run, dataset, algo_config):
-    """``(states, algo_config, pre, data, dataset_spec, env_id, seeds, source)``."""
+@dataclasses.dataclass
+class _Start:
+    """Where an interaction run starts."""
+
+    kind: str
+    states: object
+    algo_config: object
+    pre: Preprocessor
+    data: object  # the offline Dataset, None online
+    dataset_spec: str | None
+    env_id: str | None
+    seeds: tuple[int, ...]
+    observation_dim: int
+    action_dim: int
+    source: dict
+
+
+def _resolve_start(algo, algorithm, config, from_run, dataset, algo_config) -> _Start:
     if from_run is not None:
-        ctx = load_run(from_run)
-        saved = read_run_config(pathlib.Path(from_run))
-        base_name = saved["algorithm"]
-        dataset_spec = dataset or saved.get("dataset")
+        ctx = rundir.load_run(from_run)
+        base_name = ctx.config["algorithm"]
+        dataset_spec = dataset or ctx.config.get("dataset")
         if dataset_spec is None:
             raise RunError(f"{from_run} does not name its dataset; pass --dataset")
         data = load_dataset(dataset_spec, env_id=ctx.env_id)
-        seeds = tuple(ctx.train_config.seeds)
+        seeds = ctx.seeds
         if base_name == algorithm:
             states = ctx.states
             algo_config = algo_config or ctx.algo_config
@@ -265,19 +214,45 @@ def _resolve_start(algo, algorithm, config, from_run, dataset, algo_config):
                 f"{' or '.join(allowed)}; train one first (offrl train {allowed[-1]} ...)"
             )
         source = {"from_run": str(from_run), "from_algorithm": base_name, "from_step": ctx.step}
-        return states, algo_config, ctx.preprocessor, data, dataset_spec, ctx.env_id, seeds, source
-    if dataset is None:
-        raise RunError("pass --from RUN_DIR (an offline run) or --dataset (to start from scratch)")
-    data = load_dataset(dataset, env_id=config.eval_env)
+        return _Start(
+            "finetune", states, algo_config, ctx.preprocessor, data, dataset_spec, ctx.env_id,
+            seeds, ctx.observation_dim, ctx.action_dim, source,
+        )  # fmt: skip
     algo_config = fill_run_length(algo_config or algo.Config(), config.online_steps * config.utd)
     seeds = tuple(config.seeds)
     init_keys, _ = seed_keys(seeds)
+    if dataset is None:
+        if config.env is None:
+            raise RunError(
+                "pass --env ENV (online training), --from RUN_DIR (an offline run) or "
+                "--dataset (to start from scratch beside offline data)"
+            )
+        if config.mixing not in ("auto", "online"):
+            raise RunError(f"--mixing {config.mixing} needs offline data; pass --dataset")
+        env = make_env(config.env)
+        obs_dim = int(np.prod(env.observation_space.shape))
+        act_dim = int(np.prod(env.action_space.shape))
+        pre = Preprocessor.identity(obs_dim, act_dim).replace(
+            action_low=env.action_space.low.astype(np.float32),
+            action_high=env.action_space.high.astype(np.float32),
+        )
+        env.close()
+        states = init_states(algo, algo_config, obs_dim, act_dim, init_keys)
+        pre = jax.tree_util.tree_map(jnp.asarray, pre)
+        return _Start(
+            "online", states, algo_config, pre, None, None, config.env.split("@", 1)[0], seeds,
+            obs_dim, act_dim, {"online": True},
+        )  # fmt: skip
+    data = load_dataset(dataset, env_id=config.eval_env)
     states = init_states(algo, algo_config, data.observation_dim, data.action_dim, init_keys)
     scaling = resolve_reward_scaling(algo, config.reward_scaling, data.info.env_id)
     pre = fit_preprocessor(data, config.normalize_observations, scaling)
     pre = jax.tree_util.tree_map(jnp.asarray, pre)
     source = {"dataset": str(dataset), "reward_scaling": scaling}
-    return states, algo_config, pre, data, str(dataset), data.info.env_id, seeds, source
+    return _Start(
+        "finetune", states, algo_config, pre, data, str(dataset), data.info.env_id, seeds,
+        data.observation_dim, data.action_dim, source,
+    )  # fmt: skip
 
 
 def _offline_rows(data, pre: Preprocessor, discount: float) -> dict[str, np.ndarray]:
@@ -292,27 +267,22 @@ def _offline_rows(data, pre: Preprocessor, discount: float) -> dict[str, np.ndar
 
 
 def _build_step(algo, algo_config, explore):
-    """``(states, batches, observations, keys, step) -> (states, metric means, actions)``.
+    """``(states, batches, observations, keys, step) -> (states, (sums, counts), actions)``.
 
-    ``batches`` hold ``utd`` batches per seed; metrics are averaged over them,
-    ``_valid/<group>`` masks respected (an actor metric counts only where the
-    actor was updated).
+    ``batches`` hold ``utd`` batches per seed; the metrics come back as the
+    :func:`~offrl.core.trainer.masked_sums` totals over them, which the loop adds
+    up to each evaluation.
     """
-    from offrl.core.trainer import _weights
 
     def one_seed(state, batches, observation, key, step):
         def body(state, batch):
-            return algo.update(state, batch, algo_config)
+            state, metrics = algo.update(state, batch, algo_config)
+            return state, masked_sums(metrics)
 
-        state, metrics = jax.lax.scan(body, state, batches)
-        weights = _weights(metrics)
-        means = {
-            k: (weights[k] * v).sum() / jnp.maximum(weights[k].sum(), 1.0)
-            for k, v in metrics.items()
-            if not k.startswith("_")
-        }
+        state, (sums, counts) = jax.lax.scan(body, state, batches)
+        totals = jax.tree.map(lambda x: x.sum(axis=0), (sums, counts))
         action = explore(state, observation[None], key, step, algo_config)[0]
-        return state, means, action
+        return state, totals, action
 
     return jax.jit(jax.vmap(one_seed, in_axes=(0, 0, 0, 0, None)))
 
@@ -334,13 +304,15 @@ def finetune(
     resume: bool = False,
     stop_after: int | None = None,
 ) -> dict:
-    """Fine-tune ``algorithm`` online; returns the summary (also in ``summary.json``).
+    """Train ``algorithm`` while it interacts; returns the summary (also in
+    ``summary.json``).
 
     Args:
-        algorithm: a registered name (``iql``, ``calql``, ``cql``, ``rlpd``,
-            ``resfit``, ``h2o``).
+        algorithm: a registered name (``sac`` online; ``iql``, ``calql``, ``cql``,
+            ``rlpd``, ``resfit``, ``h2o`` fine-tuning).
         run_dir: the new run directory (must not exist unless resuming).
-        config: a :class:`FinetuneConfig`.
+        config: a :class:`FinetuneConfig`; ``config.env`` alone (no ``from_run``,
+            no ``dataset``) is online training.
         from_run: an offline run to start from.
         dataset: the offline data when starting from scratch (or to replace
             the run's own).
@@ -364,22 +336,14 @@ def finetune(
             except (EnvError, ValueError) as error:
                 raise RunError(f"{flag}: {error}") from error
     run_dir = pathlib.Path(run_dir)
-    config_path = run_dir / "config.json"
-    if not resume and run_dir.exists() and any(run_dir.iterdir()):
-        raise RunError(
-            f"{run_dir} already exists and is not empty; pass --resume to continue it, "
-            "or choose another --run-dir (nothing was overwritten)"
-        )
-    if resume and not config_path.is_file():
-        raise RunError(f"cannot resume: {run_dir} has no config.json")
+    rundir.check_new_or_resumable(run_dir, resume)
 
-    states, algo_config, pre, data, dataset_spec, data_env, seeds, source = _resolve_start(
-        algo, algorithm, config, from_run, dataset, algo_config
-    )
+    start = _resolve_start(algo, algorithm, config, from_run, dataset, algo_config)
+    states, algo_config, pre, seeds = start.states, start.algo_config, start.pre, start.seeds
     if hasattr(algo, "online_config"):
         algo_config = algo.online_config(algo_config, config)
-    env_id = config.env or data_env
-    eval_env_id = config.eval_env or data_env or env_id
+    env_id = config.env or start.env_id
+    eval_env_id = config.eval_env or start.env_id or env_id
     if env_id is None:
         raise RunError("the data names no environment; pass --env")
     for name, value in (("environment", env_id), ("evaluation environment", eval_env_id)):
@@ -387,87 +351,74 @@ def finetune(
             check_env_id(value)
         except (EnvError, ValueError) as error:
             raise RunError(f"the {name} cannot be created: {error}") from error
-    mixing = getattr(algo, "FINETUNE_MIXING", "ratio") if config.mixing == "auto" else config.mixing
+    if start.kind == "online":
+        mixing = "online"
+    else:
+        mixing = getattr(algo, "FINETUNE_MIXING", "ratio")
+        mixing = mixing if config.mixing == "auto" else config.mixing
     offline_ratio = {"ratio": config.offline_ratio, "union": None, "online": 0.0}[mixing]
     discount = float(getattr(algo_config, "discount", 0.99))
 
     resolved = {
+        "kind": start.kind,
         "algorithm": algorithm,
-        "mode": "finetune",
-        "algorithm_config": _to_jsonable(algo_config),
-        "finetune_config": {k: v for k, v in _to_jsonable(config).items() if k != "progress"},
+        "algorithm_config": to_jsonable(algo_config),
+        "finetune_config": to_jsonable(config),
+        "seeds": list(seeds),
         "mixing": mixing,
         "offline_ratio": offline_ratio,
-        "dataset": dataset_spec,
+        "dataset": start.dataset_spec,
         "env_id": env_id,
         "eval_env_id": eval_env_id,
-        "observation_dim": data.observation_dim,
-        "action_dim": data.action_dim,
-        "seeds": list(seeds),
-        "source": source,
-        # What load_run reads: the fine-tuned run can be evaluated like any other.
-        "train_config": {"seeds": list(seeds), "steps": config.online_steps},
+        "observation_dim": start.observation_dim,
+        "action_dim": start.action_dim,
+        "source": start.source,
     }
-    if resume:
-        saved = read_run_config(run_dir)
-        for key in ("algorithm", "algorithm_config", "finetune_config", "dataset", "env_id"):
-            if saved.get(key) != resolved[key]:
-                raise RunError(
-                    f"cannot resume {run_dir}: '{key}' differs (saved {saved.get(key)!r}, "
-                    f"now {resolved[key]!r}); resume with the original arguments"
-                )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        resolved["command"] = " ".join(sys.argv)
-        write_json_atomic(config_path, resolved)
+    rundir.open_run(run_dir, resolved, resume)
 
     if hasattr(algo, "start_online"):
         states = jax.vmap(lambda s: algo.start_online(s, algo_config))(states)
-    num_seeds, obs_dim, act_dim = len(seeds), data.observation_dim, data.action_dim
-    offline = None if mixing == "online" else _offline_rows(data, pre, discount)
+    num_seeds, obs_dim, act_dim = len(seeds), start.observation_dim, start.action_dim
+    offline = None if mixing == "online" else _offline_rows(start.data, pre, discount)
     capacity = min(config.buffer_size, config.online_steps)
     buffer = MixedReplay(offline, num_seeds, capacity, obs_dim, act_dim, offline_ratio)
     rng = np.random.default_rng(list(seeds) + [20_231_127])
     keys = jnp.stack([jax.random.PRNGKey(10_000 + s) for s in seeds])
+    best = rundir.BestPolicy(states, num_seeds)
     counters = {
         "step": 0,
         "episodes": [0] * num_seeds,
         "episode_scores": [[] for _ in seeds],
         "episode_successes": [[] for _ in seeds],
-        "evaluations": [],
     }
     ckpt_dir = run_dir / "checkpoints"
-    payload = lambda st, ks, step: {  # noqa: E731
-        "states": st,
-        "keys": ks,
-        "step": np.int32(step),
-        "preprocessor": pre,
-    }
     saved_extra: dict = {}
-    wall_logged = 0.0
+    records: list[dict] = []
     if resume:
         replays: dict[int, dict] = {}
 
         def check(step: int) -> None:
             replays[step] = _read_replay(ckpt_dir / f"replay_{step}.npz", step, buffer)
 
-        try:
-            last, restored = checkpoint.restore_latest(
-                ckpt_dir,
-                payload(states, keys, 0),
-                check=check,
-                side_files=lambda step: [f"replay_{step}.npz"],
-            )
-        except checkpoint.CheckpointError as error:
-            raise RunError(str(error)) from error
+        last, restored = rundir.restore_latest(
+            ckpt_dir,
+            rundir.payload(states, keys, 0, pre, best.state_dict()),
+            check=check,
+            side_files=lambda step: [f"replay_{step}.npz"],
+        )
         if last is not None:
             states, keys = restored["states"], restored["keys"]
+            best.load(restored.get("best"))
             saved_replay = replays[last]
             buffer.load_state_dict(saved_replay)
             rng.bit_generator.state = json.loads(str(saved_replay["rng"]))
             counters = json.loads(str(saved_replay["counters"]))
             saved_extra = saved_replay
-        wall_logged = logged_wall(truncate_jsonl(run_dir / "metrics.jsonl", counters["step"]))
+        records = truncate_jsonl(run_dir / "metrics.jsonl", counters["step"])
+    wall_logged = rundir.logged_wall(records)
+    evaluations = rundir.evaluations_from_metrics(
+        [r for r in records if r["step"] <= counters["step"]]
+    )
 
     explore = _default_explore(algo)
     step_fn = _build_step(algo, algo_config, explore)
@@ -476,9 +427,6 @@ def finetune(
             lambda s, o, k, t: explore(s, o[None], k, t, algo_config)[0], in_axes=(0, 0, 0, None)
         )
     )
-    from offrl.core.trainer import build_policy
-    from offrl.evaluate.rollout import evaluate
-
     policy = build_policy(algo)
     eval_steps = evaluation_steps(config)
     task = get_task(eval_env_id)
@@ -488,58 +436,47 @@ def finetune(
     high = np.asarray(pre.action_high)
     obs_mean, obs_std = np.asarray(pre.observation_mean), np.asarray(pre.observation_std)
     r_scale, r_shift = float(pre.reward_scale), float(pre.reward_shift)
-    logger = JsonlLogger(run_dir / "metrics.jsonl")
+    reset_offset = 0 if start.kind == "online" else FINETUNE_RESET_OFFSET
+    logger = rundir.open_logger(run_dir, config, resolved)
+    label = f"{start.kind} {algorithm} ({num_seeds} seed{'s' if num_seeds > 1 else ''})"
 
-    def run_evaluation(step: int) -> dict:
-        result = evaluate(
-            lambda obs, key: policy(states, pre, jnp.asarray(obs), key),
-            eval_env_id,
-            num_seeds=num_seeds,
-            num_episodes=config.eval_episodes,
+    def evaluate_now(step: int) -> dict:
+        result = rundir.run_evaluation(
+            policy, states, pre, eval_env_id, num_seeds, config.eval_episodes, PERIODIC_SEED
         )
-        per_seed = (
-            result.normalized.mean(axis=1)
-            if result.normalized is not None
-            else result.returns.mean(axis=1)
-        )
-        counters["evaluations"].append({"step": step, "score_per_seed": per_seed.tolist()})
-        record = {
-            "eval/return_mean": float(result.returns.mean()),
-            "eval/score_per_seed": per_seed.tolist(),
-        }
-        if result.normalized is not None:
-            record["eval/normalized_score"] = float(per_seed.mean())
-        if config.progress and not sys.stderr.isatty():
-            print(
-                f"[{algorithm}] step {step}: eval {float(per_seed.mean()):.1f} "
-                f"(per seed {', '.join(f'{v:.1f}' for v in per_seed)})",
-                flush=True,
-            )
-        return record
+        record = rundir.evaluation_record(step, result)
+        evaluations.append(record)
+        best.update(states, rundir.scores(record), step)
+        return rundir.evaluation_metrics(record)
 
     def reset(seed_index: int):
         episode = counters["episodes"][seed_index]
         observation, _ = envs[seed_index].reset(
-            seed=seeds[seed_index] * 1_000_003 + 500_000 + episode
+            seed=seeds[seed_index] * 1_000_003 + reset_offset + episode
         )
         return np.asarray(observation, np.float32)
 
     step = counters["step"]
-    if step == 0 and not counters["evaluations"]:
-        logger.log(0, run_evaluation(0))
+    if step == 0 and not evaluations:
+        logger.log(0, evaluate_now(0))
     episode_return = np.zeros(num_seeds)
     episode_success = np.zeros(num_seeds)
-    metric_sums: dict = {}
-    metric_count = 0
+    metric_totals = None  # (sums, counts) since the last evaluation, on the device
     if "episode_return" in saved_extra:  # checkpoints that keep episodes in flight
         episode_return[:] = saved_extra["episode_return"]
         episode_success[:] = saved_extra["episode_success"]
-        metric_count = int(saved_extra["metric_count"])
-        metric_sums = {
+        sums = {
             k.removeprefix("metric_sum/"): jnp.asarray(saved_extra[k])
             for k in saved_extra
             if k.startswith("metric_sum/")
         }
+        counts = {
+            k.removeprefix("metric_count/"): jnp.asarray(saved_extra[k])
+            for k in saved_extra
+            if k.startswith("metric_count/")
+        }
+        if sums and set(sums) == set(counts):
+            metric_totals = (sums, counts)
     observations = np.zeros((num_seeds, obs_dim), np.float32)
     for i in range(num_seeds):
         observation = None
@@ -572,15 +509,10 @@ def finetune(
     if wall_before is not None and wall_logged is not None:
         wall_before = max(wall_before, wall_logged)
     interrupted = False
+    heldout = None  # the final and best policies on held-out episodes, at the last step
     saved_step = step if step else None
     stop = StopRequest("the current environment step")
-    progress = _Progress(
-        config.progress and sys.stderr.isatty(),
-        config.online_steps,
-        step,
-        f"finetune {algorithm} ({num_seeds} seed{'s' if num_seeds > 1 else ''})",
-        unit="steps/s",
-    )
+    progress = rundir.Progress(config.progress, config.online_steps, step, label, unit="steps/s")
 
     def save() -> None:
         nonlocal saved_step
@@ -588,13 +520,19 @@ def finetune(
             return
         counters["step"] = step
         _record_wall(counters, wall_before, started)
-        extra = {
-            "episode_return": episode_return,
-            "episode_success": episode_success,
-            "metric_count": np.int64(metric_count),
-            **{f"metric_sum/{k}": np.asarray(v) for k, v in metric_sums.items()},
-        }
-        _save(ckpt_dir, step, payload(states, keys, step), buffer, rng, counters, extra)
+        extra = {"episode_return": episode_return, "episode_success": episode_success}
+        if metric_totals is not None:
+            extra.update({f"metric_sum/{k}": np.asarray(v) for k, v in metric_totals[0].items()})
+            extra.update({f"metric_count/{k}": np.asarray(v) for k, v in metric_totals[1].items()})
+        _save(
+            ckpt_dir,
+            step,
+            rundir.payload(states, keys, step, pre, best.state_dict()),
+            buffer,
+            rng,
+            counters,
+            extra,
+        )
         saved_step = step
 
     try:
@@ -609,11 +547,10 @@ def finetune(
                 buffer.offline_size > 0 or buffer.size.min() > 0
             ):
                 batches = buffer.sample(rng, config.batch_size, config.utd)
-                states, metrics, actions = step_fn(
+                states, totals, actions = step_fn(
                     states, batches, normalized_obs, act_keys, jnp.int32(step)
                 )
-                metric_sums = _add_metrics(metric_sums, metrics) if metric_sums else metrics
-                metric_count += 1
+                metric_totals = totals if metric_totals is None else _add(metric_totals, totals)
                 actions = np.asarray(actions)
             else:
                 actions = np.asarray(act_fn(states, normalized_obs, act_keys, jnp.int32(step)))
@@ -648,23 +585,29 @@ def finetune(
                 else:
                     observations[i] = next_obs
             step += 1
-            if step % 100 == 0 and progress.enabled:
+            if step % 100 == 0:
                 rate = (step - start_step) / max(time.perf_counter() - started, 1e-9)
                 progress.update(step, {"time/steps_per_second": rate})
             if step in eval_steps:
-                record = {
-                    f"train/{k}": float(np.mean(np.asarray(v))) / max(metric_count, 1)
-                    for k, v in metric_sums.items()
-                }
-                metric_sums, metric_count = {}, 0
+                record = (
+                    seed_means(finish_means(*metric_totals), "train")
+                    if metric_totals is not None
+                    else {}
+                )
+                metric_totals = None
                 record["time/steps_per_second"] = (step - start_step) / max(
                     time.perf_counter() - started, 1e-9
                 )
                 if wall_before is not None:
-                    record["time/wall_seconds"] = total_wall(
+                    record["time/wall_seconds"] = rundir.total_wall(
                         wall_before, time.perf_counter() - started
                     )
-                record.update(run_evaluation(step))
+                record.update(evaluate_now(step))
+                if step == config.online_steps and config.heldout_episodes:
+                    heldout = rundir.heldout_evaluation(
+                        policy, states, best, pre, eval_env_id, num_seeds, config.heldout_episodes
+                    )
+                    record.update(rundir.evaluation_metrics(heldout["final"], "heldout/final"))
                 logger.log(step, record)
                 progress.update(step, record)
             if step % config.checkpoint_every == 0 or step == config.online_steps:
@@ -682,9 +625,9 @@ def finetune(
         for env in envs:
             env.close()
 
-    evaluations = counters["evaluations"]
     elapsed = time.perf_counter() - started
     summary = {
+        "kind": start.kind,
         "algorithm": algorithm,
         "env_id": env_id,
         "eval_env_id": eval_env_id,
@@ -693,25 +636,28 @@ def finetune(
         "utd": config.utd,
         "mixing": mixing,
         "offline_ratio": offline_ratio,
-        "score": "normalized" if task is not None else "return",
-        "wall_seconds": total_wall(wall_before, elapsed),
+        "wall_seconds": rundir.total_wall(wall_before, elapsed),
         "wall_seconds_this_process": elapsed,
         "resumed_at_step": start_step,
         "interrupted": interrupted,
-        "evaluations": evaluations,
-        **source,
+        "task_reference": dataclasses.asdict(task) if task is not None else None,
+        **start.source,
+        **rundir.score_summary(evaluations, heldout),
     }
     if evaluations:
-        summary.update(
-            online_metrics(
-                [e["step"] for e in evaluations],
-                np.asarray([e["score_per_seed"] for e in evaluations]),
-                config.online_steps,
-                counters["episode_scores"] if interaction_task is not None else None,
-                counters["episode_successes"],
-            )
+        periodic = online_metrics(
+            [e["step"] for e in evaluations],
+            np.asarray([rundir.scores(e) for e in evaluations]),
+            config.online_steps,
+            counters["episode_scores"] if interaction_task is not None else None,
+            counters["episode_successes"],
         )
-    write_json_atomic(run_dir / "summary.json", summary)
+        if start.kind == "online":  # no offline score to start from
+            periodic = {
+                k: v for k, v in periodic.items() if not k.startswith(("offline", "initial"))
+            }
+        summary.update(periodic)
+    rundir.write_summary(run_dir, summary)
     if interrupted and stop.requested:
         raise RunInterrupted(
             f"stopped at step {step} with a checkpoint; continue with --resume --run-dir {run_dir}",
@@ -722,7 +668,7 @@ def finetune(
 
 def _record_wall(counters: dict, wall_before: float | None, started: float) -> None:
     # A run resumed from a checkpoint without the record has no total to keep.
-    total = total_wall(wall_before, time.perf_counter() - started)
+    total = rundir.total_wall(wall_before, time.perf_counter() - started)
     if total is not None:
         counters["wall_seconds"] = total
 
@@ -735,14 +681,14 @@ def _split_keys(keys):
 
 
 @jax.jit
-def _add_metrics(sums: dict, metrics: dict) -> dict:
+def _add(totals, more):
     # One dispatch for all metrics instead of one device add per metric (~0.2 ms a step).
-    return jax.tree.map(jnp.add, sums, metrics)
+    return jax.tree.map(jnp.add, totals, more)
 
 
 def _env_actions(actions: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """Network actions in [-1, 1] to the environment's bounds."""
-    return low + (actions + 1.0) * 0.5 * (high - low)
+    """Network actions in [-1, 1] to the environment's bounds (NumPy, on the host)."""
+    return scale_action(actions, low, high)
 
 
 def _in_flight_rows(saved: dict, seed: int) -> np.ndarray:

@@ -57,12 +57,29 @@ def _sha256(path: pathlib.Path) -> str:
     return digest.hexdigest()
 
 
-def _write_manifest(root: pathlib.Path, step: int) -> None:
+#: Payload parts added since manifests record a checkpoint's parts: a checkpoint
+#: whose manifest records none has none of these.
+LATER_PARTS = ("best",)
+
+
+def _write_manifest(root: pathlib.Path, step: int, payload_keys: list[str] | None) -> None:
     files = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root).as_posix()
         files[rel] = {"size": path.stat().st_size, "sha256": _sha256(path)}
-    (root / MANIFEST).write_text(json.dumps({"step": step, "files": files}, indent=1))
+    manifest = {"step": step, "files": files}
+    if payload_keys is not None:
+        manifest["payload_keys"] = payload_keys
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=1))
+
+
+def _held_parts(path: pathlib.Path, template: dict) -> dict:
+    """``template`` without the parts the checkpoint at ``path`` does not hold."""
+    manifest = json.loads((path / MANIFEST).read_text()) if (path / MANIFEST).is_file() else {}
+    held = manifest.get("payload_keys")
+    if held is None:
+        return {k: v for k, v in template.items() if k not in LATER_PARTS}
+    return {k: v for k, v in template.items() if k in held}
 
 
 def save(directory: str | os.PathLike, step: int, payload) -> pathlib.Path:
@@ -83,7 +100,7 @@ def save(directory: str | os.PathLike, step: int, payload) -> pathlib.Path:
         warnings.simplefilter("ignore")
         checkpointer.save(staging, state_dict)
         checkpointer.wait_until_finished()
-    _write_manifest(staging, step)
+    _write_manifest(staging, step, sorted(state_dict) if isinstance(state_dict, dict) else None)
     if target.exists():
         old = directory / f".step_{step}.replaced-{os.getpid()}"
         if old.exists():
@@ -175,6 +192,9 @@ def verify(directory: str | os.PathLike, step: int) -> None:
 def restore(directory: str | os.PathLike, step: int, template):
     """Read ``step_<step>`` into the structure of ``template`` (verified first).
 
+    A dict ``template`` may name parts the checkpoint does not hold (parts added to
+    the payload later, such as the best policy); they are left out of the result.
+
     Raises:
         CheckpointError: naming the checkpoint and what to do, when it is
             missing, damaged or was written for a different model.
@@ -183,6 +203,8 @@ def restore(directory: str | os.PathLike, step: int, template):
 
     verify(directory, step)
     path = pathlib.Path(directory).absolute() / f"step_{step}"
+    if isinstance(template, dict):
+        template = _held_parts(path, template)
     template_dict = jax.tree_util.tree_map(np.asarray, flax.serialization.to_state_dict(template))
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template_dict)
     try:

@@ -9,8 +9,9 @@ import jax.numpy as jnp
 
 from offrl.core.trainer import build_policy
 from offrl.envs.registry import EnvError, check_env_id
-from offrl.evaluate.rollout import evaluate
-from offrl.run.train import RunError, load_run, write_json_atomic
+from offrl.envs.rollout import evaluate
+from offrl.run.rundir import evaluation_record, load_run, write_json_atomic
+from offrl.run.settings import RunError
 
 
 def load_policy(run_dir: str | pathlib.Path, step: int | None = None):
@@ -50,7 +51,7 @@ def evaluate_run(
     env_id = env_id or context.env_id
     if env_id is None:
         raise RunError(f"{run_dir} does not record an environment; pass --env-id")
-    seeds = list(context.train_config.seeds)
+    seeds = list(context.seeds)
     if filter_dir is not None:
         from offrl.safety.shield import load_barrier, shielded_policy
 
@@ -64,17 +65,14 @@ def evaluate_run(
         policy, _ = shielded_policy(policy, len(seeds), barrier, filter_mode, filter_margin)
     result = evaluate(policy, env_id, len(seeds), episodes, seed=seed, key=jax.random.PRNGKey(seed))
     out = {
+        **evaluation_record(context.step, result),
         "run_dir": str(run_dir),
-        "step": context.step,
         "env_id": env_id,
         "seeds": seeds,
-        "episodes": episodes,
-        "return_per_seed": result.returns.mean(axis=1).tolist(),
+        "reset_seeds": f"{seed}..{seed + episodes - 1}",
         "returns": result.returns.tolist(),
         "lengths": result.lengths.tolist(),
     }
-    if result.normalized is not None:
-        out["normalized_per_seed"] = result.normalized.mean(axis=1).tolist()
     safety = result.safety()
     if safety is not None:
         out.update(safety)

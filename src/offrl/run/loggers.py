@@ -17,6 +17,8 @@ class Logger(Protocol):
 
 
 def _clean(value):
+    if value is None:
+        return None
     value = float(value)
     return None if math.isnan(value) or math.isinf(value) else value
 

@@ -22,7 +22,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from offrl.run.train import RunError, load_run
+from offrl.run.rundir import load_run
+from offrl.run.settings import RunError
 from offrl.safety import vocbf
 
 FILTERS = ("cbf", "qc", "none")

@@ -66,6 +66,8 @@ from offrl.nn import ControlAffineDynamics, DeterministicPolicy, QEnsemble, VNet
 from offrl.safety.filter import cbf_filter, qc_filter
 
 DEFAULT_REWARD_SCALING = "none"
+#: Its runs learn a safety filter: config.json records kind "barrier".
+RUN_KIND = "barrier"
 #: Dataset fields this algorithm cannot train without.
 REQUIRED_FIELDS = ("margins",)
 #: What ``act`` reads: the nominal actor and the filter's networks (policy files).

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from offrl.core.trainer import scale_action
 from offrl.data.dataset import Dataset, DatasetInfo, from_episodes
 from offrl.envs.registry import make_env
 from offrl.suites.collect import record_steps, record_steps_vectorized
@@ -64,7 +65,8 @@ def export_policy(
 ) -> pathlib.Path:
     """Write the policy of one seed of a run's checkpoint as a policy file: the actor,
     and whatever else the algorithm's ``act`` reads (its ``POLICY_FIELDS``)."""
-    from offrl.run.train import _to_jsonable, load_run
+    from offrl.run.rundir import load_run
+    from offrl.run.settings import to_jsonable
 
     context = load_run(run_dir, step)
     state = jax.tree_util.tree_map(lambda x: np.asarray(x[seed_index]), context.states)
@@ -72,7 +74,7 @@ def export_policy(
     meta = {
         "format": POLICY_FORMAT,
         "algorithm": context.algo.__name__.rsplit(".", 1)[-1],
-        "algorithm_config": _to_jsonable(context.algo_config),
+        "algorithm_config": to_jsonable(context.algo_config),
         "env_id": context.env_id,
         "observation_dim": context.observation_dim,
         "action_dim": context.action_dim,
@@ -122,7 +124,7 @@ def load_policy_file(path: str | pathlib.Path) -> PolicyFile:
     """Rebuild the actor of a policy file (:func:`export_policy`)."""
     from offrl.core import registry
     from offrl.core.trainer import Preprocessor, example_batch
-    from offrl.run.train import _from_dict
+    from offrl.run.settings import from_dict
 
     path = pathlib.Path(path)
     if not path.is_file():
@@ -139,7 +141,7 @@ def load_policy_file(path: str | pathlib.Path) -> PolicyFile:
     if meta.get("format") != POLICY_FORMAT:
         raise BehaviorError(f"{path} has format {meta.get('format')!r}, expected {POLICY_FORMAT}")
     algo = registry.get(meta["algorithm"])
-    config = _from_dict(algo.Config, meta["algorithm_config"])
+    config = from_dict(algo.Config, meta["algorithm_config"])
     template = algo.init(
         config,
         example_batch(meta["observation_dim"], meta["action_dim"]),
@@ -222,20 +224,17 @@ def export_action_log(
 ) -> pathlib.Path:
     """The first ``up_to_step`` actions of an online run, with the digest of the
     transitions the run stored, so :func:`replay_action_log` can rebuild them."""
-    from offrl.suites.policies import replay_from_run
+    from offrl.run.rundir import read_run_config
+    from offrl.suites.policies import online_transitions, replay_from_run
 
     run_dir = pathlib.Path(run_dir)
-    config = json.loads((run_dir / "config.json").read_text())
+    config = read_run_config(run_dir)
     stored = replay_from_run(run_dir, up_to_step)
-    buffers = sorted(
-        (run_dir / "checkpoints").glob("buffer_*.npz"), key=lambda p: int(p.stem.split("_")[1])
-    )
-    with np.load(buffers[-1]) as data:
-        actions = data["buffer_actions"][:up_to_step].astype(np.float32)
+    actions = online_transitions(run_dir, up_to_step)["actions"].astype(np.float32)
     meta = {
         "format": ACTION_LOG_FORMAT,
         "env_id": config["env_id"],
-        "seed": config["online_config"]["seed"],
+        "seed": config["seeds"][0],
         "steps": int(up_to_step),
         "episodes": int(stored.num_episodes),
         "array_sha256": stored.digest(),
@@ -271,7 +270,7 @@ def replay_action_log(
 
     def choose_action(observation):
         # The online loop's mapping from [-1, 1] to env units, bit for bit.
-        action = low + (actions[cursor[0]] + 1.0) * 0.5 * (high - low)
+        action = scale_action(actions[cursor[0]], low, high)
         cursor[0] += 1
         return action
 
@@ -320,7 +319,7 @@ def evaluate_policy_file(
     env_id: str | None = None,
 ) -> dict:
     """Mean, std and count of episode returns of a policy file (resets ``seed + i``)."""
-    from offrl.evaluate.rollout import evaluate
+    from offrl.envs.rollout import evaluate
 
     def batched(observations, key):  # [1, N, obs_dim] -> [1, N, act_dim]
         return policy.act(observations[0], key, deterministic)[None]
@@ -438,7 +437,9 @@ def ship(
     run_dir = pathlib.Path(run_dir)
     out = (root or BEHAVIOR_ROOT) / task
     out.mkdir(parents=True, exist_ok=True)
-    config = json.loads((run_dir / "config.json").read_text())
+    from offrl.run.rundir import read_run_config
+
+    config = read_run_config(run_dir)
     selection = {"rule": "given"}
     if expert_step is None:
         expert_step, scores = select_expert(run_dir)
@@ -467,7 +468,7 @@ def ship(
         "command": config.get("command"),
         "algorithm": config["algorithm"],
         "algorithm_config": config["algorithm_config"],
-        "online_config": config["online_config"],
+        "online_config": config.get("finetune_config"),
         "trained_steps": max(s for s, _ in curve),
         "note": note,
         "random_return": random_return,

@@ -145,7 +145,7 @@ def measure_references(task: str, num_episodes: int = 100) -> dict[str, float | 
     """Mean returns of a uniform random policy (resets ``0..num_episodes-1``) and,
     when shipped, of the expert policy file (stochastic actions, resets from 10,000);
     ``*_value`` are the same episodes' discounted (0.99) returns."""
-    from offrl.evaluate.rollout import evaluate
+    from offrl.envs.rollout import evaluate
     from offrl.suites.behavior import (
         BehaviorError,
         behavior_dir,

@@ -18,6 +18,7 @@ import pathlib
 import jax
 import numpy as np
 
+from offrl.core.trainer import scale_action
 from offrl.data.dataset import Dataset, DatasetInfo, from_episodes
 from offrl.envs.registry import make_env
 from offrl.suites.collect import record_steps
@@ -34,7 +35,7 @@ def collect_from_run(
 ) -> Dataset:
     """``num_steps`` transitions of the run's policy (seed ``seed_index`` of the run)."""
     from offrl.core.trainer import build_policy
-    from offrl.run.train import load_run
+    from offrl.run.rundir import load_run
 
     context = load_run(run_dir, step)
     if context.env_id is None:
@@ -64,32 +65,52 @@ def collect_from_run(
     return from_episodes(episodes, info)
 
 
-def replay_from_run(run_dir: str | pathlib.Path, up_to_step: int, name: str = "replay") -> Dataset:
-    """The first ``up_to_step`` transitions an online run stored, as episodes.
+def online_transitions(
+    run_dir: str | pathlib.Path, up_to_step: int, seed_index: int = 0
+) -> dict[str, np.ndarray]:
+    """The first ``up_to_step`` transitions seed ``seed_index`` of an online run
+    stored, in order, from its latest replay file (``checkpoints/replay_<N>.npz``).
 
-    Reads the run's latest buffer file, which holds every transition in order as
-    long as the buffer never wrapped (capacity >= steps, offrl's default). The
-    episode in progress at ``up_to_step`` ends there with a truncation.
+    They are in order as long as the buffer never wrapped (capacity >= steps,
+    offrl's default); actions are in the networks' ``[-1, 1]`` units.
     """
+    from offrl.run.rundir import read_run_config
+
     run_dir = pathlib.Path(run_dir)
-    buffers = sorted(
-        (run_dir / "checkpoints").glob("buffer_*.npz"), key=lambda p: int(p.stem.split("_")[1])
+    if read_run_config(run_dir)["kind"] != "online":
+        raise ValueError(
+            f"{run_dir} is not an online run (offrl online): only its buffer holds the "
+            "environment's own observations and rewards"
+        )
+    replays = sorted(
+        (run_dir / "checkpoints").glob("replay_*.npz"), key=lambda p: int(p.stem.split("_")[1])
     )
-    if not buffers:
-        raise FileNotFoundError(f"{run_dir} has no replay buffer file (checkpoints/buffer_*.npz)")
-    with np.load(buffers[-1]) as data:
-        size, position = int(data["size"]), int(data["position"])
-        if position != size % len(data["buffer_rewards"]) and position != size:
-            raise ValueError("the replay buffer wrapped around; transitions are out of order")
+    if not replays:
+        raise FileNotFoundError(f"{run_dir} has no replay file (checkpoints/replay_*.npz)")
+    with np.load(replays[-1]) as data:
+        size = int(data["size"][seed_index])
+        stepped = int(json.loads(str(data["counters"]))["step"])
+        if stepped > size:
+            raise ValueError(
+                f"the replay buffer wrapped around ({stepped} steps into {size} rows); its "
+                "transitions are out of order"
+            )
         if up_to_step > size:
             raise ValueError(
-                f"{buffers[-1].name} holds {size} transitions, fewer than {up_to_step}"
+                f"{replays[-1].name} holds {size} transitions, fewer than {up_to_step}"
             )
-        arrays = {
-            k.removeprefix("buffer_"): data[k][:up_to_step]
+        return {
+            k.removeprefix("online_"): data[k][seed_index, :up_to_step]
             for k in data.files
-            if k.startswith("buffer_")
+            if k.startswith("online_") and k != "online_mc_returns"
         }
+
+
+def replay_from_run(run_dir: str | pathlib.Path, up_to_step: int, name: str = "replay") -> Dataset:
+    """The first ``up_to_step`` transitions an online run stored, as episodes (see
+    :func:`online_transitions`). The episode in progress at ``up_to_step`` ends there
+    with a truncation."""
+    arrays = online_transitions(run_dir, up_to_step)
     terminations = arrays["terminations"].astype(bool)
     truncations = arrays["truncations"].astype(bool)
     truncations[-1] = not terminations[-1]
@@ -112,9 +133,7 @@ def replay_from_run(run_dir: str | pathlib.Path, up_to_step: int, name: str = "r
     env.close()
     # The buffer stores actions in [-1, 1] (the networks' units); datasets hold env units.
     for episode in episodes:
-        episode["actions"] = (low + (episode["actions"] + 1.0) * 0.5 * (high - low)).astype(
-            np.float32
-        )
+        episode["actions"] = scale_action(episode["actions"], low, high).astype(np.float32)
     info = DatasetInfo(
         name=name,
         env_id=config["env_id"],
