@@ -25,9 +25,10 @@ def test_replay_is_the_buffer_in_order(sac_run):
     assert replay.size == 800 and replay.num_episodes == 4
     assert replay.truncations.sum() == 4 and replay.terminations.sum() == 0
     assert np.all(np.abs(replay.actions) <= 2.0) and replay.actions.std() > 0.5
-    with np.load(sorted((sac_run / "checkpoints").glob("buffer_*.npz"))[-1]) as data:
-        np.testing.assert_array_equal(replay.observations, data["buffer_observations"][:800])
-        np.testing.assert_array_equal(replay.rewards, data["buffer_rewards"][:800])
+    replays = sorted((sac_run / "checkpoints").glob("replay_*.npz"))
+    with np.load(max(replays, key=lambda p: int(p.stem.split("_")[1]))) as data:
+        np.testing.assert_array_equal(replay.observations, data["online_observations"][0, :800])
+        np.testing.assert_array_equal(replay.rewards, data["online_rewards"][0, :800])
     with pytest.raises(ValueError, match="fewer than"):
         replay_from_run(sac_run, 5000)
 
@@ -42,17 +43,26 @@ def test_policy_rollouts_are_deterministic(sac_run):
 
 
 def test_medium_checkpoint_selection(sac_run):
+    """The first checkpoint at or after the first evaluation that reaches the threshold,
+    checked against the rule worked out by hand for every threshold the curve offers."""
+    from offrl.run import checkpoint
+
     curve = evaluation_curve(sac_run)
-    assert [step for step, _ in curve] == [400, 800, 1200]
-    best_step, best = max(curve, key=lambda x: x[1])
-    chosen = medium_checkpoint(sac_run, expert_return=best, random_return=best - 1.0, fraction=1.0)
-    assert chosen >= best_step
-    first_step = curve[0][0]
-    assert (
-        medium_checkpoint(
-            sac_run, expert_return=curve[0][1], random_return=curve[0][1] - 1, fraction=0.5
+    assert [step for step, _ in curve] == [0, 400, 800, 1200]  # 0: the untrained policy
+    saved = checkpoint.steps(sac_run / "checkpoints")
+    assert saved == [400, 800, 1200]
+    for _, value in curve:
+        first_reaching = next(step for step, v in curve if v >= value)
+        expected = next((s for s in saved if s >= first_reaching), None)
+        if expected is None:
+            with pytest.raises(ValueError):
+                medium_checkpoint(
+                    sac_run, expert_return=value, random_return=value - 1.0, fraction=1.0
+                )
+            continue
+        chosen = medium_checkpoint(
+            sac_run, expert_return=value, random_return=value - 1.0, fraction=1.0
         )
-        >= first_step
-    )
+        assert chosen == expected, (value, curve, saved)
     with pytest.raises(ValueError, match="no evaluation"):
         medium_checkpoint(sac_run, expert_return=1e6)

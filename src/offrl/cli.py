@@ -587,7 +587,7 @@ def _interact(argv: list[str], online: bool) -> None:
             context = load_run(source)
         except RunError as error:
             _fail(error)
-        if isinstance(context.algo_config, algo_module.Config):
+        if type(context.algo_config) is algo_module.Config:
             defaults = context.algo_config
     # --resume continues with the saved configuration (options given must agree).
     run_dir_arg = _option_value(rest, "--run-dir")

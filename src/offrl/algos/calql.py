@@ -47,46 +47,14 @@ FINETUNE_MIXING = "ratio"
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    """Cal-QL settings (CQL's, plus the online weight)."""
+class Config(cql.Config):
+    """Cal-QL settings: CQL's (:class:`offrl.algos.cql.Config`), with the released
+    code's two-layer critics, plus the online weight and the floor's switch."""
 
-    actor_learning_rate: float = 1e-4
-    """Adam learning rate of the actor."""
-    critic_learning_rate: float = 3e-4
-    """Adam learning rate of the critics."""
-    temperature_learning_rate: float = 3e-4
-    """Adam learning rate of the entropy temperature."""
-    hidden_dims: tuple[int, ...] = (256, 256, 256)
-    """Hidden widths of the actor MLP."""
     critic_hidden_dims: tuple[int, ...] | None = (256, 256)
-    """Hidden widths of the critic MLPs."""
-    discount: float = 0.99
-    """Discount factor gamma (also of the return-to-go floor)."""
-    tau: float = 0.005
-    """Polyak rate of the target critics."""
-    cql_alpha: float = 5.0
-    """Weight of the conservative penalty offline."""
+    """Hidden widths of the critic MLPs (the released code: two layers of 256)."""
     cql_alpha_online: float = 5.0
     """Weight of the conservative penalty during online fine-tuning."""
-    num_sampled_actions: int = 10
-    """N: actions of each kind in the log-sum-exp."""
-    cql_temperature: float = 1.0
-    """T: temperature of the log-sum-exp."""
-    lagrange: bool = False
-    """Tune the penalty weight automatically (CQL-Lagrange)."""
-    target_action_gap: float = 5.0
-    """Penalty level kept with lagrange=True."""
-    bc_steps: int = 0
-    """Initial updates of behavior cloning in the actor."""
-    initial_temperature: float = 1.0
-    """Initial entropy temperature alpha."""
-    target_entropy: float | None = None
-    """Target entropy; ``None`` means ``-action_dim``."""
-    num_critics: int = 2
-    """Size of the critic ensemble."""
-    critic_layer_norm: bool = False
-    """LayerNorm after each hidden layer of the critics (as RLPD and ReBRAC): the remedy
-    the training diagnostics suggest for a diverging or extrapolating critic."""
     calibrated: bool = True
     """Apply the return-to-go floor (False: plain CQL, for ablations)."""
 

@@ -97,7 +97,7 @@ def train(
             "build a safety dataset such as suite:pointrobot-mixed; nothing was written"
         )
     algo_config = fill_run_length(algo_config or algo.Config(), train_config.steps)
-    if not isinstance(algo_config, algo.Config):
+    if type(algo_config) is not algo.Config:  # Cal-QL's Config is a CQL Config too
         raise RunError(
             f"algo_config is a {type(algo_config).__name__}, expected {algo.__name__}.Config"
         )
