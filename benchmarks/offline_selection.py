@@ -43,7 +43,7 @@ from offrl.evaluate.selection import (
 )
 from offrl.evaluate.statistics import spearman
 from offrl.run import checkpoint
-from offrl.run.evaluation import load_policy
+from offrl.evaluate.policy import load_policy
 
 
 def true_values(run_dir: pathlib.Path, steps: list[int], episodes: int) -> dict:

@@ -39,10 +39,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from offrl.algos import vocbf
 from offrl.core.trainer import build_policy
 from offrl.envs.rollout import evaluate
-from offrl.run.evaluation import load_policy
-from offrl.safety import vocbf
+from offrl.evaluate.policy import load_policy
 from offrl.safety.shield import load_barrier, shielded_policy
 
 

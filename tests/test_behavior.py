@@ -10,7 +10,7 @@ from conftest import train_tiny_sac
 from offrl import suites
 from offrl.data import validate
 from offrl.run import checkpoint
-from offrl.run.evaluation import load_policy
+from offrl.evaluate.policy import load_policy
 from offrl.suites import behavior, locomotion
 from offrl.suites.policies import replay_from_run
 
@@ -124,7 +124,8 @@ def test_policy_files_hold_everything_act_reads(name, tmp_path):
     policy file that kept only the actor reloaded them as fresh random networks."""
     from test_contract import small_config
 
-    from offrl.core.trainer import Preprocessor, init_states, seed_keys
+    from offrl.core.trainer import init_states, seed_keys
+    from offrl.data.preprocess import Preprocessor
     from offrl.run.rundir import payload, write_json_atomic
     from offrl.run.settings import to_jsonable
 

@@ -423,7 +423,7 @@ def test_cli_finetune_from_a_bc_run_with_resfit(tmp_path, capsys):
     summary = json.loads((tmp_path / "res" / "summary.json").read_text())
     assert summary["from_algorithm"] == "bc" and summary["utd"] == 4
     # The fine-tuned run is a run like any other: it loads and acts.
-    from offrl.run.evaluation import load_policy
+    from offrl.evaluate.policy import load_policy
 
     policy, _ = load_policy(tmp_path / "res")
     actions = policy(np.zeros((1, 4, 3), np.float32), jax.random.PRNGKey(0))

@@ -85,7 +85,7 @@ def test_sac_learns_pendulum(tmp_path):
     assert summary["heldout"]["final"]["episodes"] == 10
     assert summary["final_return_per_seed"][0] > -400, summary["heldout"]
     # The saved policy evaluates through the same path as offline runs.
-    from offrl.run.evaluation import load_policy
+    from offrl.evaluate.policy import load_policy
 
     policy, context = load_policy(tmp_path / "sac")
     assert context.env_id == "Pendulum-v1"

@@ -11,9 +11,9 @@ import pytest
 jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402
 
+from offrl.algos import td3_bc_lag, vocbf  # noqa: E402
 from offrl.core.trainer import example_batch  # noqa: E402
 from offrl.data.dataset import Dataset, DatasetInfo  # noqa: E402
-from offrl.safety import td3_bc_lag, vocbf  # noqa: E402
 from offrl.safety.filter import project_halfspace_box, qc_filter  # noqa: E402
 
 

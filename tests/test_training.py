@@ -123,7 +123,7 @@ def test_reported_scores_are_on_held_out_episodes(tmp_path):
     the same checkpoints on those resets; spreads are sample standard deviations."""
     from offrl.algos import bc
     from offrl.envs.rollout import HELDOUT_SEED, PERIODIC_SEED
-    from offrl.run.evaluation import evaluate_run
+    from offrl.evaluate.policy import evaluate_run
 
     config = TrainConfig(
         steps=300,
@@ -161,7 +161,7 @@ def test_reported_scores_are_on_held_out_episodes(tmp_path):
 def test_eval_of_a_run_matches_training_evaluation(tmp_path):
     """The checkpoint restores the policy and its preprocessing exactly."""
     from offrl.algos import iql
-    from offrl.run.evaluation import evaluate_run
+    from offrl.evaluate.policy import evaluate_run
 
     config = TrainConfig(
         steps=200,

@@ -240,7 +240,7 @@ def _print_summary(run_dir: str, summary: dict) -> None:
 
 # ---------------------------------------------------------------------------- eval
 def cmd_eval(argv: list[str]) -> None:
-    from offrl.run.evaluation import evaluate_run
+    from offrl.evaluate.policy import evaluate_run
     from offrl.run.settings import RunError
 
     @dataclasses.dataclass(frozen=True)

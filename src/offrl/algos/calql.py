@@ -40,7 +40,7 @@ import numpy as np
 
 from offrl.algos import cql
 from offrl.algos.cql import State, act  # noqa: F401  (the contract's names)
-from offrl.finetune.buffer import dataset_returns_to_go
+from offrl.data.returns import dataset_returns_to_go
 
 DEFAULT_REWARD_SCALING = "none"
 FINETUNE_MIXING = "ratio"

@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import pathlib
 
 from offrl.data.dataset import Dataset
 from offrl.data.validate import DatasetError
+
+#: Named dataset sources, ``PREFIX:NAME`` -> ``"module:function"`` taking ``NAME``. A
+#: registry by import path, like the algorithm registry: the data layer names the
+#: built-in suites without depending on them (they build datasets by running
+#: policies, which sits above the data layer).
+SOURCES: dict[str, str] = {"suite": "offrl.suites:load_suite_dataset"}
+
+
+def register_source(prefix: str, target: str) -> None:
+    """Make ``load_dataset("PREFIX:NAME")`` call ``target`` (``"module:function"``)."""
+    SOURCES[prefix] = target
+
+
+def _named_source(text: str) -> Dataset | None:
+    prefix, _, name = text.partition(":")
+    if not name or prefix not in SOURCES:
+        return None
+    module, function = SOURCES[prefix].split(":")
+    return getattr(importlib.import_module(module), function)(name)
 
 
 def load_dataset(
@@ -26,10 +46,9 @@ def load_dataset(
       ``MINARI_DATASETS_PATH``.
     """
     text = str(spec)
-    if text.startswith("suite:"):
-        from offrl.suites import load_suite_dataset
-
-        return load_suite_dataset(text.removeprefix("suite:"))
+    named = _named_source(text)
+    if named is not None:
+        return named
     path = pathlib.Path(text)
     if path.suffix in (".hdf5", ".h5"):
         from offrl.data.formats.hdf5 import _open, read_d4rl_hdf5, read_robomimic_hdf5

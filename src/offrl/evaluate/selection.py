@@ -37,8 +37,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from offrl.core.trainer import apply_preprocessor, build_policy
+from offrl.core.trainer import build_policy
 from offrl.data.dataset import Dataset, split_by_episode
+from offrl.data.preprocess import apply_preprocessor
 from offrl.evaluate.diagnostics import diagnose
 from offrl.evaluate.fqe import FQEConfig, fqe, policy_actions
 from offrl.evaluate.statistics import spearman

@@ -61,24 +61,22 @@ import numpy as np
 
 from offrl.core import registry
 from offrl.core.trainer import (
-    Preprocessor,
-    apply_preprocessor,
     build_policy,
     example_batch,
     fill_run_length,
     finish_means,
-    fit_preprocessor,
     init_states,
     masked_sums,
     resolve_reward_scaling,
-    scale_action,
     seed_keys,
     seed_means,
 )
 from offrl.data.loading import load_dataset
+from offrl.data.preprocess import Preprocessor, apply_preprocessor, fit_preprocessor, scale_action
+from offrl.data.returns import dataset_returns_to_go
 from offrl.envs.registry import EnvError, check_env_id, get_task, make_env, normalized_score
 from offrl.envs.rollout import PERIODIC_SEED
-from offrl.finetune.buffer import FIELDS, MixedReplay, dataset_returns_to_go
+from offrl.finetune.buffer import FIELDS, MixedReplay
 from offrl.run import checkpoint, rundir
 from offrl.run.interrupt import RunInterrupted, StopRequest
 from offrl.run.loggers import truncate_jsonl

@@ -38,7 +38,8 @@ import numpy as np
 
 from offrl import __version__
 from offrl.core import registry
-from offrl.core.trainer import Preprocessor, init_states, seed_keys
+from offrl.core.trainer import init_states, seed_keys
+from offrl.data.preprocess import Preprocessor
 from offrl.envs.rollout import HELDOUT_SEED, EvaluationResult, evaluate
 from offrl.run import checkpoint
 from offrl.run.loggers import JsonlLogger, MultiLogger, TensorBoardLogger

@@ -20,13 +20,11 @@ import jax.numpy as jnp
 
 from offrl.core import registry
 from offrl.core.trainer import (
-    apply_preprocessor,
     build_chunk,
     build_policy,
     build_validation,
     chunk_length,
     fill_run_length,
-    fit_preprocessor,
     init_states,
     resolve_reward_scaling,
     seed_keys,
@@ -34,6 +32,7 @@ from offrl.core.trainer import (
 )
 from offrl.data.dataset import Dataset, split_by_episode
 from offrl.data.loading import load_dataset
+from offrl.data.preprocess import apply_preprocessor, fit_preprocessor
 from offrl.envs.registry import EnvError, check_env_id
 from offrl.envs.rollout import PERIODIC_SEED
 from offrl.run import checkpoint, rundir

@@ -22,9 +22,9 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from offrl.algos import vocbf
 from offrl.run.rundir import load_run
 from offrl.run.settings import RunError
-from offrl.safety import vocbf
 
 FILTERS = ("cbf", "qc", "none")
 

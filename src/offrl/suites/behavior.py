@@ -36,8 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from offrl.core.trainer import scale_action
 from offrl.data.dataset import Dataset, DatasetInfo, from_episodes
+from offrl.data.preprocess import scale_action
 from offrl.envs.registry import make_env
 from offrl.suites.collect import record_steps, record_steps_vectorized
 
@@ -123,7 +123,8 @@ class PolicyFile:
 def load_policy_file(path: str | pathlib.Path) -> PolicyFile:
     """Rebuild the actor of a policy file (:func:`export_policy`)."""
     from offrl.core import registry
-    from offrl.core.trainer import Preprocessor, example_batch
+    from offrl.core.trainer import example_batch
+    from offrl.data.preprocess import Preprocessor
     from offrl.run.settings import from_dict
 
     path = pathlib.Path(path)

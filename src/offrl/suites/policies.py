@@ -18,8 +18,8 @@ import pathlib
 import jax
 import numpy as np
 
-from offrl.core.trainer import scale_action
 from offrl.data.dataset import Dataset, DatasetInfo, from_episodes
+from offrl.data.preprocess import scale_action
 from offrl.envs.registry import make_env
 from offrl.suites.collect import record_steps
 

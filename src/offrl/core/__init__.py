@@ -1,0 +1,1 @@
+"""The core: the algorithm registry, train-state helpers and the scanned trainer."""
