@@ -34,6 +34,7 @@ import numpy as np
 from offrl.envs.registry import normalized_value
 from offrl.envs.rollout import evaluate
 from offrl.evaluate.fqe import FQEConfig
+from offrl.evaluate.policy import load_policy
 from offrl.evaluate.selection import (
     COMPARABLE_ACROSS_RUNS,
     SELECTORS,
@@ -43,7 +44,6 @@ from offrl.evaluate.selection import (
 )
 from offrl.evaluate.statistics import spearman
 from offrl.run import checkpoint
-from offrl.evaluate.policy import load_policy
 
 
 def true_values(run_dir: pathlib.Path, steps: list[int], episodes: int) -> dict:

@@ -68,7 +68,7 @@ def nominal_policy(run: str):
     policy, context = load_policy(run)
     if context.algo is vocbf:
         states = context.states.replace(filter="none")
-        batched, pre = build_policy(vocbf), context.preprocessor
+        batched, pre = build_policy(vocbf, context.algo_config), context.preprocessor
 
         def policy(observations, key):
             return batched(states, pre, jnp.asarray(observations, jnp.float32), key)

@@ -9,8 +9,8 @@ from conftest import train_tiny_sac
 
 from offrl import suites
 from offrl.data import validate
-from offrl.run import checkpoint
 from offrl.evaluate.policy import load_policy
+from offrl.run import checkpoint
 from offrl.suites import behavior, locomotion
 from offrl.suites.policies import replay_from_run
 

@@ -121,7 +121,7 @@ def test_save_load_gives_identical_actions(name, device_dataset, tmp_path):
     template = {"states": init_states(algo, config, 3, 2, seed_keys((7, 8))[0]), "keys": keys}
     restored = checkpoint.restore(tmp_path, 5, template)
     observations = jnp.asarray(np.random.default_rng(1).normal(size=(2, 9, 3)), jnp.float32)
-    act = jax.vmap(lambda s, o: algo.act(s, o, jax.random.PRNGKey(0), True))
+    act = jax.vmap(lambda s, o: algo.act(s, o, jax.random.PRNGKey(0), True, config))
     np.testing.assert_array_equal(act(states, observations), act(restored["states"], observations))
     for a, b in zip(leaves(states), leaves(restored["states"]), strict=True):
         np.testing.assert_array_equal(a, b)

@@ -17,6 +17,7 @@ from offrl.envs.registry import make_env
 from offrl.finetune import FinetuneConfig, MixedReplay, finetune, online_metrics, returns_to_go
 from offrl.finetune.buffer import UNKNOWN_RETURN
 from offrl.finetune.loop import evaluation_steps, resolve_config
+from offrl.nn import sample_tanh_gaussian
 from offrl.run.train import RunError, TrainConfig, train
 
 
@@ -166,20 +167,17 @@ def test_calql_floor_matches_numpy():
     _, (_, plain) = critic_loss(state.critic.params, state, batch, config, key, None)
     assert np.all(np.asarray(penalty) > np.asarray(plain))
     assert 0.0 < float(metrics["critic/bound_rate"]) <= 1.0
-    # Cal-QL's update uses the batch's returns-to-go; without them it is CQL.
-    update = jax.jit(calql.update, static_argnums=(2,))
-    cal_state, _ = update(state, {**batch, "truncations": batch["terminations"]}, config)
-    assert int(cal_state.step) == 1
 
 
 def test_resfit_starts_as_the_base_policy():
     batch = example_batch(3, 2)
-    base = bc.init(bc.Config(hidden_dims=(16, 16)), batch, jax.random.PRNGKey(1))
+    bc_config = bc.Config(hidden_dims=(16, 16))
+    base = bc.init(bc_config, batch, jax.random.PRNGKey(1))
     config = resfit.Config(hidden_dims=(16, 16), num_critics=3, noise_std=0.0, warmup_steps=0)
     state = resfit.init_from(config, batch, jax.random.PRNGKey(2), base, bc.Config())
     observations = jnp.asarray(np.random.default_rng(0).normal(size=(20, 3)) * 3, jnp.float32)
-    expected = bc.act(base, observations, None, True)
-    np.testing.assert_array_equal(resfit.act(state, observations, None, True), expected)
+    expected = bc.act(base, observations, None, True, bc_config)
+    np.testing.assert_array_equal(resfit.act(state, observations, None, True, config), expected)
     explored = resfit.explore(state, observations, jax.random.PRNGKey(0), jnp.int32(5), config)
     np.testing.assert_array_equal(explored, expected)
     # The residual is bounded by its scale however large the features get.
@@ -432,3 +430,116 @@ def test_cli_finetune_from_a_bc_run_with_resfit(tmp_path, capsys):
         main(["finetune", "bc", "--from", str(tmp_path / "bc")])
     with pytest.raises(SystemExit):
         main(["finetune", "iql", "--from", str(tmp_path / "bc"), "--run-dir", str(tmp_path / "x")])
+
+
+def _h2o_batch(rng, b_real=5, b_sim=4):
+    b = b_real + b_sim
+    return {
+        "observations": jnp.asarray(rng.normal(size=(b, 3)), jnp.float32),
+        "actions": jnp.asarray(rng.uniform(-1, 1, size=(b, 2)), jnp.float32),
+        "rewards": jnp.asarray(rng.normal(size=b), jnp.float32),
+        "next_observations": jnp.asarray(rng.normal(size=(b, 3)), jnp.float32),
+        "terminations": jnp.asarray([0, 1, 0, 0, 0, 0, 1, 0, 0][:b], jnp.float32),
+        "offline": jnp.asarray([1.0] * b_real + [0.0] * b_sim, jnp.float32),
+    }
+
+
+def test_h2o_critic_loss_and_dynamics_gap_match_numpy():
+    """H2O's critic loss written out in NumPy from the networks' outputs: the real TD
+    error, the sim TD error weighted by sqrt(clip(ratio)), and the penalty
+    0.01 * (logsumexp_sim(Q + log omega) - E_real Q) with omega from the dynamics
+    gap u over perturbed next states. Discriminators far from chance (scaled
+    weights) make the sim weights differ from 1, so dropping them is caught."""
+    config = h2o.Config(hidden_dims=(8, 8), gap_samples=3)
+    state = h2o.init(config, example_batch(3, 2), jax.random.PRNGKey(0))
+    scale = lambda p: jax.tree_util.tree_map(lambda x: -2.0 * x, p)  # noqa: E731
+    state = state.replace(
+        d_sa=state.d_sa.replace(params=scale(state.d_sa.params)),
+        d_sas=state.d_sas.replace(params=scale(state.d_sas.params)),
+    )
+    batch = _h2o_batch(np.random.default_rng(1))
+    key = jax.random.PRNGKey(7)
+    loss, metrics = jax.jit(h2o.critic_loss, static_argnums=(3,))(
+        state.critic.params, state, batch, config, key
+    )
+
+    target_key, gap_key = jax.random.split(key)
+    mean, log_std = state.actor.apply_fn(state.actor.params, batch["next_observations"])
+    next_actions, _ = sample_tanh_gaussian(mean, log_std, target_key)
+    q_next = np.asarray(
+        state.critic.apply_fn(state.target_critic_params, batch["next_observations"], next_actions),
+        np.float64,
+    ).min(axis=0)
+    r, d = np.asarray(batch["rewards"], np.float64), np.asarray(batch["terminations"])
+    y = r + 0.99 * (1 - d) * q_next
+    q = np.asarray(
+        state.critic.apply_fn(state.critic.params, batch["observations"], batch["actions"]),
+        np.float64,
+    )  # [E, B]
+    real = np.asarray(batch["offline"]) > 0
+    sim = ~real
+    s, a, s_next = (np.asarray(batch[k]) for k in ("observations", "actions", "next_observations"))
+    ratio = np.exp(np.asarray(h2o.log_dynamics_ratio(state, s, a, s_next), np.float64))
+    w = np.sqrt(np.clip(ratio, config.ratio_min, config.ratio_max))
+    assert np.abs(w[sim] - 1.0).max() > 0.1  # the weights matter in this batch
+    real_td = ((q - y) ** 2)[:, real].mean(axis=1)
+    sim_td = ((w * q - w * y) ** 2)[:, sim].mean(axis=1)
+    noise = config.gap_noise * np.asarray(jax.random.normal(gap_key, (3, *s_next.shape)))
+    perturbed = [
+        np.asarray(h2o.log_dynamics_ratio(state, s, a, s_next + noise[j]), np.float64)
+        for j in range(3)
+    ]
+    u = np.clip(-np.mean(perturbed, axis=0), config.gap_min, config.gap_max)
+    omega = u[sim] / u[sim].sum()
+    gap = logsumexp(q[:, sim] + np.log(omega)[None], axis=1)
+    penalty = np.clip(gap - q[:, real].mean(axis=1), -1000, 1000)
+    expected = (real_td + sim_td + 0.01 * penalty).sum()
+    np.testing.assert_allclose(float(metrics["critic/real_td"]), real_td.mean(), rtol=1e-5)
+    np.testing.assert_allclose(float(metrics["critic/sim_td"]), sim_td.mean(), rtol=1e-5)
+    np.testing.assert_allclose(float(metrics["critic/penalty"]), penalty.mean(), rtol=1e-4)
+    np.testing.assert_allclose(float(metrics["critic/gap_sim"]), u[sim].mean(), rtol=1e-5)
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+    assert abs(0.01 * penalty.sum()) > 1e-4 * abs(expected)  # the penalty is visible
+
+
+def test_calql_update_takes_its_floor_from_the_batch():
+    """Cal-QL's update floors CQL's penalty at the batch's returns-to-go: it equals
+    CQL's update given that floor, and differs from CQL's update without one (and
+    from Cal-QL with calibrated=False, which is CQL)."""
+    config = calql.Config(hidden_dims=(8, 8), critic_hidden_dims=(8, 8), num_sampled_actions=3)
+    state = calql.init(config, example_batch(3, 2), jax.random.PRNGKey(0))
+    rng = np.random.default_rng(2)
+    b = 6
+    batch = {
+        "observations": jnp.asarray(rng.normal(size=(b, 3)), jnp.float32),
+        "actions": jnp.asarray(rng.uniform(-1, 1, size=(b, 2)), jnp.float32),
+        "rewards": jnp.asarray(rng.normal(size=b), jnp.float32),
+        "next_observations": jnp.asarray(rng.normal(size=(b, 3)), jnp.float32),
+        "terminations": jnp.zeros(b, jnp.float32),
+        "truncations": jnp.zeros(b, jnp.float32),
+        "mc_returns": jnp.asarray([5.0, 4.0, -1e9, 3.0, 6.0, 2.0], jnp.float32),
+    }
+    update = jax.jit(calql.update, static_argnums=(2,))
+    cql_update = jax.jit(cql.update, static_argnums=(2,))
+    floored, metrics = update(state, batch, config)
+    explicit, explicit_metrics = cql_update(state, batch, config, batch["mc_returns"])
+    plain, plain_metrics = cql_update(state, batch, config, None)
+    off, off_metrics = update(state, batch, dataclasses.replace(config, calibrated=False))
+    assert float(metrics["critic/bound_rate"]) > 0.5
+    assert float(metrics["critic/cql_penalty"]) == float(explicit_metrics["critic/cql_penalty"])
+    assert float(metrics["critic/cql_penalty"]) > float(plain_metrics["critic/cql_penalty"])
+    assert float(off_metrics["critic/cql_penalty"]) == float(plain_metrics["critic/cql_penalty"])
+    for x, y in zip(
+        jax.tree_util.tree_leaves(floored.critic.params),
+        jax.tree_util.tree_leaves(explicit.critic.params),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert any(
+        not np.array_equal(np.asarray(x), np.asarray(y))
+        for x, y in zip(
+            jax.tree_util.tree_leaves(floored.critic.params),
+            jax.tree_util.tree_leaves(plain.critic.params),
+            strict=True,
+        )
+    )

@@ -281,3 +281,151 @@ def test_gaussian_log_probs_reference():
     np.testing.assert_allclose(
         tanh_gaussian_log_prob(mean, log_std, a), expected - np.log(1 - a**2).sum(1), rtol=1e-4
     )
+
+
+# ---------------------------------------------------------------------------- RLPD
+def test_rlpd_critic_target_is_the_min_over_a_random_pair_of_ten():
+    """RLPD's target: r + gamma (1 - d) (min over 2 random critics of 10 - alpha log pi).
+    The NumPy loss is computed for each of the 45 pairs; the update's loss is exactly
+    one of them, and over many keys every pair is drawn (the subset is random)."""
+    import itertools
+
+    from offrl.algos import rlpd
+    from offrl.core.trainer import example_batch
+    from offrl.nn import sample_tanh_gaussian
+
+    config = rlpd.Config(hidden_dims=(8, 8))
+    assert config.num_critics == 10 and config.num_min_critics == 2
+    state = rlpd.init(config, example_batch(3, 2), jax.random.PRNGKey(0))
+    data = batch(1)
+    key = jax.random.PRNGKey(4)
+    loss, _ = jax.jit(rlpd.critic_loss, static_argnums=(3,))(
+        state.critic.params, state, data, config, key
+    )
+    sample_key, _ = jax.random.split(key)
+    mean, log_std = state.actor.apply_fn(state.actor.params, data["next_observations"])
+    next_actions, next_log_prob = sample_tanh_gaussian(mean, log_std, sample_key)
+    next_q = np64(
+        state.critic.apply_fn(state.target_critic_params, data["next_observations"], next_actions)
+    )
+    alpha = math.exp(float(state.log_alpha.params["value"]))
+    q = np64(state.critic.apply_fn(state.critic.params, data["observations"], data["actions"]))
+    r, d = np64(data["rewards"]), np64(data["terminations"])
+    losses = {}
+    for pair in itertools.combinations(range(10), 2):
+        soft = next_q[list(pair)].min(axis=0)
+        if config.backup_entropy:
+            soft = soft - alpha * np64(next_log_prob)
+        target = r + config.discount * (1 - d) * soft
+        losses[pair] = ((q - target) ** 2).mean(axis=1).sum()
+    matches = [p for p, v in losses.items() if abs(v - float(loss)) <= 1e-5 * abs(v)]
+    assert len(matches) == 1, (float(loss), sorted(losses.values())[:3])
+    drawn = set()
+    values = jnp.asarray(np.arange(10.0)[:, None] + np.zeros((10, 1)))  # member i has value i
+    for i in range(300):
+        low = float(rlpd.subset_min(values, jax.random.PRNGKey(i), 2)[0])
+        drawn.add(low)
+    assert drawn == set(range(9))  # min of a pair: every member but the largest
+    np.testing.assert_array_equal(rlpd.subset_min(values, jax.random.PRNGKey(0), 10), [0.0])
+
+
+# ---------------------------------------------------------------------------- ResFiT
+def _resfit_state(config):
+    from offrl.algos import resfit
+    from offrl.core.trainer import example_batch
+
+    example = example_batch(3, 2)
+    base_config = bc.Config(hidden_dims=(8,))
+    base = bc.init(base_config, example, jax.random.PRNGKey(1))
+    config = resfit.config_for_base(config, base_config)
+    return config, resfit.init_from(config, example, jax.random.PRNGKey(2), base, base_config)
+
+
+def test_resfit_losses_match_numpy():
+    """Critic: y = r + gamma (1 - d) min_i Q_targ_i(s', clip(b(s') + r_targ(s', b(s')))),
+    noise 0, all critics in the min; actor: -E Q(s, clip(b(s) + r(s, b(s))))."""
+    from offrl.algos import resfit
+
+    config, state = _resfit_state(
+        resfit.Config(hidden_dims=(8, 8), num_critics=3, num_min_critics=3, noise_std=0.0)
+    )
+    data = batch(2)
+    loss, _ = resfit.critic_loss(state.critic.params, state, data, config, jax.random.PRNGKey(0))
+    base_config = bc.Config(hidden_dims=(8,))
+
+    def base(obs):
+        return np64(bc.act(state.base, obs, None, True, base_config))
+
+    next_obs = data["next_observations"]
+    b_next = base(next_obs)
+    r_next = np64(state.actor.apply_fn(state.target_actor_params, next_obs, b_next))
+    a_next = np.clip(b_next + r_next, -1, 1).astype(np.float32)
+    q_next = np64(state.critic.apply_fn(state.target_critic_params, next_obs, a_next)).min(0)
+    target = np64(data["rewards"]) + 0.99 * (1 - np64(data["terminations"])) * q_next
+    q = np64(state.critic.apply_fn(state.critic.params, data["observations"], data["actions"]))
+    np.testing.assert_allclose(float(loss), ((q - target) ** 2).mean(axis=1).sum(), rtol=1e-5)
+
+    actor_loss, _ = resfit.actor_loss(state.actor.params, state, data, config)
+    b = base(data["observations"])
+    residual = np64(state.actor.apply_fn(state.actor.params, data["observations"], b))
+    a = np.clip(b + residual, -1, 1).astype(np.float32)
+    q_pi = np64(state.critic.apply_fn(state.critic.params, data["observations"], a))
+    np.testing.assert_allclose(float(actor_loss), -q_pi.mean(), rtol=1e-5)
+
+
+def test_resfit_keeps_its_base_frozen_and_its_actor_still_until_the_warmup_ends():
+    from offrl.algos import resfit
+
+    config, state = _resfit_state(
+        resfit.Config(hidden_dims=(8, 8), num_critics=2, num_min_critics=2, critic_warmup=3)
+    )
+    update = jax.jit(resfit.update, static_argnums=(2,))
+    data = batch(3)
+    history = [state]
+    for _ in range(4):
+        state, metrics = update(state, data, config)
+        history.append(state)
+
+    def same(a, b):
+        return all(
+            np.array_equal(np.asarray(x), np.asarray(y))
+            for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True)
+        )
+
+    assert all(same(s.base, history[0].base) for s in history)  # the base never moves
+    assert not same(history[1].critic.params, history[0].critic.params)  # critics learn at once
+    actors = [s.actor.params for s in history]
+    assert same(actors[3], actors[0])  # steps 0, 1, 2: the critic warm-up
+    assert not same(actors[4], actors[3])  # step 3: the first actor update
+    assert float(metrics["_valid/actor"]) == 1.0
+
+
+# ---------------------------------------------------------------------------- CQL-Lagrange
+def test_cql_lagrange_weight_and_its_dual_step_match_numpy():
+    """With lagrange=True the critic loss is td + sum_i alpha' alpha_cql (penalty_i - gap),
+    and alpha' = exp(log alpha') takes one Adam step up when the penalty exceeds the
+    gap (down otherwise): the first Adam step moves log alpha' by the learning rate."""
+    from offrl.core.trainer import example_batch
+
+    for gap, direction in ((-50.0, 1.0), (50.0, -1.0)):
+        config = cql.Config(
+            hidden_dims=(8, 8), num_sampled_actions=3, lagrange=True, target_action_gap=gap
+        )
+        state = cql.init(config, example_batch(3, 2), jax.random.PRNGKey(0))
+        log_prime = math.log(2.5)
+        state = state.replace(
+            log_alpha_prime=scalar_state(log_prime, config.temperature_learning_rate)
+        )
+        data = batch(4)
+        loss, (metrics, penalty) = cql.critic_loss(
+            state.critic.params, state, data, config, jax.random.PRNGKey(1)
+        )
+        expected = (
+            float(metrics["critic/td_loss"])
+            + (2.5 * config.cql_alpha * (np64(penalty) - gap)).sum()
+        )
+        np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+        np.testing.assert_allclose(float(metrics["critic/alpha_prime"]), 2.5, rtol=1e-6)
+        updated, update_metrics = cql.update(state, data, config)
+        moved = float(updated.log_alpha_prime.params["value"]) - log_prime
+        np.testing.assert_allclose(moved, direction * config.temperature_learning_rate, rtol=1e-3)

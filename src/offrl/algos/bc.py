@@ -24,7 +24,12 @@ from flax import struct
 from flax.training.train_state import TrainState
 
 from offrl.core.state import create_train_state
-from offrl.nn import DeterministicPolicy, GaussianPolicy, tanh_gaussian_log_prob
+from offrl.nn import (
+    DeterministicPolicy,
+    GaussianPolicy,
+    tanh_gaussian_action,
+    tanh_gaussian_log_prob,
+)
 
 DEFAULT_REWARD_SCALING = "none"
 
@@ -110,11 +115,8 @@ def update(state: State, batch, config: Config):
     return state.replace(actor=actor, key=key, step=state.step + 1), metrics
 
 
-def act(state: State, observations, key, deterministic: bool = True):
-    out = state.actor.apply_fn(state.actor.params, observations)
-    if isinstance(out, tuple):
-        mean, log_std = out
-        if deterministic:
-            return jnp.tanh(mean)
-        return jnp.tanh(mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape))
-    return out
+def act(state: State, observations, key, deterministic: bool, config: Config):
+    if config.policy == "deterministic":
+        return state.actor.apply_fn(state.actor.params, observations)
+    mean, log_std = state.actor.apply_fn(state.actor.params, observations)
+    return tanh_gaussian_action(mean, log_std, key, deterministic)

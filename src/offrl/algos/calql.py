@@ -40,10 +40,11 @@ import numpy as np
 
 from offrl.algos import cql
 from offrl.algos.cql import State, act  # noqa: F401  (the contract's names)
+from offrl.core.registry import OnlineSpec
 from offrl.data.returns import dataset_returns_to_go
 
 DEFAULT_REWARD_SCALING = "none"
-FINETUNE_MIXING = "ratio"
+ONLINE = OnlineSpec(mixing="ratio")
 
 
 @dataclasses.dataclass(frozen=True)

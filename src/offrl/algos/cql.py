@@ -43,7 +43,12 @@ import numpy as np
 from flax import struct
 from flax.training.train_state import TrainState
 
-from offrl.algos.sac import target_entropy, temperature_loss
+from offrl.algos.common import ensemble_mse, td_target
+from offrl.algos.sac import (
+    act,  # noqa: F401  (the same tanh-Gaussian act)
+    target_entropy,
+    temperature_loss,
+)
 from offrl.core.state import create_train_state, polyak, scalar_state
 from offrl.nn import GaussianPolicy, QEnsemble, sample_tanh_gaussian, tanh_gaussian_log_prob
 
@@ -172,11 +177,9 @@ def critic_loss(critic_params, state: State, batch, config: Config, key, lower_b
     next_q = state.critic.apply_fn(
         state.target_critic_params, batch["next_observations"], next_actions
     ).min(axis=0)  # [B]
-    target = jax.lax.stop_gradient(
-        batch["rewards"] + config.discount * (1.0 - batch["terminations"]) * next_q
-    )
+    target = jax.lax.stop_gradient(td_target(batch, config.discount, next_q))
     q_data = state.critic.apply_fn(critic_params, observations, actions)  # [E, B]
-    td_loss = ((q_data - target) ** 2).mean(axis=1).sum()
+    td_loss = ensemble_mse(q_data, target)
 
     n, (batch_size, action_dim) = config.num_sampled_actions, actions.shape
     repeated = jnp.broadcast_to(observations, (n, *observations.shape))  # [N, B, S]
@@ -288,10 +291,3 @@ def update(state: State, batch, config: Config, lower_bound=None):
         "alpha/value": jnp.exp(state.log_alpha.params["value"]),
     }
     return state, metrics
-
-
-def act(state: State, observations, key, deterministic: bool = True):
-    mean, log_std = state.actor.apply_fn(state.actor.params, observations)
-    if deterministic:
-        return jnp.tanh(mean)
-    return jnp.tanh(mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape))

@@ -50,16 +50,18 @@ import numpy as np
 from flax import struct
 from flax.training.train_state import TrainState
 
+from offrl.algos.common import td_target
 from offrl.algos.sac import (
     act,  # noqa: F401  (the same tanh-Gaussian act)
     temperature_loss,
 )
+from offrl.core.registry import OnlineSpec
 from offrl.core.state import create_train_state, polyak, scalar_state
 from offrl.nn import GaussianPolicy, QEnsemble, sample_tanh_gaussian
 from offrl.nn.mlp import MLP
 
 DEFAULT_REWARD_SCALING = "none"
-FINETUNE_MIXING = "ratio"
+ONLINE = OnlineSpec(mixing="ratio")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,9 +212,7 @@ def critic_loss(critic_params, state: State, batch, config: Config, key):
     next_q = state.critic.apply_fn(
         state.target_critic_params, batch["next_observations"], next_actions
     ).min(axis=0)
-    target = jax.lax.stop_gradient(
-        batch["rewards"] + config.discount * (1.0 - batch["terminations"]) * next_q
-    )
+    target = jax.lax.stop_gradient(td_target(batch, config.discount, next_q))
     q = state.critic.apply_fn(critic_params, batch["observations"], batch["actions"])  # [E, B]
     ratio = jnp.exp(
         log_dynamics_ratio(

@@ -45,12 +45,14 @@ import jax.numpy as jnp
 from flax import struct
 from flax.training.train_state import TrainState
 
+from offrl.algos.common import ensemble_mse, expectile_loss, td_target
+from offrl.core.registry import OnlineSpec
 from offrl.core.state import adam, create_train_state, polyak
 from offrl.nn import GaussianPolicy, QEnsemble, VNetwork, gaussian_log_prob
 
 DEFAULT_REWARD_SCALING = "locomotion"
 #: Online fine-tuning keeps the offline data in the replay buffer (CORL's IQL fine-tuning).
-FINETUNE_MIXING = "union"
+ONLINE = OnlineSpec(mixing="union")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,12 +138,6 @@ def start_online(state: State, config: Config) -> State:
     return state.replace(actor=state.actor.replace(tx=tx, opt_state=tx.init(state.actor.params)))
 
 
-def expectile_loss(diff, expectile: float):
-    """``|tau - 1(diff < 0)| * diff^2``, elementwise."""
-    weight = jnp.where(diff < 0, 1.0 - expectile, expectile)
-    return weight * diff**2
-
-
 def advantage_weights(q, v, temperature: float, max_weight: float):
     """``min(exp(beta * (q - v)), max_weight)``, elementwise."""
     return jnp.minimum(jnp.exp(temperature * (q - v)), max_weight)
@@ -177,9 +173,9 @@ def actor_loss(actor_params, state: State, batch, config: Config, dropout_key):
 
 def critic_loss(critic_params, state: State, batch, config: Config):
     next_v = state.value.apply_fn(state.value.params, batch["next_observations"])  # [B]
-    target = batch["rewards"] + config.discount * (1.0 - batch["terminations"]) * next_v
+    target = td_target(batch, config.discount, next_v)
     q = state.critic.apply_fn(critic_params, batch["observations"], batch["actions"])  # [E, B]
-    loss = ((q - jax.lax.stop_gradient(target)) ** 2).mean(axis=1).sum()
+    loss = ensemble_mse(q, target)
     return loss, {
         "critic/loss": loss,
         "critic/q_mean": q.mean(),
@@ -210,7 +206,7 @@ def update(state: State, batch, config: Config):
     return state, {**value_metrics, **actor_metrics, **critic_metrics}
 
 
-def act(state: State, observations, key, deterministic: bool = True):
+def act(state: State, observations, key, deterministic: bool, config: Config):
     mean, log_std = state.actor.apply_fn(state.actor.params, observations)
     if deterministic:
         return jnp.clip(mean, -1.0, 1.0)

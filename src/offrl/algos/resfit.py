@@ -47,7 +47,9 @@ from flax import struct
 from flax.training.train_state import TrainState
 
 from offrl.algos import bc
+from offrl.algos.common import ensemble_mse, td_target
 from offrl.algos.rlpd import subset_min
+from offrl.core.registry import OnlineSpec
 from offrl.core.state import create_train_state, polyak, update_if
 from offrl.nn import QEnsemble
 from offrl.nn.mlp import MLP
@@ -55,8 +57,7 @@ from offrl.nn.mlp import MLP
 DEFAULT_REWARD_SCALING = "none"
 #: What ``act`` reads: the residual actor and the frozen base (policy files).
 POLICY_FIELDS = ("actor", "base")
-FINETUNE_MIXING = "ratio"
-FINETUNE_DEFAULTS = {"utd": 4, "learning_starts": 10_000}
+ONLINE = OnlineSpec(mixing="ratio", utd=4, learning_starts=10_000)
 #: The runs a ResFiT fine-tuning can start from (the frozen base).
 BASE_ALGORITHMS = ("bc",)
 
@@ -184,14 +185,14 @@ def online_config(config: Config, finetune_config=None) -> Config:
     return dataclasses.replace(config, actor_every=int(finetune_config.utd))
 
 
-def base_actions(state: State, observations):
+def base_actions(state: State, observations, config: Config):
     """The frozen base policy's deterministic action."""
-    return jax.lax.stop_gradient(bc.act(state.base, observations, None, True))
+    return jax.lax.stop_gradient(bc.act(state.base, observations, None, True, _base_config(config)))
 
 
-def combined(state: State, actor_params, observations):
+def combined(state: State, actor_params, observations, config: Config):
     """``(a, residual)``: ``a = clip(b(s) + r(s, b(s)), -1, 1)``."""
-    base = base_actions(state, observations)
+    base = base_actions(state, observations, config)
     residual = state.actor.apply_fn(actor_params, observations, base)
     return jnp.clip(base + residual, -1.0, 1.0), residual
 
@@ -199,7 +200,7 @@ def combined(state: State, actor_params, observations):
 def critic_loss(critic_params, state: State, batch, config: Config, key):
     noise_key, subset_key = jax.random.split(key)
     next_obs = batch["next_observations"]
-    base = base_actions(state, next_obs)
+    base = base_actions(state, next_obs, config)
     residual = state.actor.apply_fn(state.target_actor_params, next_obs, base)
     noise = jnp.clip(
         config.noise_std * jax.random.normal(noise_key, residual.shape),
@@ -212,9 +213,9 @@ def critic_loss(critic_params, state: State, batch, config: Config, key):
         subset_key,
         config.num_min_critics,
     )
-    target = batch["rewards"] + config.discount * (1.0 - batch["terminations"]) * next_q
+    target = td_target(batch, config.discount, next_q)
     q = state.critic.apply_fn(critic_params, batch["observations"], batch["actions"])  # [E, B]
-    loss = ((q - jax.lax.stop_gradient(target)) ** 2).mean(axis=1).sum()
+    loss = ensemble_mse(q, target)
     return loss, {
         "critic/loss": loss,
         "critic/q_mean": q.mean(),
@@ -223,7 +224,7 @@ def critic_loss(critic_params, state: State, batch, config: Config, key):
 
 
 def actor_loss(actor_params, state: State, batch, config: Config):
-    actions, residual = combined(state, actor_params, batch["observations"])
+    actions, residual = combined(state, actor_params, batch["observations"], config)
     q = state.critic.apply_fn(state.critic.params, batch["observations"], actions).mean(axis=0)
     loss = -q.mean()
     return loss, {"actor/loss": loss, "actor/residual_norm": jnp.abs(residual).mean()}
@@ -256,21 +257,20 @@ def update(state: State, batch, config: Config):
     return state.replace(step=state.step + 1), metrics
 
 
-def act(state: State, observations, key, deterministic: bool = True):
-    actions, _ = combined(state, state.actor.params, observations)
+def act(state: State, observations, key, deterministic: bool, config: Config):
+    actions, _ = combined(state, state.actor.params, observations, config)
     if deterministic:
         return actions
-    # No config here: the default exploration sigma (training collects through ``explore``).
-    return jnp.clip(actions + Config.noise_std * jax.random.normal(key, actions.shape), -1.0, 1.0)
+    return jnp.clip(actions + config.noise_std * jax.random.normal(key, actions.shape), -1.0, 1.0)
 
 
 def explore(state: State, observations, key, step, config: Config):
     """Base + U(-w, w) during the warm-up steps, then base + residual + N(0, sigma^2)."""
     uniform_key, normal_key = jax.random.split(key)
-    base = base_actions(state, observations)
+    base = base_actions(state, observations, config)
     warm = base + jax.random.uniform(
         uniform_key, base.shape, minval=-config.warmup_noise, maxval=config.warmup_noise
     )
-    actions, _ = combined(state, state.actor.params, observations)
+    actions, _ = combined(state, state.actor.params, observations, config)
     learned = actions + config.noise_std * jax.random.normal(normal_key, base.shape)
     return jnp.clip(jnp.where(step < config.warmup_steps, warm, learned), -1.0, 1.0)

@@ -26,7 +26,7 @@ Defaults are the released code's (ikostrikov/rlpd, locomotion): Adam 3e-4
 everywhere, 256x256 MLPs, gamma 0.99, Polyak 0.005, initial alpha 1, E = 10,
 K = 2, batch 256 (128 + 128), entropy backup on; the paper's UTD is 20 and it
 starts with 5,000 uniformly random steps (here ``random_steps`` and
-``learning_starts`` default to 5,000 through ``FINETUNE_DEFAULTS``; UTD is the
+``learning_starts`` default to 5,000 through its ``ONLINE`` spec; UTD is the
 loop's ``--utd``, 1 by default because a CPU cannot afford 20). Deviations:
 observations are standardized with the offline data's statistics; the
 released code skips the min over a subset when E = 2 (so does this one: K =
@@ -43,17 +43,18 @@ import numpy as np
 from flax import struct
 from flax.training.train_state import TrainState
 
+from offrl.algos.common import ensemble_mse, td_target
 from offrl.algos.sac import (
     act,  # noqa: F401  (the same tanh-Gaussian act)
     target_entropy,
     temperature_loss,
 )
+from offrl.core.registry import OnlineSpec
 from offrl.core.state import create_train_state, polyak, scalar_state, update_if
 from offrl.nn import GaussianPolicy, QEnsemble, sample_tanh_gaussian
 
 DEFAULT_REWARD_SCALING = "none"
-FINETUNE_MIXING = "ratio"
-FINETUNE_DEFAULTS = {"random_steps": 5000, "learning_starts": 5000}
+ONLINE = OnlineSpec(mixing="ratio", random_steps=5000, learning_starts=5000)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,9 +152,9 @@ def critic_loss(critic_params, state: State, batch, config: Config, key):
     next_q = subset_min(next_q_all, subset_key, config.num_min_critics)
     if config.backup_entropy:
         next_q = next_q - jnp.exp(state.log_alpha.params["value"]) * next_log_prob
-    target = batch["rewards"] + config.discount * (1.0 - batch["terminations"]) * next_q
+    target = td_target(batch, config.discount, next_q)
     q = state.critic.apply_fn(critic_params, batch["observations"], batch["actions"])  # [E, B]
-    loss = ((q - jax.lax.stop_gradient(target)) ** 2).mean(axis=1).sum()
+    loss = ensemble_mse(q, target)
     return loss, {
         "critic/loss": loss,
         "critic/q_mean": q.mean(),

@@ -35,14 +35,15 @@ import numpy as np
 from flax import struct
 from flax.training.train_state import TrainState
 
+from offrl.algos.common import ensemble_mse, td_target
+from offrl.core.registry import OnlineSpec
 from offrl.core.state import adam, create_train_state, polyak
-from offrl.nn import GaussianPolicy, QEnsemble, sample_tanh_gaussian
+from offrl.nn import GaussianPolicy, QEnsemble, sample_tanh_gaussian, tanh_gaussian_action
 
 DEFAULT_REWARD_SCALING = "none"
 #: ``offrl finetune sac --dataset D --env ENV``: plain online SAC (no offline rows in the
 #: batches; the data only fixes the observation statistics), e.g. H2O's sim-only baseline.
-FINETUNE_MIXING = "online"
-FINETUNE_DEFAULTS = {"random_steps": 5000, "learning_starts": 5000}
+ONLINE = OnlineSpec(mixing="online", random_steps=5000, learning_starts=5000)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,9 +126,9 @@ def critic_loss(critic_params, state: State, batch, config: Config, key):
     if config.backup_entropy:
         alpha = jnp.exp(state.log_alpha.params["log_alpha"])
         next_q = next_q - alpha * next_log_prob
-    target = batch["rewards"] + config.discount * (1.0 - batch["terminations"]) * next_q
+    target = td_target(batch, config.discount, next_q)
     q = state.critic.apply_fn(critic_params, batch["observations"], batch["actions"])  # [E, B]
-    loss = ((q - jax.lax.stop_gradient(target)) ** 2).mean(axis=1).sum()
+    loss = ensemble_mse(q, target)
     return loss, {
         "critic/loss": loss,
         "critic/q_mean": q.mean(),
@@ -177,8 +178,6 @@ def update(state: State, batch, config: Config):
     return state, metrics
 
 
-def act(state: State, observations, key, deterministic: bool = True):
+def act(state: State, observations, key, deterministic: bool, config: Config):
     mean, log_std = state.actor.apply_fn(state.actor.params, observations)
-    if deterministic:
-        return jnp.tanh(mean)
-    return jnp.tanh(mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape))
+    return tanh_gaussian_action(mean, log_std, key, deterministic)

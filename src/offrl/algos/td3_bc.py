@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from flax import struct
 from flax.training.train_state import TrainState
 
+from offrl.algos.common import ensemble_mse, td_target
 from offrl.core.state import create_train_state, polyak, update_if
 from offrl.nn import DeterministicPolicy, QEnsemble
 
@@ -103,9 +104,9 @@ def critic_loss(critic_params, state: State, batch, config: Config, noise_key):
     next_q = state.critic.apply_fn(
         state.target_critic_params, batch["next_observations"], next_actions
     ).min(axis=0)  # [B]
-    target = batch["rewards"] + config.discount * (1.0 - batch["terminations"]) * next_q
+    target = td_target(batch, config.discount, next_q)
     q = state.critic.apply_fn(critic_params, batch["observations"], batch["actions"])  # [E, B]
-    loss = ((q - jax.lax.stop_gradient(target)) ** 2).mean(axis=1).sum()
+    loss = ensemble_mse(q, target)
     return loss, {
         "critic/loss": loss,
         "critic/q_mean": q.mean(),
@@ -154,5 +155,5 @@ def update(state: State, batch, config: Config):
     return state.replace(step=state.step + 1), metrics
 
 
-def act(state: State, observations, key, deterministic: bool = True):
+def act(state: State, observations, key, deterministic: bool, config: Config):
     return state.actor.apply_fn(state.actor.params, observations)

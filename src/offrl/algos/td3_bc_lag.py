@@ -38,6 +38,7 @@ import jax.numpy as jnp
 from flax import struct
 from flax.training.train_state import TrainState
 
+from offrl.algos.common import ensemble_mse
 from offrl.core.state import create_train_state, polyak
 from offrl.nn import DeterministicPolicy, QEnsemble
 
@@ -143,8 +144,8 @@ def critic_losses(params, state: State, batch, config: Config, next_actions):
     y_c = jax.lax.stop_gradient(batch["costs"] + config.discount * not_done * next_c)
     q_r = state.critic.apply_fn(reward_params, batch["observations"], batch["actions"])
     q_c = state.cost_critic.apply_fn(cost_params, batch["observations"], batch["actions"])
-    loss_r = ((q_r - y_r) ** 2).mean(axis=1).sum()
-    loss_c = ((q_c - y_c) ** 2).mean(axis=1).sum()
+    loss_r = ensemble_mse(q_r, y_r)
+    loss_c = ensemble_mse(q_c, y_c)
     return loss_r + loss_c, {
         "critic/loss": loss_r,
         "critic/q_mean": q_r.mean(),
@@ -210,5 +211,5 @@ def update(state: State, batch, config: Config):
     return state.replace(step=state.step + 1), metrics
 
 
-def act(state: State, observations, key, deterministic: bool = True):
+def act(state: State, observations, key, deterministic: bool, config: Config):
     return state.actor.apply_fn(state.actor.params, observations)

@@ -60,7 +60,7 @@ import jax.numpy as jnp
 from flax import struct
 from flax.training.train_state import TrainState
 
-from offrl.algos.iql import expectile_loss
+from offrl.algos.common import ensemble_mse, expectile_loss
 from offrl.core.state import create_train_state, polyak
 from offrl.nn import ControlAffineDynamics, DeterministicPolicy, QEnsemble, VNetwork
 from offrl.safety.filter import cbf_filter, qc_filter
@@ -183,7 +183,7 @@ def qc_loss(qc_params, state: State, batch, config: Config):
     next_vc = state.vc.apply_fn(state.vc.params, batch["next_observations"])
     target = barrier_target(batch["margins"], next_vc, batch["terminations"], config.discount)
     qc = state.qc.apply_fn(qc_params, batch["observations"], batch["actions"])  # [E, B]
-    loss = ((qc - jax.lax.stop_gradient(target)) ** 2).mean(axis=1).sum()
+    loss = ensemble_mse(qc, target)
     return loss, {"barrier/qc_loss": loss, "barrier/qc_mean": qc.mean()}
 
 
@@ -274,6 +274,6 @@ def filter_actions(
     return jax.vmap(one)(observations, nominal)
 
 
-def act(state: State, observations, key, deterministic: bool = True):
+def act(state: State, observations, key, deterministic: bool, config: Config):
     nominal = state.actor.apply_fn(state.actor.params, observations)
     return filter_actions(state, observations, nominal)[0]

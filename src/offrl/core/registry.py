@@ -3,16 +3,46 @@
 An algorithm module exposes ``Config`` (a frozen dataclass with a docstring per
 field), ``State`` (a pytree), ``init(config, example_batch, key) -> State``,
 ``update(state, batch, config) -> (state, metrics)`` and
-``act(state, observations, key, deterministic) -> actions``, plus
+``act(state, observations, key, deterministic, config) -> actions``, plus
 ``DEFAULT_REWARD_SCALING`` (the scaling its paper uses), and optionally
-``REQUIRED_FIELDS`` (dataset fields it cannot train without, e.g. ``margins``).
+``REQUIRED_FIELDS`` (dataset fields it cannot train without, e.g. ``margins``),
+``ONLINE`` (an :class:`OnlineSpec`: mixing, update-to-data ratio and warm-ups in
+the interaction loop) and ``RUN_KIND`` (``"barrier"`` for a safety filter).
 The CLI and the trainer know nothing else about an algorithm.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from types import ModuleType
+
+
+@dataclasses.dataclass(frozen=True)
+class OnlineSpec:
+    """What an algorithm needs from the interaction loop (``ONLINE`` in its module);
+    the loop reads it, and a user's explicit settings override it.
+
+    Room is left here for what later methods add (model rollouts feeding the
+    replay, a trajectory-window sampler): a new field with a default that keeps
+    every existing algorithm's behaviour.
+    """
+
+    mixing: str = "ratio"
+    """ratio (a fixed offline share of every batch), union (offline data in the replay
+    buffer) or online (no offline data)."""
+    utd: int = 1
+    """Updates per environment step."""
+    random_steps: int = 0
+    """Uniformly random actions (and no updates) for this many first steps."""
+    learning_starts: int = 0
+    """No updates before this many steps."""
+
+
+def online_spec(module: ModuleType) -> OnlineSpec:
+    """The algorithm's :class:`OnlineSpec` (the defaults when it declares none)."""
+    return getattr(module, "ONLINE", OnlineSpec())
+
 
 _ALGORITHMS: dict[str, str] = {
     "bc": "offrl.algos.bc",

@@ -176,14 +176,15 @@ def build_validation(algo: ModuleType, config, batch_size: int) -> Callable:
 
 
 @functools.lru_cache(maxsize=64)
-def build_policy(algo: ModuleType, deterministic: bool = True) -> Callable:
-    """Jitted batched act in environment units for all seeds.
+def build_policy(algo: ModuleType, config, deterministic: bool = True) -> Callable:
+    """Jitted batched act (with the algorithm's ``config``) in environment units for
+    all seeds. Cached, so equal arguments share one compiled function.
 
     ``(states, preprocessor, observations[S, N, obs_dim], key) -> actions[S, N, act_dim]``
     """
 
     def one_seed(state, pre: Preprocessor, observations, key):
-        actions = algo.act(state, pre.observation(observations), key, deterministic)
+        actions = algo.act(state, pre.observation(observations), key, deterministic, config)
         return pre.action_to_env(jnp.clip(actions, -1.0, 1.0))
 
     def policy(states, pre, observations, key):

@@ -20,7 +20,7 @@ def load_policy(run_dir: str | pathlib.Path, step: int | None = None):
     ``policy(observations[S, N, obs_dim], key) -> actions[S, N, act_dim]``.
     """
     context = load_run(run_dir, step)
-    batched = build_policy(context.algo)
+    batched = build_policy(context.algo, context.algo_config)
     states, pre = context.states, context.preprocessor
 
     def policy(observations, key):

@@ -76,18 +76,21 @@ def _critic_min(state, observations, actions):
     return state.critic.apply_fn(state.critic.params, observations, actions).min(axis=0)
 
 
-def _signals_fn(algo, discount: float, with_critic: bool):
+def _signals_fn(algo, config, discount: float, with_critic: bool):
     """Jitted per-seed signals of one checkpoint, vmapped over seeds."""
 
     def one_seed(state, sample, valid, start_obs):
-        policy_next = jnp.clip(algo.act(state, sample["next_observations"], _KEY, True), -1, 1)
-        valid_actions = jnp.clip(algo.act(state, valid["observations"], _KEY, True), -1, 1)
+        def act(observations):
+            return jnp.clip(algo.act(state, observations, _KEY, True, config), -1, 1)
+
+        policy_next = act(sample["next_observations"])
+        valid_actions = act(valid["observations"])
         out = {"action_mse": jnp.mean((valid_actions - valid["actions"]) ** 2)}
         if with_critic:
             q = _critic_min(state, sample["observations"], sample["actions"])
             next_q = _critic_min(state, sample["next_observations"], policy_next)
             target = sample["rewards"] + discount * (1.0 - sample["terminations"]) * next_q
-            start_actions = jnp.clip(algo.act(state, start_obs, _KEY, True), -1, 1)
+            start_actions = act(start_obs)
             out["q_data"] = q.mean()
             out["td_error"] = jnp.abs(q - target).mean()
             out["critic_value"] = _critic_min(state, start_obs, start_actions).mean()
@@ -203,8 +206,8 @@ def analyze_run(
     rewards = np.asarray(pre_data.rewards)
     q_bound = float(np.abs(rewards).max() / (1.0 - discount)) if rewards.size else None
     with_critic = has_critic(context.states)
-    signals_fn = _signals_fn(algo, discount, with_critic)
-    act = build_policy(algo)
+    signals_fn = _signals_fn(algo, context.algo_config, discount, with_critic)
+    act = build_policy(algo, context.algo_config)
     num_seeds = len(seeds)
     next_obs_env = np.asarray(data.next_observations, np.float32)
 

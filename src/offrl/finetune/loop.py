@@ -17,11 +17,10 @@ action of every seed.
 An algorithm takes part with its ordinary contract (``init``, ``update``,
 ``act``) plus optional hooks:
 
-- ``FINETUNE_MIXING``: ``"ratio"`` (default; ``offline_ratio`` of every batch
-  from the offline data), ``"union"`` (offline data in the replay buffer) or
-  ``"online"`` (none).
-- ``FINETUNE_DEFAULTS``: the algorithm's values of ``utd``, ``random_steps``
-  and ``learning_starts`` where the user leaves them unset.
+- ``ONLINE``: an :class:`~offrl.core.registry.OnlineSpec`, the algorithm's
+  mixing (``ratio``: ``offline_ratio`` of every batch from the offline data;
+  ``union``: offline data in the replay buffer; ``online``: none), ``utd``,
+  ``random_steps`` and ``learning_starts``, used where the user leaves them unset.
 - ``online_config(config, finetune_config) -> config``: settings that change
   online (Cal-QL's online CQL weight; RLPD's one actor update per step).
 - ``start_online(state, config) -> state``: state changes at the switch (IQL
@@ -93,10 +92,13 @@ FINETUNE_RESET_OFFSET = 500_000
 
 
 def resolve_config(algo, config: FinetuneConfig) -> FinetuneConfig:
-    """``config`` with unset fields taken from the algorithm's ``FINETUNE_DEFAULTS``."""
-    defaults = {"utd": 1, "random_steps": 0, "learning_starts": 0}
-    defaults.update(getattr(algo, "FINETUNE_DEFAULTS", {}))
-    unset = {k: v for k, v in defaults.items() if getattr(config, k) is None}
+    """``config`` with unset fields taken from the algorithm's :class:`OnlineSpec`."""
+    spec = registry.online_spec(algo)
+    unset = {
+        k: getattr(spec, k)
+        for k in ("utd", "random_steps", "learning_starts")
+        if getattr(config, k) is None
+    }
     return dataclasses.replace(config, **unset)
 
 
@@ -287,7 +289,7 @@ def _build_step(algo, algo_config, explore):
 
 def _default_explore(algo):
     def explore(state, observations, key, step, config):
-        return algo.act(state, observations, key, False)
+        return algo.act(state, observations, key, False, config)
 
     return getattr(algo, "explore", explore)
 
@@ -352,7 +354,7 @@ def finetune(
     if start.kind == "online":
         mixing = "online"
     else:
-        mixing = getattr(algo, "FINETUNE_MIXING", "ratio")
+        mixing = registry.online_spec(algo).mixing
         mixing = mixing if config.mixing == "auto" else config.mixing
     offline_ratio = {"ratio": config.offline_ratio, "union": None, "online": 0.0}[mixing]
     discount = float(getattr(algo_config, "discount", 0.99))
@@ -425,7 +427,7 @@ def finetune(
             lambda s, o, k, t: explore(s, o[None], k, t, algo_config)[0], in_axes=(0, 0, 0, None)
         )
     )
-    policy = build_policy(algo)
+    policy = build_policy(algo, algo_config)
     eval_steps = evaluation_steps(config)
     task = get_task(eval_env_id)
     interaction_task = get_task(env_id.split("@", 1)[0])

@@ -9,6 +9,7 @@ from offrl.nn.policies import (
     gaussian_log_prob,
     sample_gaussian,
     sample_tanh_gaussian,
+    tanh_gaussian_action,
     tanh_gaussian_log_prob,
 )
 
@@ -24,5 +25,6 @@ __all__ = [
     "gaussian_log_prob",
     "sample_gaussian",
     "sample_tanh_gaussian",
+    "tanh_gaussian_action",
     "tanh_gaussian_log_prob",
 ]

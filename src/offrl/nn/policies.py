@@ -93,6 +93,14 @@ def sample_tanh_gaussian(mean, log_std, key) -> tuple[jax.Array, jax.Array]:
     return jnp.tanh(pre_tanh), log_prob
 
 
+def tanh_gaussian_action(mean, log_std, key, deterministic: bool) -> jax.Array:
+    """A tanh-squashed Gaussian policy's action: ``tanh(mean)``, or a sample
+    ``tanh(mean + std * eps)`` (the act of SAC, CQL, Cal-QL, RLPD, H2O and Gaussian BC)."""
+    if deterministic:
+        return jnp.tanh(mean)
+    return jnp.tanh(mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape))
+
+
 def tanh_gaussian_log_prob(mean, log_std, actions, eps: float = 1e-6) -> jax.Array:
     """Log density of given actions in ``(-1, 1)`` under a tanh-squashed Gaussian."""
     clipped = jnp.clip(actions, -1.0 + eps, 1.0 - eps)

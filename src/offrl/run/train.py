@@ -187,7 +187,7 @@ def train(
         if device_valid is not None
         else None
     )
-    policy = build_policy(algo)
+    policy = build_policy(algo, algo_config)
     logger = rundir.open_logger(run_dir, train_config, resolved)
     evaluations = rundir.evaluations_from_metrics(previous)
 

@@ -178,7 +178,7 @@ def load_policy_file(path: str | pathlib.Path) -> PolicyFile:
 
     @functools.partial(jax.jit, static_argnums=4)
     def act(state, pre, observations, key, deterministic):
-        actions = algo.act(state, pre.observation(observations), key, deterministic)
+        actions = algo.act(state, pre.observation(observations), key, deterministic, config)
         return pre.action_to_env(jnp.clip(actions, -1.0, 1.0))
 
     return PolicyFile(meta=meta, algo=algo, state=state, preprocessor=pre, _act=act)

@@ -40,7 +40,7 @@ def collect_from_run(
     context = load_run(run_dir, step)
     if context.env_id is None:
         raise ValueError(f"{run_dir} records no environment to collect in")
-    policy = build_policy(context.algo, deterministic)
+    policy = build_policy(context.algo, context.algo_config, deterministic)
     states = jax.tree_util.tree_map(lambda x: x[seed_index : seed_index + 1], context.states)
     env = make_env(context.env_id)
     key = [jax.random.PRNGKey(seed)]
