@@ -271,7 +271,19 @@ def test_analyze_run_tables_diagnostics_and_cache(tiny_runs):
     # Pendulum has discounted references, and the run logged evaluations at every step.
     assert np.asarray(analysis["fqe_normalized"]).shape == (3, 2)
     assert all(row is not None and len(row) == 2 for row in analysis["true_normalized"])
-    assert [v[0]["kind"] for v in analysis["diagnostics"]] != []
+    # The verdicts per seed are the workflow's rules applied to the run's own curves.
+    from offrl.evaluate.diagnostics import diagnose
+
+    assert len(analysis["diagnostics"]) == 2
+    for s in range(2):
+        verdicts = diagnose(
+            analysis["steps"],
+            np.asarray(analysis["signals"]["q_peak"])[:, s],
+            np.asarray(analysis["td_error"])[:, s],
+            q_bound=analysis["q_bound"],
+        )
+        assert analysis["diagnostics"][s] == [v.as_dict() for v in verdicts]
+        assert all(v["kind"] for v in analysis["diagnostics"][s])
     c, s = choose(analysis, "fqe")
     assert analysis["signals"]["fqe"][c][s] == np.max(analysis["signals"]["fqe"])
     # A second call reads the cache instead of refitting.
