@@ -226,3 +226,22 @@ def test_select_and_report_need_a_run_directory(command, tmp_path, capsys, monke
 def test_algorithm_names_point_to_the_right_command(argv, message, capsys):
     code, out = run(argv, capsys)
     assert code == 2 and message in out
+
+
+def test_one_error_path_and_debug(tmp_path, capsys, monkeypatch):
+    """Bad input is one line on stderr and status 2 from every command; --debug (or
+    OFFRL_DEBUG=1) lets the exception through with its traceback instead."""
+    from offrl.run.settings import RunError
+
+    missing = str(tmp_path / "nowhere")
+    for argv in (["eval", missing], ["select", missing], ["report", missing]):
+        with pytest.raises(SystemExit) as error:
+            main(argv)
+        err = capsys.readouterr().err
+        assert error.value.code == 2 and "Traceback" not in err
+        assert err.count("\n") <= 2 and "not a run directory" in err, err
+    with pytest.raises(RunError, match="not a run directory"):
+        main(["eval", missing, "--debug"])
+    monkeypatch.setenv("OFFRL_DEBUG", "1")
+    with pytest.raises(RunError):
+        main(["select", missing])

@@ -13,11 +13,14 @@
     offrl bench --algorithms ... --datasets ...    algorithms x datasets x seeds, one table
     offrl quickstart                               the small end-to-end demo
 
-``offrl COMMAND --help`` lists every option with its documentation.
+``offrl COMMAND --help`` lists every option with its documentation. An error is
+one line (exit status 2 for bad input); ``--debug`` anywhere, or ``OFFRL_DEBUG=1``,
+shows its traceback.
 """
 
 import dataclasses
 import json
+import os
 import pathlib
 import sys
 from typing import Annotated, Literal
@@ -110,7 +113,7 @@ def _trust_env_ids(argv: list[str]) -> None:
 # --------------------------------------------------------------------------- train
 def cmd_train(argv: list[str]) -> None:
     from offrl.run.rundir import parse_run_config
-    from offrl.run.train import RunError, TrainConfig, train
+    from offrl.run.train import TrainConfig, train
 
     if argv and argv[0] in ("-h", "--help"):
         print(
@@ -140,12 +143,9 @@ def cmd_train(argv: list[str]) -> None:
     train_defaults, algo_defaults, dataset_default = TrainConfig(), algo_module.Config(), None
     run_dir_arg = _option_value(rest, "--run-dir")
     if "--resume" in rest and run_dir_arg is not None:
-        try:
-            saved, saved_algo, algo_defaults, train_defaults = parse_run_config(
-                pathlib.Path(run_dir_arg)
-            )
-        except RunError as error:
-            _fail(error)
+        saved, saved_algo, algo_defaults, train_defaults = parse_run_config(
+            pathlib.Path(run_dir_arg)
+        )
         if saved_algo is not algo_module or saved["kind"] not in ("offline", "barrier"):
             _fail(
                 f"{run_dir_arg} holds a {saved['algorithm']} run ({saved['kind']}); resume it with "
@@ -178,18 +178,15 @@ def cmd_train(argv: list[str]) -> None:
     if args.dataset is None:
         _fail("--dataset is required: the data to train on (see offrl suite list)")
     run_dir = args.run_dir or _default_run_dir(name, args.dataset)
-    try:
-        summary = train(
-            name,
-            args.dataset,
-            run_dir,
-            args.algo,
-            args.train,
-            resume=args.resume,
-            stop_after=args.stop_after,
-        )
-    except (RunError, ValueError, FileExistsError) as error:
-        _fail(error)
+    summary = train(
+        name,
+        args.dataset,
+        run_dir,
+        args.algo,
+        args.train,
+        resume=args.resume,
+        stop_after=args.stop_after,
+    )
     _print_summary(run_dir, summary)
 
 
@@ -241,7 +238,6 @@ def _print_summary(run_dir: str, summary: dict) -> None:
 # ---------------------------------------------------------------------------- eval
 def cmd_eval(argv: list[str]) -> None:
     from offrl.evaluate.policy import evaluate_run
-    from offrl.run.settings import RunError
 
     @dataclasses.dataclass(frozen=True)
     class Args:
@@ -269,21 +265,16 @@ def cmd_eval(argv: list[str]) -> None:
         _fail(f"--episodes must be a positive integer, got {args.episodes}")
     if args.step is not None and args.step < 0:
         _fail(f"--step must be a checkpoint step (0 or more), got {args.step}")
-    try:
-        result = evaluate_run(
-            args.run_dir,
-            args.step,
-            args.episodes,
-            args.env_id,
-            args.seed,
-            filter_dir=args.filter,
-            filter_mode=args.filter_mode,
-            filter_margin=args.filter_margin,
-        )
-    except (RunError, ValueError, FileNotFoundError, KeyError) as error:
-        _fail(error)
-    except Exception as error:  # noqa: BLE001 - shown to the user with its type
-        _fail(f"{type(error).__name__}: {_message(error)}")
+    result = evaluate_run(
+        args.run_dir,
+        args.step,
+        args.episodes,
+        args.env_id,
+        args.seed,
+        filter_dir=args.filter,
+        filter_mode=args.filter_mode,
+        filter_margin=args.filter_margin,
+    )
     from rich.console import Console
     from rich.table import Table
 
@@ -367,18 +358,13 @@ def cmd_select(argv: list[str]) -> None:
         _fail("offrl select needs at least one run directory: offrl select RUN_DIR ...")
     console = Console()
     for run_dir in args.run_dirs:
-        try:
-            analysis = analyze_run(
-                run_dir,
-                args.dataset,
-                _fqe_config(args),
-                steps=list(args.steps) if args.steps else None,
-                progress=_progress_printer(),
-            )
-        except (ValueError, RuntimeError, FileNotFoundError) as error:
-            _fail(error)
-        except Exception as error:  # noqa: BLE001 - shown to the user with its type
-            _fail(f"{type(error).__name__}: {_message(error)}")
+        analysis = analyze_run(
+            run_dir,
+            args.dataset,
+            _fqe_config(args),
+            steps=list(args.steps) if args.steps else None,
+            progress=_progress_printer(),
+        )
         table = Table(title=f"offline selection — {run_dir}")
         for column in ("step", "seed", "FQE value", "interval", "dataset Q", "action MSE"):
             table.add_column(column)
@@ -426,19 +412,14 @@ def cmd_report(argv: list[str]) -> None:
     args = tyro.cli(Args, args=argv, prog="offrl report")
     if not args.run_dirs:
         _fail("offrl report needs at least one run directory: offrl report RUN_DIR ...")
-    try:
-        path = write_report(
-            list(args.run_dirs),
-            args.output,
-            _fqe_config(args),
-            args.dataset,
-            steps=list(args.steps) if args.steps else None,
-            progress=_progress_printer(),
-        )
-    except (ValueError, RuntimeError, FileNotFoundError) as error:
-        _fail(error)
-    except Exception as error:  # noqa: BLE001 - shown to the user with its type
-        _fail(f"{type(error).__name__}: {_message(error)}")
+    path = write_report(
+        list(args.run_dirs),
+        args.output,
+        _fqe_config(args),
+        args.dataset,
+        steps=list(args.steps) if args.steps else None,
+        progress=_progress_printer(),
+    )
     from rich.console import Console
 
     Console().print(f"wrote {path}")
@@ -448,7 +429,6 @@ def cmd_report(argv: list[str]) -> None:
 def cmd_data(argv: list[str]) -> None:
     from rich.console import Console
 
-    from offrl.data import DatasetError
     from offrl.data.loading import load_dataset
 
     console = Console()
@@ -489,12 +469,7 @@ def cmd_data(argv: list[str]) -> None:
 
     cls = {"convert": Convert, "inspect": Inspect}.get(verb, Source)
     args = tyro.cli(cls, args=rest, prog=f"offrl data {verb}")
-    try:
-        dataset = load_dataset(args.dataset, args.observation_keys, args.env_id)
-    except DatasetError as error:
-        _fail(f"invalid dataset: {_message(error)}")
-    except ValueError as error:  # an environment id offrl will not create
-        _fail(error)
+    dataset = load_dataset(args.dataset, args.observation_keys, args.env_id)
     if verb == "validate":
         console.print(
             f"[green]valid[/]: {dataset.size} transitions in {dataset.num_episodes} "
@@ -514,12 +489,7 @@ def cmd_data(argv: list[str]) -> None:
 
         if not args.output:
             _fail("offrl data convert SOURCE OUTPUT: OUTPUT is missing")
-        try:
-            path = write_minari(
-                dataset, args.output, data_format=args.format, overwrite=args.overwrite
-            )
-        except FileExistsError as error:
-            _fail(error)
+        path = write_minari(dataset, args.output, data_format=args.format, overwrite=args.overwrite)
         console.print(f"wrote {dataset.size} transitions to {path} (Minari, {args.format})")
 
 
@@ -571,7 +541,7 @@ def _interact(argv: list[str], online: bool) -> None:
     """``offrl online`` and ``offrl finetune``: one interaction loop, one command."""
     from offrl.finetune.loop import finetune
     from offrl.run.rundir import load_run, parse_run_config
-    from offrl.run.settings import FinetuneConfig, RunError
+    from offrl.run.settings import FinetuneConfig
 
     name = argv[0].replace("-", "_").lower()
     command = "online" if online else "finetune"
@@ -583,21 +553,13 @@ def _interact(argv: list[str], online: bool) -> None:
     # A run's own settings are the defaults when fine-tuning the same algorithm.
     source = _option_value(rest, "--from") or _option_value(rest, "--from-run")
     if source is not None:
-        try:
-            context = load_run(source)
-        except RunError as error:
-            _fail(error)
+        context = load_run(source)
         if type(context.algo_config) is algo_module.Config:
             defaults = context.algo_config
     # --resume continues with the saved configuration (options given must agree).
     run_dir_arg = _option_value(rest, "--run-dir")
     if "--resume" in rest and run_dir_arg is not None:
-        try:
-            saved, saved_algo, defaults, saved_settings = parse_run_config(
-                pathlib.Path(run_dir_arg)
-            )
-        except RunError as error:
-            _fail(error)
+        saved, saved_algo, defaults, saved_settings = parse_run_config(pathlib.Path(run_dir_arg))
         if saved_algo is not algo_module or saved["kind"] not in ("online", "finetune"):
             _fail(
                 f"{run_dir_arg} holds a {saved['algorithm']} run ({saved['kind']}); resume it "
@@ -660,19 +622,16 @@ def _interact(argv: list[str], online: bool) -> None:
             )
         label = pathlib.Path(args.from_run).name if args.from_run else args.dataset
         run_dir = args.run_dir or _default_run_dir(f"finetune-{name}", label)
-    try:
-        summary = finetune(
-            name,
-            run_dir,
-            args.finetune,
-            from_run=args.from_run,
-            dataset=args.dataset,
-            algo_config=args.algo,
-            resume=args.resume,
-            stop_after=args.stop_after,
-        )
-    except (RunError, ValueError, FileExistsError) as error:
-        _fail(error)
+    summary = finetune(
+        name,
+        run_dir,
+        args.finetune,
+        from_run=args.from_run,
+        dataset=args.dataset,
+        algo_config=args.algo,
+        resume=args.resume,
+        stop_after=args.stop_after,
+    )
     keys = ("final_mean", "final_std", "best_mean", "best_std", "scores_on", "regret_mean")
     if not online:
         keys = ("offline_mean", "initial_drop_mean", *keys)
@@ -684,7 +643,6 @@ def cmd_suite(argv: list[str]) -> None:
     from rich.console import Console
 
     from offrl import suites
-    from offrl.suites.behavior import BehaviorError
 
     console = Console()
     usage = "usage: offrl suite list | offrl suite build NAME [--force] | offrl suite card NAME"
@@ -694,10 +652,7 @@ def cmd_suite(argv: list[str]) -> None:
     if argv[0] == "card":
         if len(argv) != 2:
             _fail("usage: offrl suite card NAME")
-        try:
-            console.print(suites.read_card(argv[1].removeprefix("suite:")))
-        except FileNotFoundError as error:
-            _fail(error)
+        console.print(suites.read_card(argv[1].removeprefix("suite:")))
         return
     if argv[0] == "list":
         for name in suites.available():
@@ -722,23 +677,16 @@ def cmd_suite(argv: list[str]) -> None:
         """Rebuild even if it is cached."""
 
     args = tyro.cli(Args, args=argv[1:], prog="offrl suite build")
-    try:
-        path = suites.build_suite_dataset(args.name.removeprefix("suite:"), force=args.force)
-    except (KeyError, BehaviorError) as error:
-        _fail(error)
+    path = suites.build_suite_dataset(args.name.removeprefix("suite:"), force=args.force)
     console.print(f"built suite:{args.name.removeprefix('suite:')} at {path}")
 
 
 # --------------------------------------------------------------------------- bench
 def cmd_bench(argv: list[str]) -> None:
     from offrl.bench import BenchConfig, run_bench
-    from offrl.run.settings import RunError
 
     args = tyro.cli(BenchConfig, args=_split_commas(argv), prog="offrl bench")
-    try:
-        result = run_bench(args)  # checks every setting before a cell runs
-    except (RunError, ValueError) as error:
-        _fail(error)
+    result = run_bench(args)  # checks every setting before a cell runs
     print(pathlib.Path(result["files"][0]).read_text())
     print("written:", ", ".join(result["files"]))
 
@@ -746,13 +694,9 @@ def cmd_bench(argv: list[str]) -> None:
 # ---------------------------------------------------------------------- quickstart
 def cmd_quickstart(argv: list[str]) -> None:
     from offrl.quickstart import QuickstartConfig, run_quickstart
-    from offrl.run.settings import RunError
 
     args = tyro.cli(QuickstartConfig, args=argv, prog="offrl quickstart")
-    try:
-        run_quickstart(args)
-    except RunError as error:
-        _fail(error)
+    run_quickstart(args)
 
 
 def cmd_safety(argv: list[str]) -> None:
@@ -787,8 +731,43 @@ COMMANDS = {
 }
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """What bad input raises: the project's errors and the built-in ones its checks use."""
+    from offrl.data.validate import DatasetError
+    from offrl.envs.registry import EnvError
+    from offrl.run.checkpoint import CheckpointError
+    from offrl.run.settings import RunError
+    from offrl.suites.behavior import BehaviorError
+
+    return (
+        RunError,
+        DatasetError,
+        EnvError,
+        CheckpointError,
+        BehaviorError,
+        ValueError,
+        KeyError,
+        FileNotFoundError,
+        FileExistsError,
+    )
+
+
+def _error_line(error: BaseException) -> str:
+    from offrl.data.validate import DatasetError
+
+    if isinstance(error, DatasetError):
+        return f"invalid dataset: {_message(error)}"
+    return _message(error)
+
+
 def main(argv: list[str] | None = None) -> None:
+    """The ``offrl`` command. The one place errors become output: bad input (the
+    project's errors, a bad value, a missing file) is one line on stderr and exit
+    status 2; anything else is one line naming its type and exit status 1. ``--debug``
+    (or ``OFFRL_DEBUG=1``) shows the traceback instead."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("OFFRL_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_USAGE.strip())
         raise SystemExit(0 if argv else 2)
@@ -811,6 +790,23 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt as stopped:
         print(f"stopped: {stopped or 'interrupted'}", file=sys.stderr)
         raise SystemExit(130) from None
+    except SystemExit:
+        raise
+    except _user_errors() as error:
+        if debug:
+            raise
+        _fail(_error_line(error))
+    except Exception as error:
+        if debug:
+            raise
+        from rich.console import Console
+        from rich.markup import escape
+
+        Console(stderr=True, soft_wrap=True).print(
+            f"[bold red]error:[/] {escape(type(error).__name__)}: {escape(_message(error))} "
+            "(an unexpected error; rerun with --debug for the traceback, and please report it)"
+        )
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -2,9 +2,12 @@
 
 Builds the tiny Pendulum dataset (mixed quality: noisy and random-acting
 controllers plus random actions), trains BC and IQL on it with several seeds
-in parallel, evaluates them in the environment through training, prints a
-table of final and best normalized scores, and writes plots and a JSON
-report. Takes a few minutes on 2 CPU cores.
+in parallel, evaluates them in the environment through training, scores the
+final and the best policies on 100 held-out episodes, prints a table, and
+writes plots and a JSON report. About 80 seconds on 2 CPU cores: networks of
+128x128 and 5,000 updates (IQL's library default, 256x256 for 1M updates, is
+the benchmarks'; on this data IQL then reaches about 99 against BC's 56, at
+about 3.5 minutes).
 """
 
 import dataclasses
@@ -25,14 +28,27 @@ class QuickstartConfig:
     """Suite dataset to build and train on."""
     algorithms: tuple[str, ...] = ("bc", "iql")
     """Algorithms to train."""
-    steps: int = 10_000
+    steps: int = 5_000
     """Gradient updates per seed."""
+    hidden_dims: tuple[int, ...] = (128, 128)
+    """Hidden widths of every network (smaller than the algorithms' defaults, to finish
+    in about a minute and a half on 2 CPU cores)."""
     seeds: tuple[int, ...] = (0, 1, 2)
     """Seeds, trained in parallel under vmap."""
-    eval_every: int = 2_000
+    eval_every: int = 1_000
     """Evaluation interval (updates)."""
     eval_episodes: int = 5
     """Episodes per evaluation and seed."""
+
+
+def _with_widths(algo_config, hidden_dims: tuple[int, ...]):
+    """``algo_config`` with every ``*hidden_dims`` field set to ``hidden_dims``."""
+    widths = {
+        f.name: tuple(hidden_dims)
+        for f in dataclasses.fields(algo_config)
+        if f.name.endswith("hidden_dims") and getattr(algo_config, f.name) is not None
+    }
+    return dataclasses.replace(algo_config, **widths)
 
 
 def _free_directory(path: pathlib.Path) -> pathlib.Path:
@@ -86,10 +102,12 @@ def run_quickstart(config: QuickstartConfig) -> dict:
     results = {}
     for name in config.algorithms:
         console.rule(f"2. train {name} ({len(config.seeds)} seeds in parallel)")
+        algo = registry.get(name)
         summary = train(
             name,
             dataset,
             output / name,
+            algo_config=_with_widths(algo.Config(), config.hidden_dims),
             train_config=train_config,
         )
         results[name] = summary
@@ -102,7 +120,8 @@ def run_quickstart(config: QuickstartConfig) -> dict:
     console.rule("3. results")
     table = Table(
         title=f"normalized score on suite:{config.dataset} after {config.steps} "
-        f"updates ({len(config.seeds)} seeds, {config.eval_episodes} episodes each)"
+        f"updates ({len(config.seeds)} seeds; final and best on "
+        f"{train_config.heldout_episodes} held-out episodes each, ± sample std)"
     )
     for column in ("algorithm", "final (mean ± std)", "best (mean ± std)", "updates/s per seed"):
         table.add_column(column)
@@ -142,12 +161,13 @@ def _plots(output: pathlib.Path, results: dict, dataset) -> list[str]:
     for name, summary in results.items():
         steps = [e["step"] for e in summary["evaluations"]]
         scores = np.asarray([e["normalized_per_seed"] for e in summary["evaluations"]])
-        mean, std = scores.mean(axis=1), scores.std(axis=1)
+        mean = scores.mean(axis=1)
+        std = scores.std(axis=1, ddof=1) if scores.shape[1] > 1 else np.zeros_like(mean)
         axes[0].plot(steps, mean, label=name)
         axes[0].fill_between(steps, mean - std, mean + std, alpha=0.2)
     axes[0].set_xlabel("gradient updates")
     axes[0].set_ylabel("normalized score")
-    axes[0].set_title("evaluation (mean ± std over seeds)")
+    axes[0].set_title("periodic evaluation (mean ± sample std over seeds)")
     axes[0].legend()
     from offrl.envs.registry import normalized_score
 

@@ -143,9 +143,10 @@ def build(name: str, num_steps: int | None = None) -> Dataset:
 
 def measure_references(task: str, num_episodes: int = 100) -> dict[str, float | None]:
     """Mean returns of a uniform random policy (resets ``0..num_episodes-1``) and,
-    when shipped, of the expert policy file (stochastic actions, resets from 10,000);
+    when shipped, of the expert policy file (stochastic actions, resets from
+    ``REFERENCE_SEED``, disjoint from the periodic and the held-out evaluations);
     ``*_value`` are the same episodes' discounted (0.99) returns."""
-    from offrl.envs.rollout import evaluate
+    from offrl.envs.rollout import REFERENCE_SEED, evaluate
     from offrl.suites.behavior import (
         BehaviorError,
         behavior_dir,
@@ -174,7 +175,7 @@ def measure_references(task: str, num_episodes: int = 100) -> dict[str, float | 
         policy = load_policy_file(behavior_dir(task) / "expert.npz")
     except BehaviorError:
         return out
-    expert = evaluate_policy_file(policy, num_episodes)
+    expert = evaluate_policy_file(policy, num_episodes, seed=REFERENCE_SEED)
     out["expert_return"], out["expert_value"] = expert["return_mean"], expert["discounted_mean"]
     return out
 
