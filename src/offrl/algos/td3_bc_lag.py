@@ -39,7 +39,7 @@ from flax import struct
 from flax.training.train_state import TrainState
 
 from offrl.algos.common import ensemble_mse
-from offrl.core.state import create_train_state, polyak
+from offrl.core.state import create_train_state, polyak, update_if
 from offrl.nn import DeterministicPolicy, QEnsemble
 
 DEFAULT_REWARD_SCALING = "none"
@@ -199,13 +199,9 @@ def update(state: State, batch, config: Config):
         key=key,
     )
 
-    def skip(state):
-        _, metrics = jax.eval_shape(lambda s: _actor_multiplier_targets(s, batch, config), state)
-        return state, jax.tree_util.tree_map(lambda m: jnp.zeros(m.shape, m.dtype), metrics)
-
     do_actor = state.step % config.policy_frequency == 0
-    state, actor_metrics = jax.lax.cond(
-        do_actor, lambda s: _actor_multiplier_targets(s, batch, config), skip, state
+    state, actor_metrics = update_if(
+        do_actor, lambda s: _actor_multiplier_targets(s, batch, config), state
     )
     metrics = {**critic_metrics, **actor_metrics, "_valid/actor": do_actor.astype(jnp.float32)}
     return state.replace(step=state.step + 1), metrics

@@ -1,14 +1,14 @@
 """The settings of a run, one dataclass per kind, and their checks.
 
-``TrainConfig`` drives an offline run (``offrl train``), ``FinetuneConfig`` an
-interactive one (``offrl finetune`` and ``offrl online``: online training is
+TrainConfig drives an offline run (offrl train), FinetuneConfig an
+interactive one (offrl finetune and offrl online: online training is
 fine-tuning without offline data). Both share :class:`RunOptions`, the settings
 that do not change a result (loggers, the progress display, the held-out
 evaluation), so every kind of run reaches every logger.
 
-Each ``check()`` raises a one-line :class:`RunError` naming the flag before
+Each check() raises a one-line :class:`RunError` naming the flag before
 anything is written; :func:`from_dict` reads settings back from
-``config.json`` with the same care.
+config.json with the same care.
 """
 
 from __future__ import annotations
@@ -139,10 +139,10 @@ class FinetuneConfig(RunOptions):
     online_steps: int = 100_000
     """Environment steps per seed."""
     env: str | None = None
-    """Environment to interact with; ``None``: the data's task. A simulator with a
-    dynamics gap is written ``Hopper-v5@gravity=2`` (see offrl.envs.gap)."""
+    """Environment to interact with; None: the data's task. A simulator with a
+    dynamics gap is written Hopper-v5@gravity=2 (see offrl.envs.gap)."""
     eval_env: str | None = None
-    """Environment of the evaluations; ``None``: the interaction environment's task."""
+    """Environment of the evaluations; None: the interaction environment's task."""
     mixing: str = "auto"
     """auto (the algorithm's), ratio (offline_ratio of each batch offline), union
     (offline data in the replay buffer) or online (no offline data)."""
@@ -150,14 +150,14 @@ class FinetuneConfig(RunOptions):
     """Offline share of every batch with mixing=ratio (RLPD: 0.5)."""
     utd: int | None = None
     """Updates per environment step (update-to-data ratio; RLPD's paper: 20);
-    ``None``: the algorithm's default (1 unless it says otherwise)."""
+    None: the algorithm's default (1 unless it says otherwise)."""
     batch_size: int = 256
     """Transitions per update and seed."""
     random_steps: int | None = None
-    """Uniformly random actions (and no updates) for this many first steps; ``None``:
+    """Uniformly random actions (and no updates) for this many first steps; None:
     the algorithm's default (RLPD and SAC from scratch: 5,000; otherwise 0)."""
     learning_starts: int | None = None
-    """No updates before this many steps; ``None``: the algorithm's default (0 for
+    """No updates before this many steps; None: the algorithm's default (0 for
     methods that start from an offline run)."""
     eval_every: int = 10_000
     """Evaluate every this many steps (plus the starting score and the early ones)."""
@@ -203,7 +203,7 @@ class FinetuneConfig(RunOptions):
         _check_reward_scaling(self.reward_scaling)
 
 
-#: The settings class of each kind of run, as ``config.json`` names it.
+#: The settings class of each kind of run, as config.json names it.
 SETTINGS = {"train_config": TrainConfig, "finetune_config": FinetuneConfig}
 
 
@@ -219,8 +219,8 @@ def to_jsonable(value):
 
 
 def from_dict(cls, data, source: str = "config.json"):
-    """``cls(**data)`` with lists turned back into tuples; a :class:`RunError` naming
-    ``source`` for anything of the wrong shape."""
+    """cls(**data) with lists turned back into tuples; a :class:`RunError` naming
+    source for anything of the wrong shape."""
     if not isinstance(data, dict):
         raise RunError(
             f"{source}: expected an object of {cls.__name__} settings, got "

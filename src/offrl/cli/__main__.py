@@ -1,0 +1,5 @@
+"""python -m offrl.cli"""
+
+from offrl.cli import main
+
+main()
