@@ -19,6 +19,30 @@ def ensemble_mse(q, target):
     return ((q - jax.lax.stop_gradient(target)) ** 2).mean(axis=1).sum()
 
 
+def temperature_loss(log_alpha, log_prob, target_entropy: float):
+    """SAC's temperature loss ``-log_alpha * E[log pi + H*]`` (no gradient through
+    ``log_prob``)."""
+    return -log_alpha * jnp.mean(jax.lax.stop_gradient(log_prob) + target_entropy)
+
+
+def actor_and_temperature_step(
+    state, actor_loss, loss_args: tuple, target_entropy: float, alpha_param: str = "value"
+):
+    """SAC's actor-and-temperature step, shared by SAC, CQL (and Cal-QL), RLPD and H2O.
+
+    ``actor_loss(actor_params, *loss_args) -> (loss, (metrics, log_prob))``; the
+    actor takes one gradient step on it and the temperature (``state.log_alpha``,
+    its value at ``params[alpha_param]``) one step of :func:`temperature_loss` with the
+    same batch's log-probabilities. Returns ``(actor, log_alpha, metrics, alpha_loss)``.
+    """
+    grads, (metrics, log_prob) = jax.grad(actor_loss, has_aux=True)(state.actor.params, *loss_args)
+    alpha_loss, alpha_grads = jax.value_and_grad(
+        lambda p: temperature_loss(p[alpha_param], log_prob, target_entropy)
+    )(state.log_alpha.params)
+    actor = state.actor.apply_gradients(grads=grads)
+    return actor, state.log_alpha.apply_gradients(grads=alpha_grads), metrics, alpha_loss
+
+
 def expectile_loss(diff, expectile: float):
     """``|tau - 1(diff < 0)| * diff^2``, elementwise (IQL's value loss, V-OCBF's)."""
     weight = jnp.where(diff < 0, 1.0 - expectile, expectile)

@@ -43,11 +43,10 @@ import numpy as np
 from flax import struct
 from flax.training.train_state import TrainState
 
-from offrl.algos.common import ensemble_mse, td_target
+from offrl.algos.common import actor_and_temperature_step, ensemble_mse, td_target
 from offrl.algos.sac import (
     act,  # noqa: F401  (the same tanh-Gaussian act)
     target_entropy,
-    temperature_loss,
 )
 from offrl.core.state import create_train_state, polyak, scalar_state
 from offrl.nn import GaussianPolicy, QEnsemble, sample_tanh_gaussian, tanh_gaussian_log_prob
@@ -255,12 +254,9 @@ def actor_loss(actor_params, state: State, batch, config: Config, key):
 def update(state: State, batch, config: Config, lower_bound=None):
     key, actor_key, critic_key = jax.random.split(state.key, 3)
     entropy_target = target_entropy(config, batch["actions"].shape[-1])
-    grads, (actor_metrics, log_prob) = jax.grad(actor_loss, has_aux=True)(
-        state.actor.params, state, batch, config, actor_key
+    actor, log_alpha, actor_metrics, alpha_loss = actor_and_temperature_step(
+        state, actor_loss, (state, batch, config, actor_key), entropy_target
     )
-    alpha_loss, alpha_grads = jax.value_and_grad(
-        lambda p: temperature_loss(p["value"], log_prob, entropy_target)
-    )(state.log_alpha.params)
     grads_critic, (critic_metrics, penalty) = jax.grad(critic_loss, has_aux=True)(
         state.critic.params, state, batch, config, critic_key, lower_bound
     )
@@ -276,8 +272,8 @@ def update(state: State, batch, config: Config, lower_bound=None):
             grads=jax.grad(alpha_prime_loss)(log_alpha_prime.params)
         )
     state = state.replace(
-        actor=state.actor.apply_gradients(grads=grads),
-        log_alpha=state.log_alpha.apply_gradients(grads=alpha_grads),
+        actor=actor,
+        log_alpha=log_alpha,
         log_alpha_prime=log_alpha_prime,
         critic=critic,
         target_critic_params=polyak(state.target_critic_params, critic.params, config.tau),

@@ -50,10 +50,9 @@ import numpy as np
 from flax import struct
 from flax.training.train_state import TrainState
 
-from offrl.algos.common import td_target
+from offrl.algos.common import actor_and_temperature_step, td_target
 from offrl.algos.sac import (
     act,  # noqa: F401  (the same tanh-Gaussian act)
-    temperature_loss,
 )
 from offrl.core.registry import OnlineSpec
 from offrl.core.state import create_train_state, polyak, scalar_state
@@ -275,19 +274,16 @@ def update(state: State, batch, config: Config):
         d_sa=state.d_sa.apply_gradients(grads=grads["sa"]),
         d_sas=state.d_sas.apply_gradients(grads=grads["sas"]),
     )
-    actor_grads, (actor_metrics, log_prob) = jax.grad(actor_loss, has_aux=True)(
-        state.actor.params, state, batch, config, actor_key
+    actor, log_alpha, actor_metrics, alpha_loss = actor_and_temperature_step(
+        state, actor_loss, (state, batch, config, actor_key), config.target_entropy
     )
-    alpha_loss, alpha_grads = jax.value_and_grad(
-        lambda p: temperature_loss(p["value"], log_prob, config.target_entropy)
-    )(state.log_alpha.params)
     critic_grads, critic_metrics = jax.grad(critic_loss, has_aux=True)(
         state.critic.params, state, batch, config, critic_key
     )
     critic = state.critic.apply_gradients(grads=critic_grads)
     state = state.replace(
-        actor=state.actor.apply_gradients(grads=actor_grads),
-        log_alpha=state.log_alpha.apply_gradients(grads=alpha_grads),
+        actor=actor,
+        log_alpha=log_alpha,
         critic=critic,
         target_critic_params=polyak(state.target_critic_params, critic.params, config.tau),
         key=key,

@@ -43,11 +43,10 @@ import numpy as np
 from flax import struct
 from flax.training.train_state import TrainState
 
-from offrl.algos.common import ensemble_mse, td_target
+from offrl.algos.common import actor_and_temperature_step, ensemble_mse, td_target
 from offrl.algos.sac import (
     act,  # noqa: F401  (the same tanh-Gaussian act)
     target_entropy,
-    temperature_loss,
 )
 from offrl.core.registry import OnlineSpec
 from offrl.core.state import create_train_state, polyak, scalar_state, update_if
@@ -172,17 +171,11 @@ def actor_loss(actor_params, state: State, batch, config: Config, key):
 
 
 def _actor_and_temperature(state: State, batch, config: Config, key):
-    grads, (metrics, log_prob) = jax.grad(actor_loss, has_aux=True)(
-        state.actor.params, state, batch, config, key
-    )
     entropy_target = _target_entropy(config, batch["actions"].shape[-1])
-    alpha_loss, alpha_grads = jax.value_and_grad(
-        lambda p: temperature_loss(p["value"], log_prob, entropy_target)
-    )(state.log_alpha.params)
-    state = state.replace(
-        actor=state.actor.apply_gradients(grads=grads),
-        log_alpha=state.log_alpha.apply_gradients(grads=alpha_grads),
+    actor, log_alpha, metrics, alpha_loss = actor_and_temperature_step(
+        state, actor_loss, (state, batch, config, key), entropy_target
     )
+    state = state.replace(actor=actor, log_alpha=log_alpha)
     metrics = {
         **metrics,
         "actor/alpha_loss": alpha_loss,

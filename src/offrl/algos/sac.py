@@ -16,7 +16,7 @@ Temperature (``alpha = exp(log_alpha)``, target entropy ``H* = -|A|``)::
 
 then Polyak averaging of the critic targets. SAC trains online (``offrl online
 sac``); it is registered so the offline trainer's contract tests cover it and
-so its losses can be reused (CQL imports :func:`temperature_loss`).
+so its pieces can be reused (the actor-and-temperature step lives in offrl.algos.common).
 
 Defaults (SAC v2 / jaxrl): Adam 3e-4 for actor, critics and temperature,
 256x256 MLPs, gamma 0.99, Polyak 0.005, initial alpha 1, tanh-Gaussian policy
@@ -35,7 +35,12 @@ import numpy as np
 from flax import struct
 from flax.training.train_state import TrainState
 
-from offrl.algos.common import ensemble_mse, td_target
+from offrl.algos.common import (  # noqa: F401  (temperature_loss: sac.temperature_loss)
+    actor_and_temperature_step,
+    ensemble_mse,
+    td_target,
+    temperature_loss,
+)
 from offrl.core.registry import OnlineSpec
 from offrl.core.state import adam, create_train_state, polyak
 from offrl.nn import GaussianPolicy, QEnsemble, sample_tanh_gaussian, tanh_gaussian_action
@@ -112,11 +117,6 @@ def target_entropy(config: Config, action_dim: int) -> float:
     return -float(action_dim) if config.target_entropy is None else config.target_entropy
 
 
-def temperature_loss(log_alpha, log_prob, target_entropy: float):
-    """``-log_alpha * E[log pi + H*]`` (no gradient through ``log_prob``)."""
-    return -log_alpha * jnp.mean(jax.lax.stop_gradient(log_prob) + target_entropy)
-
-
 def critic_loss(critic_params, state: State, batch, config: Config, key):
     mean, log_std = state.actor.apply_fn(state.actor.params, batch["next_observations"])
     next_actions, next_log_prob = sample_tanh_gaussian(mean, log_std, key)  # [B, A], [B]
@@ -152,18 +152,12 @@ def update(state: State, batch, config: Config):
     )
     critic = state.critic.apply_gradients(grads=grads)
     state = state.replace(critic=critic)
-    grads, (actor_metrics, log_prob) = jax.grad(actor_loss, has_aux=True)(
-        state.actor.params, state, batch, config, actor_key
-    )
-    state = state.replace(actor=state.actor.apply_gradients(grads=grads))
     entropy_target = target_entropy(config, batch["actions"].shape[-1])
-
-    def alpha_loss_fn(params):
-        return temperature_loss(params["log_alpha"], log_prob, entropy_target)
-
-    alpha_loss, grads = jax.value_and_grad(alpha_loss_fn)(state.log_alpha.params)
-    log_alpha = state.log_alpha.apply_gradients(grads=grads)
+    actor, log_alpha, actor_metrics, alpha_loss = actor_and_temperature_step(
+        state, actor_loss, (state, batch, config, actor_key), entropy_target, "log_alpha"
+    )
     state = state.replace(
+        actor=actor,
         log_alpha=log_alpha,
         target_critic_params=polyak(state.target_critic_params, critic.params, config.tau),
         key=key,
