@@ -297,6 +297,7 @@ def pendulum_iql(tmp_path_factory):
         run,
         iql.Config(hidden_dims=(64, 64)),
         TrainConfig(
+            heldout_episodes=10,
             seeds=(0, 1),
             steps=1000,
             eval_every=1000,
@@ -310,6 +311,7 @@ def pendulum_iql(tmp_path_factory):
 
 def test_iql_finetuning_on_pendulum_improves_on_its_offline_start(pendulum_iql, tmp_path):
     config = FinetuneConfig(
+        heldout_episodes=10,
         online_steps=2000,
         eval_every=1000,
         eval_episodes=5,
@@ -330,6 +332,7 @@ def test_iql_finetuning_on_pendulum_improves_on_its_offline_start(pendulum_iql, 
 
 def test_finetune_resume_and_errors(pendulum_iql, tmp_path):
     config = FinetuneConfig(
+        heldout_episodes=10,
         online_steps=400,
         eval_every=200,
         eval_episodes=2,

@@ -236,6 +236,7 @@ def tiny_runs(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("offline-runs")
     config = TrainConfig(
+        heldout_episodes=10,
         steps=300,
         eval_every=100,
         checkpoint_every=100,

@@ -29,6 +29,7 @@ from offrl.run.train import RunError, TrainConfig, load_run, train
 DATASET = "suite:pendulum-mixed"
 ALGO_CONFIG = td3_bc.Config(hidden_dims=(32, 32))
 TRAIN = TrainConfig(
+    heldout_episodes=10,
     steps=600,
     steps_per_call=100,
     checkpoint_every=200,
@@ -172,18 +173,22 @@ def test_a_second_signal_stops_at_once_and_keeps_the_last_checkpoint(tmp_path, m
         return original(*args, **kwargs)
 
     monkeypatch.setattr(checkpoint, "save", twice_on_second_save)
+    # The handlers in place before the run (SIG_IGN, not Python's default, when the
+    # tests run in a background job) are the ones restored after it.
+    before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt, match="second signal"):
         train("td3_bc", DATASET, run, ALGO_CONFIG, TRAIN)
     monkeypatch.undo()
     assert checkpoint.steps(run / "checkpoints") == [200]
     _checkpoint_labels_match(run)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 @pytest.fixture(scope="module")
 def pendulum_iql_small(tmp_path_factory):
     run = tmp_path_factory.mktemp("ft-base") / "iql"
     config = TrainConfig(
+        heldout_episodes=10,
         steps=200,
         steps_per_call=100,
         eval_every=0,
@@ -200,6 +205,7 @@ def _finetune_config():
     from offrl.finetune import FinetuneConfig
 
     return FinetuneConfig(
+        heldout_episodes=10,
         online_steps=300,
         eval_every=150,
         eval_episodes=1,

@@ -206,6 +206,7 @@ def test_learned_barrier_sign_matches_the_known_safe_set(tmp_path):
         tmp_path / "barrier",
         config,
         TrainConfig(
+            heldout_episodes=10,
             steps=4000,
             eval_every=0,
             checkpoint_every=4000,
@@ -228,7 +229,13 @@ def test_a_barrier_needs_margins(tmp_path):
 
     data = _unsafe_current_dataset(n=100).replace(margins=None)
     with pytest.raises(RunError, match="needs the dataset field"):
-        train("vocbf", data, tmp_path / "run", None, TrainConfig(steps=10, progress=False))
+        train(
+            "vocbf",
+            data,
+            tmp_path / "run",
+            None,
+            TrainConfig(heldout_episodes=10, steps=10, progress=False),
+        )
     assert not (tmp_path / "run").exists()
 
 
@@ -426,7 +433,14 @@ def test_shield_keeps_actions_in_bounds_and_none_is_the_nominal(tmp_path):
         data,
         tmp_path / "barrier",
         vocbf.Config(hidden_dims=(16,), bc_hidden_dims=(8,), dynamics_hidden_dims=(8,)),
-        TrainConfig(steps=200, eval_every=0, checkpoint_every=200, seeds=(0, 1), progress=False),
+        TrainConfig(
+            heldout_episodes=10,
+            steps=200,
+            eval_every=0,
+            checkpoint_every=200,
+            seeds=(0, 1),
+            progress=False,
+        ),
     )
     barrier = load_barrier(tmp_path / "barrier")
 
@@ -457,7 +471,13 @@ def test_a_policy_run_is_not_a_barrier(tmp_path):
     from offrl.safety.shield import load_barrier
 
     data = _unsafe_current_dataset(n=500)
-    train("bc", data, tmp_path / "bc", None, TrainConfig(steps=10, eval_every=0, progress=False))
+    train(
+        "bc",
+        data,
+        tmp_path / "bc",
+        None,
+        TrainConfig(heldout_episodes=10, steps=10, eval_every=0, progress=False),
+    )
     with pytest.raises(RunError, match="not a barrier"):
         load_barrier(tmp_path / "bc")
 

@@ -17,6 +17,7 @@ def test_resume_reaches_the_same_parameters(tmp_path):
     from offrl.algos import td3_bc
 
     config = TrainConfig(
+        heldout_episodes=10,
         steps=400,
         steps_per_call=100,
         eval_every=0,
@@ -59,6 +60,7 @@ def test_resume_reaches_the_same_parameters(tmp_path):
 
 def test_resume_with_other_arguments_is_refused(tmp_path):
     config = TrainConfig(
+        heldout_episodes=10,
         steps=200,
         steps_per_call=100,
         eval_every=0,
@@ -89,6 +91,7 @@ def test_run_directory_contents(tmp_path):
     from offrl.algos import bc
 
     config = TrainConfig(
+        heldout_episodes=10,
         steps=300,
         steps_per_call=100,
         eval_every=300,
@@ -164,6 +167,7 @@ def test_eval_of_a_run_matches_training_evaluation(tmp_path):
     from offrl.evaluate.policy import evaluate_run
 
     config = TrainConfig(
+        heldout_episodes=10,
         steps=200,
         steps_per_call=100,
         eval_every=200,
@@ -196,6 +200,7 @@ def test_learning_on_the_tiny_task(tmp_path, algorithm, dataset, steps, bound):
     data 61-86 and noisy; TD3+BC 93-98; IQL 102 from 4k updates on.
     """
     config = TrainConfig(
+        heldout_episodes=10,
         steps=steps,
         steps_per_call=1000,
         eval_every=steps,
@@ -243,6 +248,7 @@ def test_resume_refuses_changed_data(tmp_path):
 def _pendulum_file_config(steps: int) -> TrainConfig:
     """Training on a Pendulum D4RL-style file: no evaluation, checkpoints every 100."""
     return TrainConfig(
+        heldout_episodes=10,
         steps=steps,
         steps_per_call=100,
         eval_every=0,
