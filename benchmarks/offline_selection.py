@@ -50,7 +50,7 @@ def true_values(run_dir: pathlib.Path, steps: list[int], episodes: int) -> dict:
     returns, normalized, discounted = [], [], []
     for step in steps:
         policy, context = load_policy(run_dir, step)
-        result = evaluate(policy, context.env_id, len(context.train_config.seeds), episodes)
+        result = evaluate(policy, context.env_id, len(context.seeds), episodes)
         returns.append(result.returns.mean(axis=1).tolist())
         normalized.append(
             None if result.normalized is None else result.normalized.mean(axis=1).tolist()

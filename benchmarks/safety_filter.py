@@ -94,12 +94,12 @@ def file_policy(path: str, num_seeds: int):
 
 def evaluate_rows(args) -> list[dict]:
     barrier = load_barrier(args.barrier)
-    barrier_seeds = len(barrier.train_config.seeds)
+    barrier_seeds = len(barrier.seeds)
     rows = []
     nominals = [(run, *nominal_policy(run)) for run in args.policies]
     nominals += [(path, file_policy(path, barrier_seeds), None) for path in args.policy_files]
     for run, policy, context in nominals:
-        seeds = len(context.train_config.seeds) if context else barrier_seeds
+        seeds = len(context.seeds) if context else barrier_seeds
         env_id = context.env_id if context else (args.env_id or barrier.env_id)
 
         def run_eval(p, label, extra=None, seeds=seeds, env_id=env_id):
@@ -148,7 +148,7 @@ def evaluate_rows(args) -> list[dict]:
         result = evaluate(
             policy,
             context.env_id,
-            len(context.train_config.seeds),
+            len(context.seeds),
             args.episodes,
             key=jax.random.PRNGKey(0),
         )

@@ -30,7 +30,7 @@ FILTERS = ("cbf", "qc", "none")
 
 
 def load_barrier(run_dir: str | pathlib.Path, step: int | None = None):
-    """The loaded barrier run (a :class:`~offrl.run.train.RunContext` of ``vocbf``)."""
+    """The loaded barrier run (a :class:`~offrl.run.rundir.RunContext` of ``vocbf``)."""
     context = load_run(run_dir, step)
     if context.algo is not vocbf:
         raise RunError(
