@@ -28,7 +28,7 @@ def online_config(**overrides) -> FinetuneConfig:
         progress=False,
     )
     settings.update(overrides)
-    return FinetuneConfig(heldout_episodes=10, **settings)
+    return FinetuneConfig(**settings)
 
 
 def test_sac_resume_mid_episode_is_bitwise(tmp_path):
