@@ -38,6 +38,7 @@ import jax.numpy as jnp
 from flax import struct
 from flax.training.train_state import TrainState
 
+from offrl.algos import td3_bc
 from offrl.algos.common import ensemble_mse
 from offrl.core.state import create_train_state, polyak, update_if
 from offrl.nn import DeterministicPolicy, QEnsemble
@@ -47,29 +48,11 @@ REQUIRED_FIELDS = ("costs",)
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    """TD3+BC-Lagrangian settings."""
+class Config(td3_bc.Config):
+    """TD3+BC-Lagrangian settings: TD3+BC's (:class:`offrl.algos.td3_bc.Config`, its
+    critic settings applying to both the reward and the cost critic), plus the cost
+    budget and the multiplier's dual ascent."""
 
-    actor_learning_rate: float = 3e-4
-    """Adam learning rate of the actor."""
-    critic_learning_rate: float = 3e-4
-    """Adam learning rate of the reward and cost critics."""
-    hidden_dims: tuple[int, ...] = (256, 256)
-    """Hidden widths of actor and critics."""
-    discount: float = 0.99
-    """Discount gamma of both critics."""
-    tau: float = 0.005
-    """Polyak rate of the targets."""
-    policy_noise: float = 0.2
-    """Target policy smoothing noise std."""
-    noise_clip: float = 0.5
-    """Clip of the smoothing noise."""
-    policy_frequency: int = 2
-    """Actor, multiplier and target updates every this many critic updates."""
-    alpha: float = 2.5
-    """Trade-off between the Lagrangian objective and behavior cloning."""
-    num_critics: int = 2
-    """Ensemble size of each critic."""
     cost_limit: float = 10.0
     """Budget of cost per episode (e.g. steps in violation)."""
     episode_length: int = 1000
@@ -103,7 +86,7 @@ def init(config: Config, example_batch, key: jax.Array) -> State:
     key, actor_key, critic_key, cost_key = jax.random.split(key, 4)
     observations, actions = example_batch["observations"], example_batch["actions"]
     actor_module = DeterministicPolicy(actions.shape[-1], config.hidden_dims)
-    critic_module = QEnsemble(config.hidden_dims, config.num_critics)
+    critic_module = QEnsemble(config.hidden_dims, config.num_critics, config.critic_layer_norm)
     actor_params = actor_module.init(actor_key, observations)
     critic_params = critic_module.init(critic_key, observations, actions)
     cost_params = critic_module.init(cost_key, observations, actions)
