@@ -69,7 +69,8 @@ def test_online_run_directory_has_the_one_schema(tmp_path):
 
 def test_sac_learns_pendulum(tmp_path):
     """SAC swings Pendulum up within 4k steps (random policy: about -1,200; measured
-    while writing this test: about -180 after 4k steps), scored on held-out episodes."""
+    on 10 held-out episodes: -193 with 128x128 networks in 18 s, about -180 with the
+    default 256x256 in 29 s; 64x64 does not learn in time: -664)."""
     config = online_config(
         online_steps=4000,
         random_steps=1000,
@@ -80,7 +81,9 @@ def test_sac_learns_pendulum(tmp_path):
         checkpoint_every=4000,
         batch_size=256,
     )
-    summary = finetune("sac", tmp_path / "sac", config)
+    summary = finetune(
+        "sac", tmp_path / "sac", config, algo_config=sac.Config(hidden_dims=(128, 128))
+    )
     assert summary["scores_on"] == "heldout"
     assert summary["heldout"]["final"]["episodes"] == 10
     assert summary["final_return_per_seed"][0] > -400, summary["heldout"]
