@@ -429,3 +429,27 @@ def test_cql_lagrange_weight_and_its_dual_step_match_numpy():
         updated, update_metrics = cql.update(state, data, config)
         moved = float(updated.log_alpha_prime.params["value"]) - log_prime
         np.testing.assert_allclose(moved, direction * config.temperature_learning_rate, rtol=1e-3)
+
+
+def test_metrics_count_only_the_updates_that_measured_them():
+    """masked_sums / finish_means: a group's metrics count only where its _valid flag is
+    1 (TD3's delayed actor), NaN where they never did; other groups count every update."""
+    from offrl.core.trainer import finish_means, masked_sums
+
+    updates = [
+        {"critic/loss": 1.0, "actor/loss": 7.0, "_valid/actor": 0.0},
+        {"critic/loss": 3.0, "actor/loss": 4.0, "_valid/actor": 1.0},
+        {"critic/loss": 5.0, "actor/loss": 9.0, "_valid/actor": 0.0},
+        {"critic/loss": 7.0, "actor/loss": 2.0, "_valid/actor": 1.0},
+    ]
+    sums = counts = None
+    for metrics in updates:
+        s, c = masked_sums({k: jnp.float32(v) for k, v in metrics.items()})
+        sums = s if sums is None else {k: sums[k] + s[k] for k in s}
+        counts = c if counts is None else {k: counts[k] + c[k] for k in c}
+    means = finish_means(sums, counts)
+    assert set(means) == {"critic/loss", "actor/loss"}
+    assert float(means["critic/loss"]) == 4.0  # (1 + 3 + 5 + 7) / 4
+    assert float(means["actor/loss"]) == 3.0  # (4 + 2) / 2: the updates that ran
+    never = finish_means(*masked_sums({"actor/loss": jnp.float32(7.0), "_valid/actor": 0.0}))
+    assert np.isnan(float(never["actor/loss"]))

@@ -270,3 +270,21 @@ def _write_d4rl(path, source, rewards=None):
         f["rewards"] = source.rewards if rewards is None else rewards
         f["terminals"] = source.terminations
         f["timeouts"] = source.truncations
+
+
+def test_best_policy_keeps_each_seeds_own_best_state():
+    """Seed 0 peaks at the first evaluation, seed 1 at the second: each keeps its own
+    state (a tie keeps the earlier one), and the steps say when."""
+    import jax.numpy as jnp
+
+    from offrl.run.rundir import BestPolicy
+
+    first = {"w": jnp.asarray([[1.0, 1.0], [2.0, 2.0]])}
+    second = {"w": jnp.asarray([[10.0, 10.0], [20.0, 20.0]])}
+    third = {"w": jnp.asarray([[100.0, 100.0], [200.0, 200.0]])}
+    best = BestPolicy(first, 2)
+    best.update(first, np.array([5.0, 1.0]), 100)
+    best.update(second, np.array([3.0, 4.0]), 200)
+    best.update(third, np.array([5.0, 4.0]), 300)  # ties: neither seed moves
+    np.testing.assert_array_equal(np.asarray(best.states["w"]), [[1.0, 1.0], [20.0, 20.0]])
+    assert best.steps.tolist() == [100, 200] and best.scores.tolist() == [5.0, 4.0]
