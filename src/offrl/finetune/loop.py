@@ -74,7 +74,6 @@ from offrl.data.loading import load_dataset
 from offrl.data.preprocess import Preprocessor, apply_preprocessor, fit_preprocessor, scale_action
 from offrl.data.returns import dataset_returns_to_go
 from offrl.envs.registry import EnvError, check_env_id, get_task, make_env, normalized_score
-from offrl.envs.rollout import PERIODIC_SEED
 from offrl.finetune.buffer import FIELDS, MixedReplay
 from offrl.run import checkpoint, rundir
 from offrl.run.interrupt import RunInterrupted, StopRequest
@@ -441,13 +440,9 @@ def finetune(
     label = f"{start.kind} {algorithm} ({num_seeds} seed{'s' if num_seeds > 1 else ''})"
 
     def evaluate_now(step: int) -> dict:
-        result = rundir.run_evaluation(
-            policy, states, pre, eval_env_id, num_seeds, config.eval_episodes, PERIODIC_SEED
+        return rundir.periodic_evaluation(
+            policy, states, pre, eval_env_id, config.eval_episodes, step, evaluations, best
         )
-        record = rundir.evaluation_record(step, result)
-        evaluations.append(record)
-        best.update(states, rundir.scores(record), step)
-        return rundir.evaluation_metrics(record)
 
     def reset(seed_index: int):
         episode = counters["episodes"][seed_index]
@@ -605,7 +600,7 @@ def finetune(
                 record.update(evaluate_now(step))
                 if step == config.online_steps and config.heldout_episodes:
                     heldout = rundir.heldout_evaluation(
-                        policy, states, best, pre, eval_env_id, num_seeds, config.heldout_episodes
+                        policy, states, best, pre, eval_env_id, config.heldout_episodes, step
                     )
                     record.update(rundir.evaluation_metrics(heldout["final"], "heldout/final"))
                 logger.log(step, record)

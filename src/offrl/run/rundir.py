@@ -40,7 +40,7 @@ from offrl import __version__
 from offrl.core import registry
 from offrl.core.trainer import init_states, seed_keys
 from offrl.data.preprocess import Preprocessor
-from offrl.envs.rollout import HELDOUT_SEED, EvaluationResult, evaluate
+from offrl.envs.rollout import HELDOUT_SEED, PERIODIC_SEED, EvaluationResult, evaluate
 from offrl.run import checkpoint
 from offrl.run.loggers import JsonlLogger, MultiLogger, TensorBoardLogger
 from offrl.run.settings import (
@@ -434,21 +434,35 @@ def run_evaluation(policy, states, pre, env_id: str, num_seeds: int, episodes: i
     )
 
 
-def heldout_evaluation(
-    policy, final_states, best: BestPolicy | None, pre, env_id: str, num_seeds: int, episodes: int
+def periodic_evaluation(
+    policy, states, pre, env_id: str, episodes: int, step: int, evaluations: list, best: BestPolicy
 ) -> dict:
-    """The final and the best policies on ``episodes`` held-out episodes per seed
-    (reset seeds ``HELDOUT_SEED..``), as evaluation records."""
-    out = {
-        "reset_seeds": f"{HELDOUT_SEED}..{HELDOUT_SEED + episodes - 1}",
-        "final": evaluation_record(
-            -1, run_evaluation(policy, final_states, pre, env_id, num_seeds, episodes, HELDOUT_SEED)
-        ),
-    }
-    if best is not None and (best.steps >= 0).all():
-        out["best"] = evaluation_record(
-            -1, run_evaluation(policy, best.states, pre, env_id, num_seeds, episodes, HELDOUT_SEED)
-        )
+    """One periodic evaluation (reset seeds ``PERIODIC_SEED..``) of every seed: its
+    record appended to ``evaluations``, ``best`` updated; returns the metrics to log."""
+    num_seeds = len(best.scores)
+    result = run_evaluation(policy, states, pre, env_id, num_seeds, episodes, PERIODIC_SEED)
+    record = evaluation_record(step, result)
+    evaluations.append(record)
+    best.update(states, scores(record), step)
+    return evaluation_metrics(record)
+
+
+def heldout_evaluation(
+    policy, final_states, best: BestPolicy, pre, env_id: str, episodes: int, step: int
+) -> dict:
+    """The final (at ``step``) and the best policies on ``episodes`` held-out episodes
+    per seed (reset seeds ``HELDOUT_SEED..``), as evaluation records. When every seed's
+    best is its final state, the best's record is the final's (not measured twice)."""
+    num_seeds = len(best.scores)
+
+    def measure(states):
+        result = run_evaluation(policy, states, pre, env_id, num_seeds, episodes, HELDOUT_SEED)
+        return evaluation_record(step, result)
+
+    out = {"reset_seeds": f"{HELDOUT_SEED}..{HELDOUT_SEED + episodes - 1}"}
+    out["final"] = measure(final_states)
+    if (best.steps >= 0).all():
+        out["best"] = out["final"] if (best.steps == step).all() else measure(best.states)
         out["best_step_per_seed"] = best.steps.tolist()
     return out
 

@@ -34,7 +34,6 @@ from offrl.data.dataset import Dataset, split_by_episode
 from offrl.data.loading import load_dataset
 from offrl.data.preprocess import apply_preprocessor, fit_preprocessor
 from offrl.envs.registry import EnvError, check_env_id
-from offrl.envs.rollout import PERIODIC_SEED
 from offrl.run import checkpoint, rundir
 from offrl.run.interrupt import RunInterrupted, StopRequest
 from offrl.run.loggers import truncate_jsonl
@@ -191,17 +190,6 @@ def train(
     logger = rundir.open_logger(run_dir, train_config, resolved)
     evaluations = rundir.evaluations_from_metrics(previous)
 
-    def evaluate_now(step: int) -> dict:
-        if eval_env_id is None:
-            return {}
-        result = rundir.run_evaluation(
-            policy, states, pre, eval_env_id, len(seeds), train_config.eval_episodes, PERIODIC_SEED
-        )
-        record = rundir.evaluation_record(step, result)
-        evaluations.append(record)
-        best.update(states, rundir.scores(record), step)
-        return rundir.evaluation_metrics(record)
-
     progress = rundir.Progress(
         train_config.progress,
         train_config.steps,
@@ -250,12 +238,23 @@ def train(
                         valid_key, key = jax.random.split(valid_key)
                         valid = validate_fn(states, jax.random.split(key, len(seeds)), device_valid)
                         record.update(seed_means(valid, "valid"))
-                    record.update(evaluate_now(step))
+                    if eval_env_id is not None:
+                        record.update(
+                            rundir.periodic_evaluation(
+                                policy,
+                                states,
+                                pre,
+                                eval_env_id,
+                                train_config.eval_episodes,
+                                step,
+                                evaluations,
+                                best,
+                            )  # fmt: skip
+                        )
                 if step == train_config.steps and eval_env_id and train_config.heldout_episodes:
                     heldout = rundir.heldout_evaluation(
-                        policy, states, best, pre, eval_env_id, len(seeds),
-                        train_config.heldout_episodes,
-                    )  # fmt: skip
+                        policy, states, best, pre, eval_env_id, train_config.heldout_episodes, step
+                    )
                     record.update(rundir.evaluation_metrics(heldout["final"], "heldout/final"))
                 logger.log(step, record)
                 progress.update(step, record)
