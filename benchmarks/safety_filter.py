@@ -203,7 +203,9 @@ def latency(barrier_dir: str, repeats: int = 200) -> dict:
     out = {}
     rng = np.random.default_rng(0)
     for mode in ("cbf", "qc"):
-        fn = jax.jit(lambda s, z, u, mode=mode: vocbf.filter_actions(s, z, u, mode)[0])
+        fn = jax.jit(
+            lambda s, z, u, mode=mode: vocbf.filter_actions(s, z, u, context.algo_config, mode)[0]
+        )
         for batch in (1, 256):
             z = jnp.asarray(rng.normal(size=(batch, context.observation_dim)), jnp.float32)
             u = jnp.asarray(rng.uniform(-1, 1, (batch, context.action_dim)), jnp.float32)

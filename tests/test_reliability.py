@@ -346,6 +346,40 @@ def test_checkpoints_without_a_manifest_still_load(tmp_path):
     assert float(checkpoint.restore(tmp_path, 7, _payload(0.0))["w"][0, 0]) == 7.0
 
 
+def test_an_intact_checkpoint_that_does_not_fit_is_not_moved_aside(tmp_path):
+    for step in (1, 2):
+        checkpoint.save(tmp_path, step, _payload(float(step)))
+    other_parts = {"w": np.zeros((4, 3), np.float32), "step": np.int32(0)}
+    wider = {"w": np.zeros((4, 5), np.float32), "b": np.zeros(5, np.int32)}
+    for template in (other_parts, wider):  # Orbax refuses the first, reads the second
+        with pytest.raises(checkpoint.CheckpointMismatch, match="step 2 .* intact but does not"):
+            checkpoint.restore_latest(tmp_path, template, warn=pytest.fail)
+    with pytest.raises(checkpoint.CheckpointMismatch, match=r"\['w'\] has shape \(4, 3\)"):
+        checkpoint.restore(tmp_path, 1, wider)
+    assert checkpoint.steps(tmp_path) == [1, 2]
+    assert not list(tmp_path.glob("damaged_*"))
+
+
+def test_eval_with_a_configuration_that_does_not_fit_names_it_and_moves_nothing(
+    pendulum_iql_small, tmp_path, capsys
+):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pendulum_iql_small, run)
+    config_path = run / "config.json"
+    saved = json.loads(config_path.read_text())
+    saved["algorithm_config"]["hidden_dims"] = [48, 48]  # not what the checkpoints hold
+    config_path.write_text(json.dumps(saved))
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", str(run), "--episodes", "1"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "intact but does not fit" in err
+    assert len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+
+
 def test_resume_and_eval_fall_back_from_a_damaged_latest_checkpoint(reference, tmp_path, capsys):
     run = tmp_path / "run"
     train("td3_bc", DATASET, run, ALGO_CONFIG, TRAIN, stop_after=400)

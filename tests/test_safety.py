@@ -147,8 +147,8 @@ def test_filters_never_leave_the_action_bounds(mode):
     # Scale the barrier so it is negative (unsafe) on many rows and the filter works hard.
     observations = jnp.asarray(rng.normal(size=(256, 4)) * 3, jnp.float32)
     nominal = jnp.asarray(rng.uniform(-3, 3, (256, 3)), jnp.float32)
-    actions, info = jax.jit(vocbf.filter_actions, static_argnums=3)(
-        state, observations, nominal, mode
+    actions, info = jax.jit(vocbf.filter_actions, static_argnums=(3, 4))(
+        state, observations, nominal, config, mode
     )
     actions = np.asarray(actions)
     if mode == "none":  # no filter: the nominal actions, untouched, and no intervention
@@ -549,7 +549,7 @@ def test_filter_margin_reaches_both_filters():
         # A margin above every value makes every row count as intervened; one below, none.
         top = float(jnp.maximum(q.max(), b.max())) + 10.0
         bottom = float(jnp.minimum(q.min(), b.min())) - 10.0
-        _, high = vocbf.filter_actions(state, observations, nominal, mode, top)
-        _, low = vocbf.filter_actions(state, observations, nominal, mode, bottom)
+        _, high = vocbf.filter_actions(state, observations, nominal, config, mode, top)
+        _, low = vocbf.filter_actions(state, observations, nominal, config, mode, bottom)
         assert bool(np.all(np.asarray(high["intervened"])))
         assert not bool(np.any(np.asarray(low["intervened"])))

@@ -122,10 +122,6 @@ class State:
     target_qc_params: dict
     key: jax.Array
     step: jax.Array
-    filter: str = struct.field(pytree_node=False, default="cbf")
-    alpha: float = struct.field(pytree_node=False, default=1.0)
-    qc_iterations: int = struct.field(pytree_node=False, default=5)
-    filter_margin: float = struct.field(pytree_node=False, default=0.0)
 
 
 def init(config: Config, example_batch, key: jax.Array) -> State:
@@ -152,10 +148,6 @@ def init(config: Config, example_batch, key: jax.Array) -> State:
         target_qc_params=qc_params,
         key=key,
         step=jnp.zeros((), jnp.int32),
-        filter=config.filter,
-        alpha=float(config.alpha),
-        qc_iterations=int(config.qc_iterations),
-        filter_margin=float(config.filter_margin),
     )
 
 
@@ -233,6 +225,7 @@ def filter_actions(
     state: State,
     observations,
     nominal,
+    config: Config,
     mode: str | None = None,
     margin: float | None = None,
     alpha: float | None = None,
@@ -240,10 +233,10 @@ def filter_actions(
     """Filtered actions ``[N, A]`` for standardized observations ``[N, D]`` and nominal
     actions in ``[-1, 1]``; returns ``(actions, info)`` with per-row ``barrier``,
     ``feasible`` and ``intervened``. ``mode``, ``margin`` and ``alpha`` default to the
-    state's ``filter``, ``filter_margin`` and ``alpha``."""
-    mode = mode or state.filter
-    margin = state.filter_margin if margin is None else float(margin)
-    alpha = state.alpha if alpha is None else float(alpha)
+    config's ``filter``, ``filter_margin`` and ``alpha``."""
+    mode = mode or config.filter
+    margin = config.filter_margin if margin is None else float(margin)
+    alpha = config.alpha if alpha is None else float(alpha)
     low = -jnp.ones(nominal.shape[-1], nominal.dtype)
     high = jnp.ones(nominal.shape[-1], nominal.dtype)
     if mode == "none":
@@ -266,7 +259,7 @@ def filter_actions(
 
         def one(x, u):
             return qc_filter(
-                lambda z, v: safe_q(state, z, v), x, u, low, high, state.qc_iterations, margin
+                lambda z, v: safe_q(state, z, v), x, u, low, high, config.qc_iterations, margin
             )
 
     else:
@@ -276,4 +269,4 @@ def filter_actions(
 
 def act(state: State, observations, key, deterministic: bool, config: Config):
     nominal = state.actor.apply_fn(state.actor.params, observations)
-    return filter_actions(state, observations, nominal)[0]
+    return filter_actions(state, observations, nominal, config)[0]

@@ -13,7 +13,10 @@ process killed at any moment leaves either the old or the new checkpoint
 Reading: :func:`verify` checks every file against the manifest and names the
 first one that is missing, truncated or changed; :func:`restore_latest` falls
 back from a damaged checkpoint to the newest intact one, moving the damaged one
-aside (``damaged_step_<N>``), never deleting it.
+aside (``damaged_step_<N>``), never deleting it. A checkpoint whose files all
+match its manifest but which does not fit the reader's template (other network
+sizes, another algorithm) is not damaged: it raises :class:`CheckpointMismatch`
+and stays where it is.
 """
 
 from __future__ import annotations
@@ -41,6 +44,12 @@ _ORBAX_REQUIRED = ("_METADATA", "manifest.ocdbt")
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read."""
+
+
+class CheckpointMismatch(CheckpointError):
+    """An intact checkpoint (every file matches its manifest) that does not fit the
+    structure it was read into: the reader's configuration is wrong, not the files.
+    Never moved aside."""
 
 
 def _checkpointer():
@@ -211,14 +220,33 @@ def restore(directory: str | os.PathLike, step: int, template):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             restored = _checkpointer().restore(path, abstract)
-        return flax.serialization.from_state_dict(template, restored)
     except Exception as error:  # orbax/tensorstore raise many error types
         detail = " ".join(str(error).split())[:200]
+        if (path / MANIFEST).is_file():  # verified above: the files are as written
+            raise CheckpointMismatch(
+                f"checkpoint step {step} ({path}) is intact but does not fit this "
+                f"configuration ({type(error).__name__}: {detail}); read it with the "
+                "settings it was written with (network sizes, algorithm)"
+            ) from error
         raise CheckpointError(
             f"checkpoint step {step} ({path}) could not be read ({type(error).__name__}: "
             f"{detail}); it is damaged or was written by a different configuration "
             "(network sizes, algorithm)"
         ) from error
+    # Orbax restores what was written, whatever shape the template asked for.
+    for (where, want), got in zip(
+        jax.tree_util.tree_flatten_with_path(template_dict)[0],
+        jax.tree_util.tree_leaves(restored),
+        strict=True,
+    ):
+        if np.shape(got) != np.shape(want):
+            raise CheckpointMismatch(
+                f"checkpoint step {step} ({path}) is intact but does not fit this "
+                f"configuration: {jax.tree_util.keystr(where)} has shape {np.shape(got)}, "
+                f"the configuration expects {np.shape(want)}; read it with the settings it "
+                "was written with (network sizes, algorithm)"
+            )
+    return flax.serialization.from_state_dict(template, restored)
 
 
 def quarantine(
@@ -296,6 +324,8 @@ def restore_latest(
             restored = restore(directory, step, template)
             if check is not None:
                 check(step)
+        except CheckpointMismatch:
+            raise  # the reader is wrong, not the files: move nothing
         except CheckpointError as error:
             aside = quarantine(directory, step, side_files(step))
             moved.append(aside.name)

@@ -59,6 +59,7 @@ def shielded_policy(
         raise ValueError(f"unknown filter '{mode}'; use one of {', '.join(FILTERS)}")
     pre = barrier_context.preprocessor
     states = barrier_context.states
+    config = barrier_context.algo_config
     barrier_seeds = int(jax.tree_util.tree_leaves(states.step)[0].shape[0])
     if barrier_seeds != num_seeds:
         states = jax.tree_util.tree_map(
@@ -68,7 +69,7 @@ def shielded_policy(
     def one_seed(state, observations, nominal):
         z = pre.observation(observations)
         u_nom = jnp.clip(pre.action_from_env(nominal), -1.0, 1.0)
-        u, info = vocbf.filter_actions(state, z, u_nom, mode, margin, alpha)
+        u, info = vocbf.filter_actions(state, z, u_nom, config, mode, margin, alpha)
         return pre.action_to_env(u), info
 
     filtered = jax.jit(jax.vmap(one_seed))
