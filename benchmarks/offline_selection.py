@@ -6,9 +6,9 @@ script
 1. runs :func:`offrl.evaluate.selection.analyze_run` (FQE for every checkpoint
    and seed, the run's own dataset Q and TD error, the held-out action error);
 2. rolls every checkpoint out in the environment (``--episodes`` per seed,
-   deterministic actions, resets from 10,000 as training evaluations do) and
-   records the return, the normalized score and the discounted return -- the
-   quantity FQE estimates;
+   deterministic actions, on the held-out reset block that training never
+   evaluates on) and records the return, the normalized score and the
+   discounted return -- the quantity FQE estimates;
 3. writes, per run and pooled per dataset, each selector's Spearman rank
    correlation with the true normalized score and its regret (best true score
    minus the chosen checkpoint's), plus FQE's error against the true discounted
@@ -16,6 +16,12 @@ script
    discounted references).
 
     python benchmarks/offline_selection.py RUN_DIR... --output results/selection.json
+    python benchmarks/offline_selection.py RUN_DIR... --thorough --output results/thorough.json
+
+``--thorough`` uses :meth:`FQEConfig.thorough` (the setting of earlier
+versions) instead of the default; ``--fqe-updates`` and ``--bootstrap`` override
+either. Each run's entry records the FQE settings, the updates the fits ran and
+the analysis time.
 
 The environment is used only for the ground truth; every selector sees the
 data alone.
@@ -24,6 +30,7 @@ data alone.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import time
@@ -32,7 +39,7 @@ import jax
 import numpy as np
 
 from offrl.envs.registry import normalized_value
-from offrl.envs.rollout import evaluate
+from offrl.envs.rollout import HELDOUT_SEED, evaluate
 from offrl.evaluate.fqe import FQEConfig
 from offrl.evaluate.policy import load_policy
 from offrl.evaluate.selection import (
@@ -50,13 +57,17 @@ def true_values(run_dir: pathlib.Path, steps: list[int], episodes: int) -> dict:
     returns, normalized, discounted = [], [], []
     for step in steps:
         policy, context = load_policy(run_dir, step)
-        result = evaluate(policy, context.env_id, len(context.seeds), episodes)
+        result = evaluate(policy, context.env_id, len(context.seeds), episodes, seed=HELDOUT_SEED)
         returns.append(result.returns.mean(axis=1).tolist())
         normalized.append(
             None if result.normalized is None else result.normalized.mean(axis=1).tolist()
         )
         discounted.append(result.discounted.mean(axis=1).tolist())
     return {"return": returns, "normalized": normalized, "discounted": discounted}
+
+
+def jsonable(config: FQEConfig) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
 def fqe_error(analysis: dict, truth: dict) -> dict:
@@ -98,22 +109,28 @@ def main() -> None:
         "--aggregate", nargs="*", default=[], help="also read these earlier --output files"
     )
     parser.add_argument("--episodes", type=int, default=10)
-    parser.add_argument("--fqe-updates", type=int, default=FQEConfig.updates)
-    parser.add_argument("--bootstrap", type=int, default=5)
+    parser.add_argument("--thorough", action="store_true", help="FQEConfig.thorough()")
+    parser.add_argument("--fqe-updates", type=int, default=None)
+    parser.add_argument("--bootstrap", type=int, default=None)
     parser.add_argument("--discount", type=float, default=0.99)
     parser.add_argument(
         "--stride", type=int, default=1, help="analyze every n-th checkpoint (the last always)"
     )
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
-    config = FQEConfig(updates=args.fqe_updates, bootstrap=args.bootstrap, discount=args.discount)
+    overrides = {"discount": args.discount}
+    if args.fqe_updates is not None:
+        overrides["updates"] = args.fqe_updates
+    if args.bootstrap is not None:
+        overrides["bootstrap"] = args.bootstrap
+    config = FQEConfig.thorough(**overrides) if args.thorough else FQEConfig(**overrides)
     output = pathlib.Path(args.output)
     previous = json.loads(output.read_text()) if output.is_file() else {"runs": {}}
     runs = previous["runs"]
     for extra in args.aggregate:
         runs.update(json.loads(pathlib.Path(extra).read_text())["runs"])
     for run_dir in map(pathlib.Path, args.run_dirs):
-        if str(run_dir) in runs and runs[str(run_dir)]["fqe_config"] == config.__dict__:
+        if str(run_dir) in runs and runs[str(run_dir)]["fqe_config"] == jsonable(config):
             continue
         started = time.perf_counter()
         available = checkpoint.steps(run_dir / "checkpoints")
@@ -129,7 +146,8 @@ def main() -> None:
             "dataset": analysis["dataset"],
             "steps": analysis["steps"],
             "seeds": analysis["seeds"],
-            "fqe_config": config.__dict__,
+            "fqe_config": jsonable(config),
+            "fqe_updates_run": analysis["fqe_updates_run"],
             "analysis_seconds": analysis_seconds,
             "ranking": rank_selectors(analysis),
             "fqe_error": fqe_error(analysis, truth),

@@ -55,6 +55,7 @@ def test_bench_on_a_tiny_grid(tmp_path):
         eval_every=100,
         eval_episodes=2,
         checkpoint_every=200,
+        heldout_episodes=10,
         output=str(tmp_path / "bench"),
     )
     result = run_bench(config)

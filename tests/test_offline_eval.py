@@ -3,6 +3,8 @@ curves, ranking statistics and selector scoring against hand-computed values."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -57,15 +59,67 @@ def test_fqe_recovers_the_value_of_a_chain_policy():
     right = lambda o: np.full((len(o), 1), 0.5, np.float32)  # noqa: E731
     left = lambda o: np.full((len(o), 1), -0.5, np.float32)  # noqa: E731
     config = FQEConfig(
-        updates=3000, discount=gamma, hidden_dims=(64, 64), bootstrap=4, batch_size=128
+        updates=6000,
+        min_updates=1000,
+        discount=gamma,
+        hidden_dims=(64, 64),
+        bootstrap=4,
+        batch_size=128,
     )
     result = fqe(data, [right, left], config)
+    # The fits stop once the estimates settle, well before the maximum, and are right.
+    assert 1000 < result.updates < 6000 and result.history[-1][0] == result.updates
     assert abs(result.value[0] - truth_right) < 0.05 * truth_right
     assert abs(result.value[1]) < 0.1
     assert result.fits.shape == (2, 4)
     assert np.all(result.low <= result.value) and np.all(result.value <= result.high)
     # The behavior's value is the Monte Carlo mean of the episodes' discounted returns.
     assert result.behavior_value == pytest.approx(discounted_episode_returns(data, gamma).mean())
+
+
+def test_fqe_settles_only_when_every_estimate_holds_still_in_the_same_order():
+    from offrl.evaluate.fqe import _settled
+
+    config = FQEConfig(updates=10_000, min_updates=2000, settle_window=1000, tolerance=0.01)
+
+    def history(*values, every=500):
+        return [(every * (i + 1), np.asarray(v, float)) for i, v in enumerate(values)]
+
+    assert _settled(history(*[[-400.0, -300.0]] * 4), config)
+    # 1% of the mean absolute estimate (350) is 3.5: a move of 3 settles, 4 does not.
+    assert _settled(history([0, 0], [-400, -300], [-400, -300], [-403, -300]), config)
+    assert not _settled(history([0, 0], [-400, -300], [-400, -300], [-404, -300]), config)
+    # Same sizes, but the order flipped over the window.
+    assert not _settled(history([0, 0], [-300.5, -301], [-301, -301], [-301, -300.5]), config)
+    # Before min_updates, and without an estimate a whole window back, never.
+    assert not _settled(history(*[[-400, -300]] * 3), config)
+    late = [(2000, np.array([-400.0, -300.0])), (2500, np.array([-400.0, -300.0]))]
+    assert not _settled(late, config)
+    assert not _settled(history(*[[-400, -300]] * 4), dataclasses.replace(config, tolerance=None))
+
+
+def test_fqe_work_scales_to_the_candidates(small_dataset):
+    config = FQEConfig()
+    assert [config.fits_per_policy(p) for p in (1, 8, 10, 16, 20, 40, 100)] == [5, 5, 4, 2, 2, 0, 0]
+    assert FQEConfig(bootstrap=3).fits_per_policy(100) == 3
+    thorough = FQEConfig.thorough()
+    assert (thorough.updates, thorough.hidden_dims, thorough.tolerance) == (
+        10_000,
+        (256, 256),
+        None,
+    )
+    assert thorough.fits_per_policy(100) == 5
+    # Without a tolerance every fit runs every update; one full-data fit per policy.
+    policy = lambda o: np.zeros((len(o), 2), np.float32)  # noqa: E731
+    fixed = fqe(
+        small_dataset,
+        [policy] * 40,
+        FQEConfig(
+            updates=20, check_every=10, tolerance=None, work=40 * 20, hidden_dims=(8,), batch_size=8
+        ),
+    )
+    assert fixed.updates == 20 and fixed.fits.shape == (40, 1)
+    assert [n for n, _ in fixed.history] == [10, 20]
 
 
 def test_discounted_episode_returns_by_hand(small_dataset):

@@ -38,6 +38,9 @@ class BenchConfig:
     """Episodes per evaluation and seed."""
     checkpoint_every: int = 50_000
     """Checkpoint interval, so an interrupted cell resumes."""
+    heldout_episodes: int = 100
+    """Episodes per seed of the final scores (final and best), on reset seeds no
+    periodic evaluation uses."""
     output: str = "runs/bench"
     """Directory for the cells' runs and the tables."""
 
@@ -64,6 +67,7 @@ class BenchConfig:
             eval_every=self.eval_every,
             eval_episodes=self.eval_episodes,
             checkpoint_every=self.checkpoint_every,
+            heldout_episodes=self.heldout_episodes,
             seeds=self.seeds,
         )
 

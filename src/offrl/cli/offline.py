@@ -15,10 +15,15 @@ class _OfflineArgs:
     """Run directories written by `offrl train`."""
     dataset: str | None = None
     """The training dataset (default: the one recorded in each run's config.json)."""
-    fqe_updates: int = 10_000
-    """FQE gradient updates per fit."""
-    bootstrap: int = 5
-    """FQE fits on episode resamples per checkpoint (the interval); 0 = one fit."""
+    thorough: bool = False
+    """FQE's slower setting of earlier versions: 256x256 critics, 10k updates and 5
+    bootstrap fits per policy, no early stop (about ten times the default's work)."""
+    fqe_updates: int | None = None
+    """FQE gradient updates per fit at most (default 6000, stopping earlier once the
+    estimates settle; 10000 with --thorough)."""
+    bootstrap: int | None = None
+    """FQE fits on episode resamples per policy (the interval); 0 = one fit on the full
+    data; default: scaled to the candidates (5 for up to 8 policies, 1 from 40)."""
     fqe_discount: float = 0.99
     """Discount of the FQE value."""
     seed: int = 0
@@ -30,19 +35,19 @@ class _OfflineArgs:
 def _fqe_config(args: _OfflineArgs):
     from offrl.evaluate.fqe import FQEConfig
 
-    if args.fqe_updates < 1:
+    if args.fqe_updates is not None and args.fqe_updates < 1:
         _fail(f"--fqe-updates must be a positive integer, got {args.fqe_updates}")
-    if args.bootstrap < 0:
+    if args.bootstrap is not None and args.bootstrap < 0:
         _fail(f"--bootstrap must be 0 (one fit) or a positive integer, got {args.bootstrap}")
     if not 0.0 < args.fqe_discount < 1.0:
         _fail(f"--fqe-discount must be in (0, 1), got {args.fqe_discount}")
-
-    return FQEConfig(
-        updates=args.fqe_updates,
-        bootstrap=args.bootstrap,
-        discount=args.fqe_discount,
-        seed=args.seed,
-    )
+    overrides = {"discount": args.fqe_discount, "seed": args.seed}
+    if args.fqe_updates is not None:
+        overrides["updates"] = args.fqe_updates
+        overrides["min_updates"] = min(FQEConfig.min_updates, args.fqe_updates)
+    if args.bootstrap is not None:
+        overrides["bootstrap"] = args.bootstrap
+    return FQEConfig.thorough(**overrides) if args.thorough else FQEConfig(**overrides)
 
 
 def _progress_printer():
@@ -85,6 +90,11 @@ def cmd_select(argv: list[str]) -> None:
                     f"{analysis['action_mse'][c][s]:.4f}",
                 )
         console.print(table)
+        console.print(
+            f"FQE: {analysis['fqe_fits_per_policy']} fit(s) per policy, "
+            f"{analysis['fqe_updates_run']} updates each"
+            + (" (--thorough for the slower setting)" if not args.thorough else "")
+        )
         c, s = choose(analysis, "fqe")
         console.print(
             f"[bold]deploy step {analysis['steps'][c]}, seed {analysis['seeds'][s]}[/] "

@@ -47,10 +47,27 @@ HostPolicy = Callable[[np.ndarray], np.ndarray]
 
 @dataclasses.dataclass(frozen=True)
 class FQEConfig:
-    """Fitted Q Evaluation settings."""
+    """Fitted Q Evaluation settings.
 
-    updates: int = 10_000
-    """Gradient updates per fit."""
+    The defaults answer "which checkpoint?" in about a minute on a 2-core CPU: small
+    critics, fits that stop once the estimates settle, and bootstrap fits scaled to
+    the number of candidates. :meth:`thorough` is the slower setting of earlier
+    versions (256x256 critics, 10k updates, 5 fits per policy, no early stop); see
+    docs/benchmarks.md for what each costs in ranking quality.
+    """
+
+    updates: int = 6_000
+    """Gradient updates per fit at most (every fit runs this many when ``tolerance`` is None)."""
+    min_updates: int = 2_000
+    """Updates before the estimates may be declared settled."""
+    check_every: int = 500
+    """Updates between looks at the estimates (the settling test and the progress)."""
+    tolerance: float | None = 0.01
+    """Stop when, over the last ``settle_window`` updates, no policy's estimate moved by
+    more than ``tolerance`` times the mean absolute estimate and their order did not
+    change; None = run every update."""
+    settle_window: int = 1_000
+    """Updates over which the estimates must hold still."""
     batch_size: int = 256
     """Transitions per update."""
     learning_rate: float = 1e-3
@@ -61,18 +78,41 @@ class FQEConfig:
     """Polyak rate of the target network. Values propagate about ``tau * (1 - gamma)``
     of the way per update, so the usual 0.005 needs ten times the updates (measured on
     Pendulum: 10k updates at 0.005 rank six policies at rho -0.37; at 0.05, rho 1.0)."""
-    hidden_dims: tuple[int, ...] = (256, 256)
+    hidden_dims: tuple[int, ...] = (64, 64)
     """Hidden widths of the Q network."""
     layer_norm: bool = True
     """LayerNorm after each hidden layer (keeps bootstrapped regression stable)."""
-    bootstrap: int = 5
-    """Fits on episode resamples (the interval's basis); 0 = one fit on the full data."""
+    bootstrap: int | None = None
+    """Fits on episode resamples per policy (the interval's basis); 0 = one fit on the
+    full data; None = as many (1..5) as keep ``work`` fit-updates for all policies."""
+    work: int = 240_000
+    """Fit-updates (fits x ``updates``) the automatic ``bootstrap`` aims at: 8
+    candidates get 5 fits each, 16 get 2, 40 or more one fit on the full data."""
     confidence: float = 0.95
     """Coverage of the percentile interval across bootstrap fits."""
     seed: int = 0
     """Seed of the network initialisation, the minibatches and the resamples."""
     max_transitions: int | None = None
     """Use at most this many transitions (whole episodes, chosen at random); None = all."""
+
+    @classmethod
+    def thorough(cls, **overrides) -> FQEConfig:
+        """The setting of earlier versions: 256x256 critics, 10k updates per fit, 5
+        bootstrap fits per policy, no early stop (about 10x the default's work)."""
+        settings = {
+            "updates": 10_000,
+            "tolerance": None,
+            "hidden_dims": (256, 256),
+            "bootstrap": 5,
+        }
+        return cls(**{**settings, **overrides})
+
+    def fits_per_policy(self, num_policies: int) -> int:
+        """Bootstrap fits per policy for ``num_policies`` candidates (0 = one full fit)."""
+        if self.bootstrap is not None:
+            return self.bootstrap
+        fits = self.work // max(num_policies * self.updates, 1)
+        return 0 if fits < 2 else min(int(fits), 5)
 
 
 @dataclasses.dataclass
@@ -88,6 +128,9 @@ class FQEResult:
             their starts (the behavior policy's value, data only).
         discount: the discount of every value here.
         loss: the final TD regression loss per fit (in the scaled units), ``[P, K]``.
+        updates: the updates every fit ran (fewer than ``config.updates`` when the
+            estimates settled).
+        history: ``(updates, value[P])`` at every look at the estimates.
     """
 
     value: np.ndarray
@@ -97,6 +140,8 @@ class FQEResult:
     behavior_value: float
     discount: float
     loss: np.ndarray
+    updates: int = 0
+    history: list = dataclasses.field(default_factory=list)
 
     def as_dict(self, index: int = 0) -> dict:
         return {
@@ -107,6 +152,7 @@ class FQEResult:
             "behavior_value": self.behavior_value,
             "discount": self.discount,
             "final_loss": float(np.mean(self.loss[index])),
+            "updates": self.updates,
         }
 
 
@@ -238,6 +284,15 @@ def fqe(
         )
     if not 0.0 <= config.discount < 1.0:
         raise ValueError(f"FQE discount must be in [0, 1), got {config.discount}")
+    if config.check_every <= 0 or config.settle_window <= 0:
+        raise ValueError(
+            f"FQE needs check_every > 0 and settle_window > 0 (got {config.check_every}, "
+            f"{config.settle_window})"
+        )
+    if config.tolerance is not None and not config.tolerance > 0:
+        raise ValueError(f"FQE tolerance must be positive or None, got {config.tolerance}")
+    if config.bootstrap is not None and config.bootstrap < 0:
+        raise ValueError(f"FQE bootstrap must be >= 0 or None, got {config.bootstrap}")
     data = _subsample(dataset.to_numpy(), config.max_transitions, config.seed)
     if data.num_episodes == 0:
         raise ValueError("FQE needs a dataset with at least one episode")
@@ -287,10 +342,11 @@ def fqe(
 
     # Fits: every policy x every resample (or the full data once).
     rng = np.random.default_rng(config.seed)
-    num_fits = max(config.bootstrap, 1)
+    bootstrap = config.fits_per_policy(num_policies)
+    num_fits = max(bootstrap, 1)
     resamples = (
-        [bootstrap_rows(starts, lengths, data.size, rng) for _ in range(config.bootstrap)]
-        if config.bootstrap > 0
+        [bootstrap_rows(starts, lengths, data.size, rng) for _ in range(bootstrap)]
+        if bootstrap > 0
         else [(np.arange(data.size, dtype=np.int32), np.ones(len(starts), np.int64))]
     )
     rows = np.stack([r for r, _ in resamples])  # [K, N]
@@ -298,8 +354,9 @@ def fqe(
     fit_policy = np.repeat(np.arange(num_policies), num_fits)  # [M]
     fit_resample = np.tile(np.arange(num_fits), num_policies)  # [M]
     num = len(fit_policy)
+    weights = counts[fit_resample]
 
-    chunk = min(1000, config.updates)
+    chunk = min(config.check_every, config.updates)
     while config.updates % chunk:
         chunk -= 1
     init, run_chunk, value_fn = _build_fit(config, data.observation_dim, data.action_dim, chunk)
@@ -310,28 +367,29 @@ def fqe(
     all_next = jnp.asarray(unit_next)
     resample_index = jnp.asarray(fit_resample, jnp.int32)
     policy_index = jnp.asarray(fit_policy, jnp.int32)
-    loss = None
-    for done in range(0, config.updates, chunk):
+    start_batch = jnp.broadcast_to(start_norm, (num, *start_norm.shape))
+    start_unit = jnp.asarray(unit_start[fit_policy])
+
+    def estimates(params) -> np.ndarray:
+        """Every fit's value estimate in reward units, ``[P, K]``."""
+        q0 = np.asarray(value_fn(params, start_batch, start_unit), np.float64)  # [M, E]
+        fits = (q0 * weights).sum(axis=1) / weights.sum(axis=1) / scale
+        return fits.reshape(num_policies, num_fits)
+
+    loss, history, done = None, [], 0
+    while done < config.updates:
         key, chunk_key = jax.random.split(key)
         keys = jax.random.split(chunk_key, num)
         carry, loss = run_chunk(
             carry, keys, device_data, all_rows, resample_index, policy_index, all_next
         )
+        done += chunk
+        history.append((done, estimates(carry[0]).mean(axis=1)))
         if progress is not None:
-            jax.block_until_ready(loss)  # report work done, not work queued
-            progress(done + chunk, config.updates)
-    params = carry[0]
-    q0 = np.asarray(
-        value_fn(
-            params,
-            jnp.broadcast_to(start_norm, (num, *start_norm.shape)),
-            jnp.asarray(unit_start[fit_policy]),
-        ),
-        np.float64,
-    )  # [M, E]
-    weights = counts[fit_resample]
-    fits = (q0 * weights).sum(axis=1) / weights.sum(axis=1) / scale
-    fits = fits.reshape(num_policies, num_fits)
+            progress(done, config.updates)
+        if _settled(history, config):
+            break
+    fits = estimates(carry[0])
     alpha = (1.0 - config.confidence) / 2.0
     low_q, high_q = np.quantile(fits, [alpha, 1.0 - alpha], axis=1)
     behavior = float(discounted_episode_returns(data, config.discount).mean())
@@ -343,4 +401,25 @@ def fqe(
         behavior_value=behavior,
         discount=config.discount,
         loss=np.asarray(loss).reshape(num_policies, num_fits),
+        updates=done,
+        history=[(n, v.tolist()) for n, v in history],
     )
+
+
+def _settled(history: list, config: FQEConfig) -> bool:
+    """Whether the estimates held still over the last ``settle_window`` updates: no
+    policy's moved by more than ``tolerance`` x the mean absolute estimate, and their
+    order is the same (see :class:`FQEConfig`)."""
+    if config.tolerance is None or not history:
+        return False
+    done, now = history[-1]
+    if done < config.min_updates or done >= config.updates:
+        return False
+    then = [v for n, v in history if n <= done - config.settle_window]
+    if not then:
+        return False
+    before = then[-1]
+    moved = float(np.max(np.abs(now - before)))
+    size = float(np.mean(np.abs(now))) + 1e-8
+    same_order = np.array_equal(np.argsort(now, kind="stable"), np.argsort(before, kind="stable"))
+    return moved <= config.tolerance * size and same_order

@@ -31,6 +31,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import time
 from collections.abc import Callable
 
 import jax
@@ -229,15 +230,19 @@ def analyze_run(
         acts_start = policy_actions(lambda o: policy(o).transpose(1, 0, 2), start_obs_env)
         next_actions.extend(acts_next.transpose(1, 0, 2))  # [S, N, A]
         start_actions.extend(acts_start.transpose(1, 0, 2))
-    say(f"FQE: {len(next_actions)} policies x {max(fqe_config.bootstrap, 1)} fits")
+    fits = fqe_config.fits_per_policy(len(next_actions))
+    say(
+        f"FQE: {len(next_actions)} policies x {max(fits, 1)} fit(s) "
+        f"({'bootstrap resamples' if fits else 'the full data'}), at most "
+        f"{fqe_config.updates} updates each"
+        + ("" if fqe_config.tolerance is None else ", stopping once the estimates settle")
+    )
     estimate = fqe(
         data,
         config=fqe_config,
         next_actions=np.stack(next_actions),
         start_actions=np.stack(start_actions),
-        progress=lambda done, total: (
-            say(f"FQE {done}/{total} updates") if done % max(total // 10, 1) == 0 else None
-        ),
+        progress=remaining_time(say, "FQE"),
     )
     shape = (len(steps), num_seeds)
 
@@ -301,6 +306,8 @@ def analyze_run(
         "fqe_low_normalized": normalized(estimate.low),
         "fqe_high_normalized": normalized(estimate.high),
         "fqe_confidence": fqe_config.confidence,
+        "fqe_fits_per_policy": max(fits, 1),
+        "fqe_updates_run": estimate.updates,
         "diagnostics": diagnostics,
         "true_return": true_return,
         "true_normalized": true_normalized,
@@ -308,6 +315,19 @@ def analyze_run(
     cache_path.parent.mkdir(exist_ok=True)
     write_json_atomic(cache_path, out)
     return out
+
+
+def remaining_time(say: Callable[[str], None], what: str) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` that says the work done and the time left at most
+    (fits may stop before ``total`` once their estimates settle)."""
+    started = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        elapsed = time.monotonic() - started
+        left = elapsed / max(done, 1) * (total - done)
+        say(f"{what} {done}/{total} updates, {elapsed:.0f} s so far, at most {left:.0f} s left")
+
+    return progress
 
 
 def _maybe_float(value):
