@@ -77,7 +77,7 @@ def test_fqe_recovers_the_value_of_a_chain_policy():
     assert result.behavior_value == pytest.approx(discounted_episode_returns(data, gamma).mean())
 
 
-def test_fqe_settles_only_when_every_estimate_holds_still_in_the_same_order():
+def test_fqe_settles_only_when_every_estimate_holds_still_in_its_place():
     from offrl.evaluate.fqe import _settled
 
     config = FQEConfig(updates=10_000, min_updates=2000, settle_window=1000, tolerance=0.01)
@@ -89,8 +89,11 @@ def test_fqe_settles_only_when_every_estimate_holds_still_in_the_same_order():
     # 1% of the mean absolute estimate (350) is 3.5: a move of 3 settles, 4 does not.
     assert _settled(history([0, 0], [-400, -300], [-400, -300], [-403, -300]), config)
     assert not _settled(history([0, 0], [-400, -300], [-400, -300], [-404, -300]), config)
-    # Same sizes, but the order flipped over the window.
-    assert not _settled(history([0, 0], [-300.5, -301], [-301, -301], [-301, -300.5]), config)
+    # Estimates within the tolerance (3 here) of each other may trade places ...
+    assert _settled(history([0, 0], [-300.5, -301], [-301, -301], [-301, -300.5]), config)
+    # ... but not two that end further apart, even when neither moved too far.
+    assert not _settled(history([0, 0], [-301, -299], [-300, -300], [-298, -302]), config)
+    assert _settled(history([0, 0], [-301, -299], [-300, -300], [-302, -298]), config)
     # Before min_updates, and without an estimate a whole window back, never.
     assert not _settled(history(*[[-400, -300]] * 3), config)
     late = [(2000, np.array([-400.0, -300.0])), (2500, np.array([-400.0, -300.0]))]
@@ -103,8 +106,9 @@ def test_fqe_work_scales_to_the_candidates(small_dataset):
     assert [config.fits_per_policy(p) for p in (1, 8, 10, 16, 20, 40, 100)] == [5, 5, 4, 2, 2, 0, 0]
     assert FQEConfig(bootstrap=3).fits_per_policy(100) == 3
     thorough = FQEConfig.thorough()
-    assert (thorough.updates, thorough.hidden_dims, thorough.tolerance) == (
+    assert (thorough.updates, thorough.tau, thorough.hidden_dims, thorough.tolerance) == (
         10_000,
+        0.05,
         (256, 256),
         None,
     )
