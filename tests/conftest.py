@@ -15,7 +15,8 @@ import pytest
 # closures per run, and identical programs then compile once (the SAC interrupt
 # test took 36 s without it, under 5 s with it). Only compiles over a second are
 # stored (the op-by-op no-jit tests would otherwise write thousands of entries). A
-# new directory per session, so nothing carries over between runs of the suite.
+# new directory per session (per worker process under pytest-xdist, the README's
+# `-n 2 --dist loadfile`), so nothing carries over between runs of the suite.
 _CACHE = tempfile.mkdtemp(prefix="offrl-jax-cache-")
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 jax.config.update("jax_compilation_cache_dir", _CACHE)
