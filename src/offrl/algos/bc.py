@@ -7,6 +7,9 @@ Two variants:
 - ``gaussian``: a tanh-squashed Gaussian ``pi(a|s)`` and
   ``L = -E_D log pi(a|s)``; acts with ``tanh(mean)``.
 
+With per-sample weights on the dataset (``--weights``, data curation), ``E_D`` is
+the self-normalized weighted mean ``sum_i w_i l_i / sum_i w_i`` over the batch.
+
 Defaults follow CORL's BC for D4RL locomotion: 256x256 MLP, Adam 3e-4,
 batch 256. Deviations: the Gaussian variant squashes with tanh (robomimic's
 BC-Gaussian does not; tanh keeps actions in bounds), and dataset actions are
@@ -23,6 +26,7 @@ import jax.numpy as jnp
 from flax import struct
 from flax.training.train_state import TrainState
 
+from offrl.algos.common import sample_mean
 from offrl.core.state import create_train_state
 from offrl.nn import (
     DeterministicPolicy,
@@ -32,6 +36,8 @@ from offrl.nn import (
 )
 
 DEFAULT_REWARD_SCALING = "none"
+#: Per-sample dataset weights reach the loss that regresses onto data actions.
+USES_WEIGHTS = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +97,7 @@ def mse_loss(params, state: State, batch, config: Config, dropout_key):
     predicted = state.actor.apply_fn(
         params, batch["observations"], deterministic=False, rngs={"dropout": dropout_key}
     )  # [B, A]
-    mse = jnp.mean((predicted - batch["actions"]) ** 2)
+    mse = sample_mean(jnp.mean((predicted - batch["actions"]) ** 2, axis=-1), batch)
     return mse, {"actor/loss": mse, "actor/bc_mse": mse}
 
 
@@ -100,8 +106,8 @@ def nll_loss(params, state: State, batch, config: Config, dropout_key):
         params, batch["observations"], deterministic=False, rngs={"dropout": dropout_key}
     )  # [B, A] each
     log_prob = tanh_gaussian_log_prob(mean, log_std, batch["actions"], eps=1e-5)  # [B]
-    loss = -jnp.mean(log_prob)
-    mse = jnp.mean((jnp.tanh(mean) - batch["actions"]) ** 2)
+    loss = -sample_mean(log_prob, batch)
+    mse = sample_mean(jnp.mean((jnp.tanh(mean) - batch["actions"]) ** 2, axis=-1), batch)
     return loss, {"actor/loss": loss, "actor/bc_mse": mse, "actor/log_std": jnp.mean(log_std)}
 
 

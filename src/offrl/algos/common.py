@@ -7,6 +7,16 @@ import jax
 import jax.numpy as jnp
 
 
+def sample_mean(values, batch):
+    """The batch mean of per-sample values ``[B]``; where the dataset carries per-sample
+    weights (``batch["weights"]``), the self-normalized weighted mean
+    ``sum_i w_i v_i / sum_i w_i`` (a batch whose weights are all 0 gives 0)."""
+    weights = batch.get("weights")
+    if weights is None:
+        return jnp.mean(values)
+    return jnp.sum(weights * values) / jnp.maximum(jnp.sum(weights), 1e-8)
+
+
 def td_target(batch, discount: float, next_value):
     """``r + gamma * (1 - terminated) * V(s')``: a truncation is bootstrapped, a
     termination is not."""

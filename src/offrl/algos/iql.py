@@ -45,12 +45,14 @@ import jax.numpy as jnp
 from flax import struct
 from flax.training.train_state import TrainState
 
-from offrl.algos.common import ensemble_mse, expectile_loss, td_target
+from offrl.algos.common import ensemble_mse, expectile_loss, sample_mean, td_target
 from offrl.core.registry import OnlineSpec
 from offrl.core.state import adam, create_train_state, polyak
 from offrl.nn import GaussianPolicy, QEnsemble, VNetwork, gaussian_log_prob
 
 DEFAULT_REWARD_SCALING = "locomotion"
+#: Per-sample dataset weights reach the loss that regresses onto data actions.
+USES_WEIGHTS = True
 #: Online fine-tuning keeps the offline data in the replay buffer (CORL's IQL fine-tuning).
 ONLINE = OnlineSpec(mixing="union")
 
@@ -162,7 +164,7 @@ def actor_loss(actor_params, state: State, batch, config: Config, dropout_key):
         actor_params, batch["observations"], deterministic=False, rngs={"dropout": dropout_key}
     )
     log_prob = gaussian_log_prob(mean, log_std, batch["actions"])  # [B]
-    loss = -(weights * log_prob).mean()
+    loss = -sample_mean(weights * log_prob, batch)
     return loss, {
         "actor/loss": loss,
         "actor/weight_mean": weights.mean(),

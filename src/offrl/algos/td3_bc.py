@@ -30,11 +30,13 @@ import jax.numpy as jnp
 from flax import struct
 from flax.training.train_state import TrainState
 
-from offrl.algos.common import ensemble_mse, td_target
+from offrl.algos.common import ensemble_mse, sample_mean, td_target
 from offrl.core.state import create_train_state, polyak, update_if
 from offrl.nn import DeterministicPolicy, QEnsemble
 
 DEFAULT_REWARD_SCALING = "none"
+#: Per-sample dataset weights reach the loss that regresses onto data actions.
+USES_WEIGHTS = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +120,7 @@ def actor_loss(actor_params, state: State, batch, config: Config):
     actions = state.actor.apply_fn(actor_params, batch["observations"])  # [B, A]
     q = state.critic.apply_fn(state.critic.params, batch["observations"], actions)[0]  # [B]
     lam = jax.lax.stop_gradient(config.alpha / jnp.abs(q).mean())
-    bc_mse = jnp.mean((actions - batch["actions"]) ** 2)
+    bc_mse = sample_mean(jnp.mean((actions - batch["actions"]) ** 2, axis=-1), batch)
     loss = -lam * q.mean() + bc_mse
     return loss, {
         "actor/loss": loss,

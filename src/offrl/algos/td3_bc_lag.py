@@ -39,11 +39,13 @@ from flax import struct
 from flax.training.train_state import TrainState
 
 from offrl.algos import td3_bc
-from offrl.algos.common import ensemble_mse
+from offrl.algos.common import ensemble_mse, sample_mean
 from offrl.core.state import create_train_state, polyak, update_if
 from offrl.nn import DeterministicPolicy, QEnsemble
 
 DEFAULT_REWARD_SCALING = "none"
+#: Per-sample dataset weights reach the loss that regresses onto data actions.
+USES_WEIGHTS = True
 REQUIRED_FIELDS = ("costs",)
 
 
@@ -143,7 +145,7 @@ def actor_loss(actor_params, state: State, batch, config: Config):
     q_c = state.cost_critic.apply_fn(state.cost_critic.params, batch["observations"], actions)[0]
     objective = q_r - state.lagrange * q_c
     scale = jax.lax.stop_gradient(config.alpha / (jnp.abs(objective).mean() + 1e-6))
-    bc_mse = jnp.mean((actions - batch["actions"]) ** 2)
+    bc_mse = sample_mean(jnp.mean((actions - batch["actions"]) ** 2, axis=-1), batch)
     loss = -scale * objective.mean() + bc_mse
     return loss, {
         "actor/loss": loss,

@@ -60,12 +60,14 @@ import jax.numpy as jnp
 from flax import struct
 from flax.training.train_state import TrainState
 
-from offrl.algos.common import ensemble_mse, expectile_loss
+from offrl.algos.common import ensemble_mse, expectile_loss, sample_mean
 from offrl.core.state import create_train_state, polyak
 from offrl.nn import ControlAffineDynamics, DeterministicPolicy, QEnsemble, VNetwork
 from offrl.safety.filter import cbf_filter, qc_filter
 
 DEFAULT_REWARD_SCALING = "none"
+#: Per-sample dataset weights reach the loss that regresses onto data actions.
+USES_WEIGHTS = True
 #: Its runs learn a safety filter: config.json records kind "barrier".
 RUN_KIND = "barrier"
 #: Dataset fields this algorithm cannot train without.
@@ -181,7 +183,7 @@ def qc_loss(qc_params, state: State, batch, config: Config):
 
 def bc_loss(actor_params, state: State, batch, config: Config):
     actions = state.actor.apply_fn(actor_params, batch["observations"])
-    loss = jnp.mean((actions - batch["actions"]) ** 2)
+    loss = sample_mean(jnp.mean((actions - batch["actions"]) ** 2, axis=-1), batch)
     return loss, {"actor/bc_mse": loss}
 
 

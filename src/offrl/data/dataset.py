@@ -47,7 +47,12 @@ class DatasetInfo:
         env_id: the Gymnasium id of the environment that produced it, or ``None``.
         action_low: lower action bounds (tuple), or ``None`` when unknown.
         action_high: upper action bounds (tuple), or ``None`` when unknown.
-        source: where it was read from (a path), for error messages.
+        source: where it was read from (a path or ``suite:NAME``), for error messages.
+        path: the file or Minari directory holding the data when ``source`` is not a
+            path (a suite dataset's cache directory), else empty.
+        subsets: named subsets of the episodes, robomimic's filter keys:
+            ``((name, (episode, ...)), ...)``, sorted by name (see :meth:`Dataset.subset`).
+        filter_key: the subset this dataset was selected by at load time, or ``None``.
     """
 
     name: str = "dataset"
@@ -55,6 +60,17 @@ class DatasetInfo:
     action_low: tuple[float, ...] | None = None
     action_high: tuple[float, ...] | None = None
     source: str = ""
+    path: str = ""
+    subsets: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    filter_key: str | None = None
+
+    @property
+    def location(self) -> str:
+        """The file or directory the data lives in."""
+        return self.path or self.source
+
+    def subset_names(self) -> list[str]:
+        return [name for name, _ in self.subsets]
 
 
 @struct.dataclass
@@ -129,8 +145,43 @@ class Dataset:
         ends = starts + np.asarray(self.episode_lengths)
         return cumulative[ends] - cumulative[starts]
 
+    # --------------------------------------------------------------- subsets
+    def subset_episodes(self, name: str) -> np.ndarray:
+        """The episode indices of the named subset (a robomimic filter key)."""
+        subsets = dict(self.info.subsets)
+        if name not in subsets:
+            known = ", ".join(sorted(subsets)) or "none"
+            raise KeyError(
+                f"{self.info.source or self.info.name} has no subset '{name}' (its subsets: "
+                f"{known}); offrl data curate writes one, offrl data inspect lists them"
+            )
+        return np.asarray(subsets[name], np.int64)
+
+    def subset(self, name: str) -> Dataset:
+        """The episodes of the named subset, as a dataset (its ``info.filter_key`` set)."""
+        selected = self.select_episodes(self.subset_episodes(name))
+        return selected.replace(info=dataclasses.replace(selected.info, filter_key=name))
+
+    def with_subsets(self, subsets: dict[str, Sequence[int] | np.ndarray]) -> Dataset:
+        """This dataset with named subsets added (or replaced), checked for range."""
+        merged = dict(self.info.subsets)
+        for name, ids in subsets.items():
+            ids = np.asarray(ids, np.int64).reshape(-1)
+            if not name or "/" in name:
+                raise ValueError(f"a subset name must be non-empty without '/', got '{name}'")
+            outside = ids[(ids < 0) | (ids >= self.num_episodes)]
+            if outside.size:
+                raise ValueError(
+                    f"subset '{name}' names episode {int(outside[0])}, but the dataset has "
+                    f"episodes 0..{self.num_episodes - 1}"
+                )
+            merged[name] = tuple(int(i) for i in np.unique(ids))
+        info = dataclasses.replace(self.info, subsets=tuple(sorted(merged.items())))
+        return self.replace(info=info)
+
     def select_episodes(self, episode_ids: Sequence[int] | np.ndarray) -> Dataset:
-        """A new dataset holding only the given episodes, in the given order."""
+        """A new dataset holding only the given episodes, in the given order (subsets
+        keep the selected episodes, renumbered)."""
         host = self.to_numpy()
         episode_ids = np.asarray(episode_ids, dtype=np.int64)
         starts = np.asarray(host.episode_starts)[episode_ids]
@@ -146,8 +197,19 @@ class Dataset:
             **fields,
             episode_starts=new_starts[: len(episode_ids)],
             episode_lengths=lengths.astype(np.int64),
-            info=self.info,
+            info=_renumbered_subsets(self.info, episode_ids),
         )
+
+
+def _renumbered_subsets(info: DatasetInfo, episode_ids: np.ndarray) -> DatasetInfo:
+    if not info.subsets:
+        return info
+    new_index = {int(old): new for new, old in enumerate(episode_ids)}
+    subsets = tuple(
+        (name, tuple(sorted(new_index[i] for i in ids if i in new_index)))
+        for name, ids in info.subsets
+    )
+    return dataclasses.replace(info, subsets=subsets)
 
 
 def from_episodes(episodes: Sequence[dict[str, np.ndarray]], info: DatasetInfo) -> Dataset:
@@ -206,9 +268,17 @@ def to_episodes(dataset: Dataset) -> list[dict[str, np.ndarray]]:
 
 
 def concatenate(datasets: Sequence[Dataset], info: DatasetInfo | None = None) -> Dataset:
-    """Concatenate datasets episode-wise (e.g. medium + expert)."""
+    """Concatenate datasets episode-wise (e.g. medium + expert); subsets of the same
+    name are joined, their episodes renumbered."""
     episodes = [ep for d in datasets for ep in to_episodes(d)]
-    return from_episodes(episodes, info or datasets[0].info)
+    info = info or dataclasses.replace(datasets[0].info, subsets=(), filter_key=None)
+    subsets: dict[str, list[int]] = {}
+    offset = 0
+    for part in datasets:
+        for name, ids in part.info.subsets:
+            subsets.setdefault(name, []).extend(offset + i for i in ids)
+        offset += part.num_episodes
+    return from_episodes(episodes, info).with_subsets(subsets)
 
 
 def sample(dataset: Dataset, key: jax.Array, batch_size: int) -> Batch:

@@ -33,8 +33,10 @@ def load_dataset(
     spec: str | os.PathLike,
     observation_keys: tuple[str, ...] | None = None,
     env_id: str | None = None,
+    filter_key: str | None = None,
 ) -> Dataset:
-    """Load and validate a dataset.
+    """Load and validate a dataset; with ``filter_key``, only the episodes of that named
+    subset (a robomimic filter key, see :mod:`offrl.data.subsets`).
 
     ``spec`` is one of:
 
@@ -45,7 +47,18 @@ def load_dataset(
     - a Minari dataset directory, or a Minari dataset id under
       ``MINARI_DATASETS_PATH``.
     """
-    text = str(spec)
+    dataset = _load(str(spec), observation_keys, env_id)
+    if filter_key is None:
+        return dataset
+    try:
+        return dataset.subset(filter_key)
+    except KeyError as error:
+        raise DatasetError(
+            error.args[0], field="filter_key", fix="pick one of the subsets named"
+        ) from error
+
+
+def _load(text: str, observation_keys, env_id) -> Dataset:
     named = _named_source(text)
     if named is not None:
         return named

@@ -43,6 +43,19 @@ def summarize(dataset: Dataset) -> dict:
         out["safety"] = safety_summary(host)
     from offrl.envs.registry import normalized_score
 
+    if host.info.subsets:
+        lengths = np.asarray(host.episode_lengths)
+        out["subsets"] = {
+            name: {
+                "episodes": len(ids),
+                "transitions": int(lengths[list(ids)].sum()),
+                "return_mean": float(returns[list(ids)].mean()) if ids else float("nan"),
+            }
+            for name, ids in host.info.subsets
+        }
+    if host.weights is not None:
+        weights = np.asarray(host.weights)
+        out["weights"] = {"mean": float(weights.mean()), "zero": int((weights == 0).sum())}
     score = normalized_score(returns, host.info.env_id)
     if score is not None:
         out["normalized_return_mean"] = float(np.mean(score))
@@ -90,6 +103,12 @@ def print_summary(dataset: Dataset, console=None) -> dict:
                 "safety margin h",
                 f"min {safety['margin']['min']:.3g}, max {safety['margin']['max']:.3g}",
             )
+    for name, subset in summary.get("subsets", {}).items():
+        table.add_row(
+            f"subset '{name}'",
+            f"{subset['episodes']} episodes, {subset['transitions']} transitions, "
+            f"return {subset['return_mean']:.1f}",
+        )
     console.print(table)
     actions = Table(title="actions")
     for column in ("dim", "mean", "std", "min", "max"):

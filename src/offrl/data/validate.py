@@ -53,6 +53,27 @@ class DatasetError(ValueError):
         super().__init__(full)
 
 
+def subset_ids(name: str, ids, num_episodes: int, source: str = "") -> tuple[int, ...]:
+    """A stored subset's episode indices, checked: integers within the dataset."""
+    ids = np.asarray(ids).reshape(-1)
+    if ids.size and not np.issubdtype(ids.dtype, np.integer):
+        raise DatasetError(
+            f"holds {ids.dtype} values, not episode indices",
+            field=f"subset '{name}'",
+            source=source,
+            fix="write the subset again with offrl data curate",
+        )
+    outside = ids[(ids < 0) | (ids >= num_episodes)]
+    if outside.size:
+        raise DatasetError(
+            f"names episode {int(outside[0])}, but the dataset has episodes 0..{num_episodes - 1}",
+            field=f"subset '{name}'",
+            source=source,
+            fix="it was written for other data: write it again with offrl data curate",
+        )
+    return tuple(int(i) for i in np.unique(ids))
+
+
 _FLOAT_FIELDS = (
     "observations",
     "actions",

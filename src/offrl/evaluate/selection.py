@@ -138,7 +138,8 @@ def load_run_dataset(run_dir: str | os.PathLike, dataset=None) -> Dataset:
             "must use the training data or a held-out part of the same log. Pass the "
             "training dataset with --dataset"
         )
-    return data
+    filter_key = (saved.get("train_config") or {}).get("filter_key")
+    return data.subset(filter_key) if filter_key else data
 
 
 def analyze_run(

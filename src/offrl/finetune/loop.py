@@ -192,7 +192,10 @@ def _resolve_start(algo, algorithm, config, from_run, dataset, algo_config) -> _
         dataset_spec = dataset or ctx.config.get("dataset")
         if dataset_spec is None:
             raise RunError(f"{from_run} does not name its dataset; pass --dataset")
-        data = load_dataset(dataset_spec, env_id=ctx.env_id)
+        # The offline run's own subset of its dataset (its --filter-key), unless another
+        # dataset is given.
+        filter_key = None if dataset else (ctx.config.get("train_config") or {}).get("filter_key")
+        data = load_dataset(dataset_spec, env_id=ctx.env_id, filter_key=filter_key)
         seeds = ctx.seeds
         if base_name == algorithm:
             states = ctx.states

@@ -149,12 +149,13 @@ def parse_run_config(directory: pathlib.Path):
 
 def _comparable(value):
     """A saved configuration without what a resume may change (the run options,
-    the command line, the version)."""
+    the command line, the version); a setting left at ``None`` equals its absence (a
+    run saved before the setting existed)."""
     if isinstance(value, dict):
         return {
             k: _comparable(v)
             for k, v in value.items()
-            if k not in OPTION_FIELDS and k not in ("command", "offrl_version")
+            if k not in OPTION_FIELDS and k not in ("command", "offrl_version") and v is not None
         }
     return value
 

@@ -14,6 +14,7 @@ config.json with the same care.
 from __future__ import annotations
 
 import dataclasses
+import os
 
 REWARD_SCALINGS = ("auto", "none", "locomotion", "antmaze", "standardize")
 MIXINGS = ("auto", "ratio", "union", "online")
@@ -110,6 +111,16 @@ class TrainConfig(RunOptions):
     for the dataset's task (IQL: locomotion on MuJoCo locomotion tasks, else none)."""
     validation_fraction: float = 0.0
     """Fraction of episodes held out; their losses are logged as valid/* at each evaluation."""
+    filter_key: str | None = None
+    """Train on the episodes of this named subset of the dataset only (a robomimic filter
+    key; offrl data curate writes them, offrl data inspect lists them)."""
+    validation_key: str | None = None
+    """Hold out the episodes of this named subset for the valid/* losses (robomimic's
+    validation filter key); the rest (or --filter-key's subset) is trained on."""
+    weights: str | None = None
+    """Per-sample loss weights: an .npz (or .npy) file with one weight per step or per
+    episode of the whole dataset (offrl data curate --weights-output writes one). BC losses
+    and the actor losses that regress onto data actions take the weighted mean."""
     env_id: str | None = None
     """Evaluation environment; defaults to the dataset's."""
 
@@ -129,6 +140,13 @@ class TrainConfig(RunOptions):
             raise RunError(
                 f"--validation-fraction must be in [0, 1), got {self.validation_fraction}"
             )
+        if self.validation_fraction > 0 and self.validation_key:
+            raise RunError(
+                "--validation-fraction and --validation-key both choose validation episodes; "
+                "pass one"
+            )
+        if self.weights is not None and not os.path.isfile(self.weights):
+            raise RunError(f"--weights: no such file: {self.weights}")
         _check_reward_scaling(self.reward_scaling)
 
 

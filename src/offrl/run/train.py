@@ -17,6 +17,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from offrl.core import registry
 from offrl.core.trainer import (
@@ -33,6 +34,7 @@ from offrl.core.trainer import (
 from offrl.data.dataset import Dataset, split_by_episode
 from offrl.data.loading import load_dataset
 from offrl.data.preprocess import apply_preprocessor, fit_preprocessor
+from offrl.data.weights import read_weights
 from offrl.envs.registry import EnvError, check_env_id
 from offrl.run import checkpoint, rundir
 from offrl.run.interrupt import RunInterrupted, StopRequest
@@ -44,6 +46,47 @@ from offrl.run.settings import (  # noqa: F401  (offrl.run.train's API)
     check_positive,
     to_jsonable,
 )
+
+
+def training_data(data: Dataset, config: TrainConfig) -> tuple[Dataset, Dataset | None]:
+    """``(train, validation)`` as ``config`` chooses them from the whole ``data``: its
+    weights file attached, the ``filter_key`` subset (or every episode outside the
+    ``validation_key`` subset), the ``validation_key`` subset or a random
+    ``validation_fraction`` of episodes (``None`` when neither is set)."""
+    if config.weights:
+        data = read_weights(config.weights, data)
+    try:
+        valid_ids = data.subset_episodes(config.validation_key) if config.validation_key else None
+        train_ids = data.subset_episodes(config.filter_key) if config.filter_key else None
+    except KeyError as error:
+        raise RunError(error.args[0]) from error
+    if valid_ids is not None:
+        if train_ids is None:
+            train_ids = np.setdiff1d(np.arange(data.num_episodes), valid_ids)
+        shared = np.intersect1d(train_ids, valid_ids)
+        if shared.size:
+            raise RunError(
+                f"--validation-key {config.validation_key} shares {shared.size} episode(s) with "
+                f"the training episodes ({config.filter_key or 'the rest'}); choose disjoint "
+                "subsets"
+            )
+        if train_ids.size == 0 or valid_ids.size == 0:
+            raise RunError(
+                f"--validation-key {config.validation_key} leaves "
+                f"{train_ids.size} training and {valid_ids.size} validation episodes; each "
+                "needs at least one"
+            )
+        return data.select_episodes(train_ids), data.select_episodes(valid_ids)
+    if train_ids is not None:
+        if train_ids.size == 0:
+            raise RunError(f"--filter-key {config.filter_key} holds no episode")
+        data = data.subset(config.filter_key)
+    if config.validation_fraction > 0:
+        try:
+            return split_by_episode(data, config.validation_fraction, seed=0)
+        except ValueError as error:
+            raise RunError(f"--validation-fraction: {error}") from error
+    return data, None
 
 
 def train(
@@ -94,6 +137,12 @@ def train(
             "per step: infos['margin'] in Minari, a 'margins' array in a D4RL-style HDF5 file), or "
             "build a safety dataset such as suite:pointrobot-mixed; nothing was written"
         )
+    if train_config.weights and not getattr(algo, "USES_WEIGHTS", False):
+        takes = [n for n in registry.names() if getattr(registry.get(n), "USES_WEIGHTS", False)]
+        raise RunError(
+            f"{algorithm} takes no per-sample weights (no loss of it regresses onto the "
+            f"data's actions); --weights works with {', '.join(takes)}. Nothing was written"
+        )
     algo_config = fill_run_length(algo_config or algo.Config(), train_config.steps)
     if type(algo_config) is not algo.Config:  # Cal-QL's Config is a CQL Config too
         raise RunError(
@@ -131,11 +180,11 @@ def train(
         "dataset_sha256": data.digest(),
     }
 
-    # ---- data: split, preprocess, move to the device
-    validation: Dataset | None = None
-    train_data = data
-    if train_config.validation_fraction > 0:
-        train_data, validation = split_by_episode(data, train_config.validation_fraction, seed=0)
+    # ---- data: weights, subsets, split, preprocess, move to the device
+    train_data, validation = training_data(data, train_config)
+    if train_config.weights or train_config.filter_key or train_config.validation_key:
+        # A resume must find the same subset and weights (the files may have changed).
+        resolved["training_data_sha256"] = train_data.digest()
     reward_scaling = resolve_reward_scaling(algo, train_config.reward_scaling, env_id)
     resolved["reward_scaling"] = reward_scaling
     rundir.open_run(run_dir, resolved, resume)

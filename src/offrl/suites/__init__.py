@@ -6,6 +6,7 @@ is a Minari dataset directory there. Nothing is downloaded.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -114,15 +115,11 @@ def load_suite_dataset(name: str) -> Dataset:
             fix=f"choose one of {', '.join(available())} (offrl suite list)",
         )
     dataset = read_minari(build_suite_dataset(name))
-    return dataset.replace(
-        info=dataset.info.__class__(
-            name=name,
-            env_id=dataset.info.env_id,
-            action_low=dataset.info.action_low,
-            action_high=dataset.info.action_high,
-            source=f"suite:{name}",
-        )
+    # The cache directory stays the data's location: named subsets are written there.
+    info = dataclasses.replace(
+        dataset.info, name=name, source=f"suite:{name}", path=dataset.info.source
     )
+    return dataset.replace(info=info)
 
 
 def array_digest(dataset: Dataset) -> str:

@@ -13,18 +13,26 @@ robomimic-style: ``data/demo_N/{obs/<key>, actions, rewards, dones}`` and
 optionally ``next_obs/<key>``; the observation vector is the chosen keys
 flattened and concatenated in the order given. A demo ends in a termination
 when its last ``dones`` flag is set (task success), else in a truncation.
+
+Named subsets (robomimic's filter keys) live in ``mask/<key>``: demo names in a
+robomimic file, as robomimic writes them; episode indices (in the order offrl reads
+the episodes) in a D4RL-style file, a group of offrl's own.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import pathlib
 import re
+import shutil
 
 import numpy as np
 
 from offrl.data.dataset import Dataset, DatasetInfo, from_episodes
-from offrl.data.validate import DatasetError, validate
+from offrl.data.formats.atomic import replace_atomically
+from offrl.data.validate import DatasetError, subset_ids, validate
 
 
 def _open(path: str | os.PathLike):
@@ -97,6 +105,7 @@ def read_d4rl_hdf5(
             np.asarray(f["next_observations"][()]) if "next_observations" in f else None
         )
         optional = {name: _read(f, name, source) for name in ("costs", "margins") if name in f}
+        masks = {key: np.asarray(f["mask"][key][()]) for key in f["mask"]} if "mask" in f else {}
     arrays = {
         "observations": observations,
         "actions": actions,
@@ -167,6 +176,12 @@ def read_d4rl_hdf5(
             source=source,
             fix="export at least one episode",
         )
+    info = dataclasses.replace(
+        info,
+        subsets=tuple(
+            (key, subset_ids(key, ids, len(episodes), source)) for key, ids in sorted(masks.items())
+        ),
+    )
     dataset = from_episodes(episodes, info)
     if validate_data:
         dataset = validate(dataset, observation_space, action_space)
@@ -295,7 +310,7 @@ def read_robomimic_hdf5(
                 fix="a robomimic file holds data/demo_0, data/demo_1, ...",
             )
         keys = list(observation_keys) if observation_keys else sorted(data[names[0]]["obs"].keys())
-        episodes = []
+        episodes, kept = [], []
         for name in names:
             demo = data[name]
             where = f"{source}:data/{name}"
@@ -345,6 +360,7 @@ def read_robomimic_hdf5(
                 steps -= 1
             if steps <= 0:
                 continue
+            kept.append(name)
             terminations = np.zeros(steps, bool)
             truncations = np.zeros(steps, bool)
             if dones[-1]:
@@ -361,6 +377,7 @@ def read_robomimic_hdf5(
                     "truncations": truncations,
                 }
             )
+        masks = _robomimic_masks(f, kept)
     if not episodes:
         raise DatasetError(
             "the file holds no transitions",
@@ -369,9 +386,63 @@ def read_robomimic_hdf5(
             fix="export at least one demo with two or more steps",
         )
     info = DatasetInfo(
-        name=os.path.splitext(os.path.basename(source))[0], env_id=env_id, source=source
+        name=os.path.splitext(os.path.basename(source))[0],
+        env_id=env_id,
+        source=source,
+        subsets=masks,
     )
     dataset = from_episodes(episodes, info)
     if validate_data:
         dataset = validate(dataset)
     return dataset
+
+
+def _demo_steps(demo) -> int:
+    """Transitions the reader takes from a demo (the last step needs a successor)."""
+    steps = len(demo["actions"]) if "actions" in demo else 0
+    return steps if "next_obs" in demo else steps - 1
+
+
+def _robomimic_masks(f, kept: list[str]) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """``mask/<key>`` demo names as episode indices (demos without a transition are
+    absent from the data and from its subsets)."""
+    if "mask" not in f:
+        return ()
+    index = {name: i for i, name in enumerate(kept)}
+    subsets = []
+    for key in sorted(f["mask"].keys()):
+        values = np.asarray(f["mask"][key][()]).reshape(-1)
+        names = [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+        subsets.append((key, tuple(sorted(index[n] for n in names if n in index))))
+    return tuple(subsets)
+
+
+def write_hdf5_masks(path: str | os.PathLike, subsets: dict[str, tuple[int, ...]]) -> None:
+    """Store subsets (episode indices of the data as read) as ``mask/<key>``: demo names
+    in a robomimic file, indices in a D4RL-style one. The file is rewritten beside
+    itself and renamed into place."""
+    import h5py
+
+    path = pathlib.Path(path)
+
+    def write(tmp_path: pathlib.Path) -> None:
+        shutil.copy2(path, tmp_path)
+        with h5py.File(tmp_path, "r+") as f:
+            robomimic = "data" in f and "observations" not in f
+            names = None
+            if robomimic:
+                names = [
+                    n
+                    for n in sorted(f["data"].keys(), key=_demo_sort_key)
+                    if _demo_steps(f["data"][n]) > 0
+                ]
+            mask = f.require_group("mask")
+            for key, ids in subsets.items():
+                if key in mask:
+                    del mask[key]
+                if names is None:
+                    mask.create_dataset(key, data=np.asarray(ids, np.int64))
+                else:
+                    mask.create_dataset(key, data=np.asarray([names[i] for i in ids], dtype="S"))
+
+    replace_atomically(path, write)

@@ -10,7 +10,8 @@ row 0 is the reset's, row ``t + 1`` the ``step`` that produced observation
 ``t + 1``. So a step's cost is row ``t + 1`` and its state's margin ``h(s_t)`` row
 ``t``. The margin of an episode's final observation is written when the task
 can compute it from the observation (:func:`offrl.envs.safety.margin_function`)
-and as NaN otherwise; it is not part of the dataset's arrays.
+and as NaN otherwise; it is not part of the dataset's arrays. Named subsets of the
+episodes (filter keys) are kept in ``offrl_subsets.json`` beside ``metadata.json``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,11 @@ import gymnasium as gym
 import numpy as np
 
 from offrl.data.dataset import Dataset, DatasetInfo, from_episodes, to_episodes
-from offrl.data.validate import DatasetError, validate
+from offrl.data.formats.atomic import replace_atomically
+from offrl.data.validate import DatasetError, subset_ids, validate
+
+#: offrl's side file of named subsets in a Minari dataset directory.
+SUBSETS_FILE = "offrl_subsets.json"
 
 
 def minari_root() -> pathlib.Path:
@@ -149,6 +154,7 @@ def read_minari(path_or_id: str | os.PathLike, validate_data: bool = True) -> Da
         action_low=tuple(float(x) for x in np.asarray(act_space.low).reshape(-1)),
         action_high=tuple(float(x) for x in np.asarray(act_space.high).reshape(-1)),
         source=str(data_path),
+        subsets=read_subsets_file(data_path, len(episodes)),
     )
     dataset = from_episodes(episodes, info)
     if validate_data:
@@ -158,6 +164,49 @@ def read_minari(path_or_id: str | os.PathLike, validate_data: bool = True) -> Da
         )
         dataset = validate(dataset, flat_obs, flat_act)
     return dataset
+
+
+def read_subsets_file(data_path: pathlib.Path, num_episodes: int):
+    """The named subsets kept in ``offrl_subsets.json`` beside ``metadata.json`` (a
+    file of offrl's that Minari ignores); ``()`` when there is none."""
+    path = pathlib.Path(data_path) / SUBSETS_FILE
+    if not path.exists():
+        return ()
+    try:
+        content = json.loads(path.read_text())
+        stored = dict(content["subsets"])
+        recorded = int(content["num_episodes"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise DatasetError(
+            f"is unreadable ({type(error).__name__}: {error})",
+            field=SUBSETS_FILE,
+            source=str(data_path),
+            fix=f"restore {path}, or delete it (it holds only the named subsets)",
+        ) from error
+    if recorded != num_episodes:
+        raise DatasetError(
+            f"was written for {recorded} episodes, the dataset has {num_episodes}",
+            field=SUBSETS_FILE,
+            source=str(data_path),
+            fix=f"the data changed since: delete {path} and write the subsets again",
+        )
+    return tuple(
+        (name, subset_ids(name, ids, num_episodes, str(data_path)))
+        for name, ids in sorted(stored.items())
+    )
+
+
+def write_subsets_file(data_path: pathlib.Path, dataset: Dataset) -> None:
+    """Write every subset of ``dataset`` to ``offrl_subsets.json`` (atomically)."""
+    content = {
+        "format": "offrl-subsets-1",
+        "num_episodes": dataset.num_episodes,
+        "subsets": {name: list(ids) for name, ids in dataset.info.subsets},
+    }
+    replace_atomically(
+        pathlib.Path(data_path) / SUBSETS_FILE,
+        lambda tmp: tmp.write_text(json.dumps(content, indent=1) + "\n"),
+    )
 
 
 def _spec_id(metadata: dict) -> str | None:
@@ -330,6 +379,8 @@ def write_minari(
                 )
             )
         storage.update_episodes(buffers)
+        if dataset.info.subsets:
+            write_subsets_file(staging / "data", dataset)
         if path.exists():
             shutil.rmtree(path)
         os.replace(staging, path)
