@@ -217,3 +217,137 @@ def test_train_with_a_filter_key_weights_and_a_validation_key(tmp_path):
     with pytest.raises(RunError, match="cql takes no per-sample weights.*bc"):
         train("cql", str(root), tmp_path / "cql", train_config=config)
     assert not (tmp_path / "cql").exists()
+
+
+# ------------------------------------------------------------------ quality scores
+def test_ksg_mutual_information_matches_the_gaussian_closed_form():
+    """I(X; Y) = -d/2 log(1 - rho^2) for d independent pairs with correlation rho."""
+    from offrl.curate.quality import kozachenko_leonenko_entropy, ksg_mutual_information
+
+    rng = np.random.default_rng(0)
+    for rho in (0.0, 0.6, 0.9):
+        x = rng.normal(size=(1500, 2))
+        y = rho * x + np.sqrt(1 - rho**2) * rng.normal(size=(1500, 2))
+        exact = -np.log(1 - rho**2)  # two pairs: 2 * (-1/2 log(1 - rho^2))
+        assert abs(ksg_mutual_information(x, y, k=3) - exact) < 0.06, rho
+    x = rng.normal(size=(3000, 3))
+    assert abs(kozachenko_leonenko_entropy(x) - 1.5 * np.log(2 * np.pi * np.e)) < 0.05
+
+
+def _scripted_episodes():
+    """Eight demonstrations of one smooth policy on a circle (state (cos q, sin q), action
+    a = sin(3 q), q' = q + 0.15 + 0.1 a) from random starts, a duplicate of the first, and
+    one whose actions are pure noise."""
+    rng = np.random.default_rng(1)
+
+    def rollout(noise: bool, angle: float):
+        angles, actions = [angle], []
+        for _ in range(40):
+            a = rng.uniform(-1, 1) if noise else np.sin(3 * angles[-1])
+            actions.append([a])
+            angles.append(angles[-1] + 0.15 + 0.1 * a)
+        angles = np.asarray(angles)
+        observations = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+        return {
+            "observations": observations,
+            "actions": np.asarray(actions, np.float32),
+            "rewards": np.asarray(actions, np.float32)[:, 0],
+            "terminations": np.zeros(40, bool),
+            "truncations": np.r_[np.zeros(39, bool), True],
+        }
+
+    starts = rng.uniform(0, 2 * np.pi, 9)
+    episodes = [rollout(False, s) for s in starts[:8]]
+    episodes.append({k: v.copy() for k, v in episodes[0].items()})  # 8: duplicate of 0
+    episodes.append(rollout(True, starts[8]))  # 9: noise
+    info = DatasetInfo(name="scripted", action_low=(-1.0,), action_high=(1.0,))
+    return validate(from_episodes(episodes, info))
+
+
+def test_quality_scores_single_out_noise_and_see_duplicates(tmp_path):
+    from offrl.curate.quality import QualityConfig, assess, read_scores, write_scores
+
+    dataset = _scripted_episodes()
+    scores = assess(dataset, QualityConfig(batch_size=128, encoder="none"))
+    episodes = {k: np.asarray(v) for k, v in scores["episodes"].items()}
+    assert np.argmin(episodes["deminf"]) == 9  # noise: actions do not follow the states
+    assert np.argmax(episodes["action_divergence"]) == 9
+    # In one batch of all 400 steps, a duplicate and its original are each other's nearest
+    # other-episode states (novelty 0) and, by symmetry, score the same.
+    whole = assess(dataset, QualityConfig(batch_size=512, repeats=1, encoder="none"))
+    twins = {k: np.asarray(v)[[0, 8]] for k, v in whole["episodes"].items()}
+    np.testing.assert_allclose(twins["novelty"], [0.0, 0.0], atol=1e-6)
+    assert np.all(np.delete(np.asarray(whole["episodes"]["novelty"]), [0, 8]) > 1e-3)
+    np.testing.assert_allclose(twins["deminf"][0], twins["deminf"][1], rtol=1e-9)
+    clean = assess(dataset.select_episodes(range(9)), QualityConfig(batch_size=128, encoder="none"))
+    assert (
+        clean["dataset_metrics"]["action_divergence"]
+        < scores["dataset_metrics"]["action_divergence"]
+    )
+    reference = assess(
+        dataset, QualityConfig(batch_size=128, encoder="none"), dataset.select_episodes([0])
+    )
+    assert reference["episodes"]["overlap"][0] == 1.0 and reference["episodes"]["overlap"][8] == 1
+    path = write_scores(tmp_path / "s.json", scores)
+    assert read_scores(path, dataset)["episodes"]["deminf"] == scores["episodes"]["deminf"]
+    with pytest.raises(DatasetError, match="computed for other data"):
+        read_scores(path, dataset.select_episodes(range(9)))
+
+
+def test_deminf_with_vae_latents_still_finds_the_noise():
+    from offrl.curate.quality import QualityConfig, assess
+
+    config = QualityConfig(
+        batch_size=128, encoder="vae", state_latent_dim=2, action_latent_dim=1, vae_steps=300
+    )
+    scores = assess(_scripted_episodes(), config)
+    assert np.argmin(scores["episodes"]["deminf"]) == 9
+
+
+def test_curate_keeps_by_score_threshold_and_per_group():
+    from offrl.curate.select import episode_weights, keep
+
+    scores = {
+        "episodes": {
+            "deminf": [0.5, -1.0, 2.0, 0.0, float("nan"), 1.0],
+            "action_divergence": [0.1, 0.9, 0.2, 0.5, 0.3, 0.4],
+            "novelty": [1, 2, 3, 4, 5, 6],
+        }
+    }
+    np.testing.assert_array_equal(keep(scores, "deminf", top=0.5), [0, 2, 5])
+    np.testing.assert_array_equal(keep(scores, "deminf", threshold=0.5), [0, 2, 5])
+    np.testing.assert_array_equal(keep(scores, "action_divergence", top=1 / 3), [0, 2])
+    np.testing.assert_array_equal(keep(scores, "action_divergence", threshold=0.3), [0, 2, 4])
+    # per operator: the better half of each group, whatever the other group scores
+    np.testing.assert_array_equal(
+        keep(scores, "deminf", top=0.5, groups=[[0, 1], [2, 3, 4, 5]]), [0, 2, 5]
+    )
+    with pytest.raises(ValueError, match="no better direction"):
+        keep(scores, "novelty", top=0.5)
+    np.testing.assert_array_equal(
+        keep(scores, "novelty", top=0.5, higher_is_better=False), [0, 1, 2]
+    )
+    weights = episode_weights(scores, "deminf", temperature=1.0)
+    assert weights[4] == 0 and np.isclose(weights[[0, 1, 2, 3, 5]].mean(), 1.0)
+    assert np.all(np.diff(weights[[1, 3, 0, 5, 2]]) > 0)
+
+
+def test_cli_quality_then_curate_then_train_on_the_subset(tmp_path, capsys):
+    from offrl.cli import main
+
+    root = write_minari(_scripted_episodes(), tmp_path / "demos")
+    main(["data", "quality", str(root), "--output", str(tmp_path / "q.json"), "--encoder", "none"])
+    main(
+        [
+            "data", "curate", str(root), "--scores", str(tmp_path / "q.json"), "--by", "deminf",
+            "--top", "0.5", "--key", "best", "--weights-output", str(tmp_path / "w.npz"),
+        ]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert "kept 5 of 10 episodes by deminf" in out
+    best = load_dataset(root, filter_key="best")
+    assert best.num_episodes == 5 and 9 not in dict(read_minari(root).info.subsets)["best"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "curate", str(root), "--scores", str(tmp_path / "q.json"), "--key", "x"])
+    assert exit_info.value.code == 2
+    assert "exactly one of --top" in capsys.readouterr().err

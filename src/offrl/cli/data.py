@@ -3,6 +3,7 @@
 import dataclasses
 from typing import Literal
 
+import numpy as np
 import tyro
 
 from offrl.cli.common import _fail, _group_help
@@ -14,11 +15,15 @@ def cmd_data(argv: list[str]) -> None:
     from offrl.data.loading import load_dataset
 
     console = Console()
-    usage = "usage: offrl data inspect|validate|convert ... (add --help to any of them)"
+    usage = (
+        "usage: offrl data inspect|validate|convert|quality|curate ... (add --help to any of them)"
+    )
     _group_help(argv, usage)
-    if not argv or argv[0] not in ("inspect", "validate", "convert"):
+    if not argv or argv[0] not in ("inspect", "validate", "convert", "quality", "curate"):
         _fail(usage)
     verb, rest = argv[0], argv[1:]
+    if verb in ("quality", "curate"):
+        return (cmd_quality if verb == "quality" else cmd_curate)(rest, console)
 
     @dataclasses.dataclass(frozen=True)
     class Source:
@@ -30,6 +35,8 @@ def cmd_data(argv: list[str]) -> None:
         """robomimic-style files: the obs/<key> arrays that form the observation, in order."""
         env_id: str | None = None
         """The environment the data came from (D4RL-style files: checks shapes and bounds)."""
+        filter_key: str | None = None
+        """Only the episodes of this named subset (offrl data inspect lists them)."""
 
     @dataclasses.dataclass(frozen=True)
     class Inspect(Source):
@@ -51,7 +58,7 @@ def cmd_data(argv: list[str]) -> None:
 
     cls = {"convert": Convert, "inspect": Inspect}.get(verb, Source)
     args = tyro.cli(cls, args=rest, prog=f"offrl data {verb}")
-    dataset = load_dataset(args.dataset, args.observation_keys, args.env_id)
+    dataset = load_dataset(args.dataset, args.observation_keys, args.env_id, args.filter_key)
     if verb == "validate":
         console.print(
             f"[green]valid[/]: {dataset.size} transitions in {dataset.num_episodes} "
@@ -73,3 +80,128 @@ def cmd_data(argv: list[str]) -> None:
             _fail("offrl data convert SOURCE OUTPUT: OUTPUT is missing")
         path = write_minari(dataset, args.output, data_format=args.format, overwrite=args.overwrite)
         console.print(f"wrote {dataset.size} transitions to {path} (Minari, {args.format})")
+
+
+@dataclasses.dataclass(frozen=True)
+class Quality:
+    """Score a dataset and each of its episodes: action divergence, novelty, DemInf's
+    mutual-information score, overlap with a reference, returns (offrl.curate.quality)."""
+
+    dataset: tyro.conf.Positional[str]
+    """A .hdf5 file, a Minari dataset directory or id, or suite:NAME."""
+    output: str | None = None
+    """Write the scores here (JSON; offrl data curate reads it). Default: print only."""
+    plot: str | None = None
+    """Also write a figure of every score against the episode return to this PNG."""
+    reference: str | None = None
+    """A dataset to measure overlap with (e.g. the clean demonstrations)."""
+    observation_keys: tuple[str, ...] | None = None
+    """robomimic-style files: the obs/<key> arrays that form the observation, in order."""
+    env_id: str | None = None
+    """The environment the data came from (D4RL-style files: checks shapes and bounds)."""
+    encoder: Literal["auto", "vae", "none"] = "auto"
+    """DemInf's latents: a beta-VAE per space, the standardized data, or auto."""
+    vae_steps: int = 2000
+    """Updates of each beta-VAE (DemInf: 50,000)."""
+    repeats: int = 4
+    """Passes over the data in fresh random batches."""
+    seed: int = 0
+    """Seed of the batches and the VAE."""
+
+
+def cmd_quality(argv: list[str], console) -> None:
+    from offrl.curate.quality import QualityConfig, assess, write_scores
+    from offrl.curate.report import print_quality, quality_figure
+    from offrl.data.loading import load_dataset
+
+    args = tyro.cli(Quality, args=argv, prog="offrl data quality")
+    if args.vae_steps <= 0 or args.repeats <= 0:
+        _fail("--vae-steps and --repeats must be positive")
+    dataset = load_dataset(args.dataset, args.observation_keys, args.env_id)
+    reference = load_dataset(args.reference) if args.reference else None
+    config = QualityConfig(
+        encoder=args.encoder, vae_steps=args.vae_steps, repeats=args.repeats, seed=args.seed
+    )
+    scores = assess(dataset, config, reference)
+    scores["dataset"] = args.dataset
+    print_quality(scores, console)
+    if args.output:
+        console.print(f"wrote {write_scores(args.output, scores)}")
+    if args.plot:
+        quality_figure(scores).savefig(args.plot, dpi=100, bbox_inches="tight")
+        console.print(f"wrote {args.plot}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Curate:
+    """Keep the best episodes by a quality score as a named subset (a filter key), a new
+    dataset, or per-episode loss weights (offrl.curate.select)."""
+
+    dataset: tyro.conf.Positional[str]
+    """The dataset the scores were computed for."""
+    scores: str
+    """The scores file of offrl data quality --output."""
+    by: str = "deminf"
+    """The score to rank by: deminf, action_divergence, return, overlap, novelty."""
+    top: float | None = None
+    """Keep this fraction of the episodes (of each --within subset)."""
+    threshold: float | None = None
+    """Keep the episodes whose score is at least this (at most, when lower is better)."""
+    within: tuple[str, ...] = ()
+    """Keep the top fraction within each of these subsets (e.g. one per operator)."""
+    lower_is_better: bool | None = None
+    """Override the score's direction (needed for novelty)."""
+    key: str | None = None
+    """Store the kept episodes as this named subset of the dataset."""
+    output: str | None = None
+    """Write the kept episodes as a new Minari dataset here."""
+    weights_output: str | None = None
+    """Write per-episode loss weights exp(z / T) of the standardized score (mean 1) to this
+    .npz, for offrl train --weights."""
+    temperature: float = 1.0
+    """T of --weights-output."""
+    observation_keys: tuple[str, ...] | None = None
+    """robomimic-style files: the obs/<key> arrays that form the observation, in order."""
+    env_id: str | None = None
+    """The environment the data came from (D4RL-style files)."""
+
+
+def cmd_curate(argv: list[str], console) -> None:
+    from offrl.curate.quality import read_scores
+    from offrl.curate.select import episode_weights, keep
+    from offrl.data.formats.minari import write_minari
+    from offrl.data.loading import load_dataset
+    from offrl.data.subsets import write_subsets
+    from offrl.data.weights import write_weights
+
+    args = tyro.cli(Curate, args=argv, prog="offrl data curate")
+    if not (args.key or args.output or args.weights_output):
+        _fail("offrl data curate: say what to write: --key NAME, --output DIR or --weights-output")
+    wants_selection = args.key or args.output
+    if wants_selection and (args.top is None) == (args.threshold is None):
+        _fail("offrl data curate: give exactly one of --top FRACTION and --threshold VALUE")
+    dataset = load_dataset(args.dataset, args.observation_keys, args.env_id)
+    scores = read_scores(args.scores, dataset)
+    direction = None if args.lower_is_better is None else not args.lower_is_better
+    if wants_selection:
+        groups = [dataset.subset_episodes(name) for name in args.within] or None
+        kept = keep(scores, args.by, args.top, args.threshold, groups, direction)
+        if kept.size == 0:
+            _fail(f"no episode passes the selection by {args.by}; nothing was written")
+        console.print(
+            f"kept {kept.size} of {dataset.num_episodes} episodes by {args.by} "
+            f"({int(np.asarray(dataset.episode_lengths)[kept].sum())} transitions)"
+        )
+        if args.key:
+            write_subsets(dataset, {args.key: kept})
+            console.print(f"wrote the subset '{args.key}' to {dataset.info.location}")
+        if args.output:
+            path = write_minari(dataset.select_episodes(kept), args.output)
+            console.print(f"wrote {path} (Minari)")
+    if args.weights_output:
+        weights = episode_weights(scores, args.by, args.temperature, direction)
+        path = write_weights(args.weights_output, dataset, weights, episode_scores=weights)
+        console.print(
+            f"wrote {path}: per-episode weights by {args.by} (min {weights.min():.3g}, "
+            f"max {weights.max():.3g}, mean 1)"
+        )

@@ -1,0 +1,1 @@
+"""Data quality and curation: scores of a dataset's episodes, subsets and weights from them."""
