@@ -351,3 +351,27 @@ def test_cli_quality_then_curate_then_train_on_the_subset(tmp_path, capsys):
         main(["data", "curate", str(root), "--scores", str(tmp_path / "q.json"), "--key", "x"])
     assert exit_info.value.code == 2
     assert "exactly one of --top" in capsys.readouterr().err
+
+
+def test_operator_test_bed_carries_its_filter_keys_and_the_scores_rank_the_levels():
+    """robomimic's multi-human layout: six operators, two per level, filter keys per
+    operator, level and pair; per-level means of the scores come out in the true order."""
+    from offrl.curate.quality import QualityConfig, assess
+
+    dataset = load_dataset("suite:pendulum-operators")
+    subsets = dict(dataset.info.subsets)
+    assert dataset.num_episodes == 120 and len(subsets["better_1"]) == 20
+    assert set(subsets["okay_better"]) == set(subsets["okay"]) | set(subsets["better"])
+    returns = dataset.episode_returns()
+    level_return = {lvl: returns[list(subsets[lvl])].mean() for lvl in ("worse", "okay", "better")}
+    assert level_return["worse"] < level_return["okay"] < level_return["better"]
+    scores = assess(dataset, QualityConfig(encoder="none", repeats=2))["episodes"]
+    for name, sign in (("deminf", 1.0), ("action_divergence", -1.0)):
+        values = sign * np.asarray(scores[name])
+        means = [values[list(subsets[lvl])].mean() for lvl in ("worse", "okay", "better")]
+        assert means[0] < means[1] < means[2], (name, means)
+    noisy = load_dataset("suite:pendulum-noisy-mix", filter_key="corrupted")
+    assert noisy.num_episodes == 30
+    # a suite dataset keeps new subsets in its cache directory
+    write_subsets(load_dataset("suite:pendulum-noisy-mix"), {"first": [0, 1]})
+    assert load_dataset("suite:pendulum-noisy-mix", filter_key="first").num_episodes == 2

@@ -25,9 +25,15 @@ def cache_dir() -> pathlib.Path:
 
 
 def available() -> list[str]:
-    from offrl.suites import locomotion, maze, pendulum, safety
+    from offrl.suites import curation, locomotion, maze, pendulum, safety
 
-    return [*pendulum.RECIPES, *maze.RECIPES, *locomotion.RECIPES, *safety.RECIPES]
+    return [
+        *pendulum.RECIPES,
+        *curation.RECIPES,
+        *maze.RECIPES,
+        *locomotion.RECIPES,
+        *safety.RECIPES,
+    ]
 
 
 def missing_behavior(name: str) -> str | None:
@@ -62,9 +68,9 @@ def missing_behavior(name: str) -> str | None:
 
 
 def _recipe_module(name: str):
-    from offrl.suites import locomotion, maze, pendulum, safety
+    from offrl.suites import curation, locomotion, maze, pendulum, safety
 
-    for module in (pendulum, maze, locomotion, safety):
+    for module in (pendulum, curation, maze, locomotion, safety):
         if name in module.RECIPES:
             return module
     raise KeyError(name)

@@ -36,7 +36,11 @@ _GRAVITY_TERM = 15.0  # 3 g / (2 l) with g = 10, l = 1
 
 
 class SwingUpController:
-    """Energy-pumping swing-up with a PD catch near the upright position."""
+    """Energy-pumping swing-up with a PD catch near the upright position
+    (``gravity_term``: ``3 g / (2 l)`` of the pendulum it is tuned for)."""
+
+    def __init__(self, gravity_term: float = _GRAVITY_TERM):
+        self.gravity_term = gravity_term
 
     def __call__(self, observation: np.ndarray) -> np.ndarray:
         cos_theta, sin_theta, velocity = (float(x) for x in observation)
@@ -44,9 +48,9 @@ class SwingUpController:
         if cos_theta > 0.85:
             torque = -(12.0 * theta + 2.5 * velocity)
         else:
-            energy = 0.5 * velocity**2 + _GRAVITY_TERM * cos_theta
+            energy = 0.5 * velocity**2 + self.gravity_term * cos_theta
             direction = np.sign(velocity) if abs(velocity) > 1e-3 else 1.0
-            torque = 1.5 * (_GRAVITY_TERM - energy) * direction
+            torque = 1.5 * (self.gravity_term - energy) * direction
         return np.clip(np.array([torque], np.float32), -2.0, 2.0)
 
 

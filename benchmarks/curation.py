@@ -1,0 +1,166 @@
+"""Do the quality scores find the good data, and does BC on it do better?
+
+On the curation test beds (:mod:`offrl.suites.curation`):
+
+1. ``pendulum-operators`` (six scripted operators, two each better/okay/worse):
+   every quality score's per-operator mean against the known level (Spearman over the
+   six operators, levels 1/2/3) and against the held-out score of BC trained on that
+   operator's 20 episodes alone; then BC on all 120 episodes, on the top half by
+   DemInf, on the top half of each operator, and on the ``better`` operators.
+2. each mixture (``pendulum-noisy-mix``, ``pendulum-dynamics-mix``): how well each
+   score separates the corrupted episodes (ROC AUC, 1 = perfect, 0.5 = chance), and
+   BC on all 60 episodes (uniform), on the top half by DemInf (filtered), with
+   DemInf weights (``exp(z)``, mean 1), and on the clean half alone.
+
+BC: 128x128, ``--steps`` updates, seeds 0,1,2 in parallel; normalized score of the
+final policy on ``--heldout`` held-out episodes per seed (reset seeds 900000000..,
+nothing was chosen on them), mean and sample std over seeds.
+
+    python benchmarks/curation.py --output benchmarks/results/curation-pendulum.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import tempfile
+import time
+
+import numpy as np
+
+from offrl.algos import bc
+from offrl.curate.quality import SCORES, QualityConfig, assess
+from offrl.curate.select import episode_weights, keep
+from offrl.data.loading import load_dataset
+from offrl.data.weights import attach_weights
+from offrl.evaluate.statistics import spearman
+from offrl.run.settings import TrainConfig
+from offrl.run.train import train
+from offrl.suites.curation import OPERATORS
+
+
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """P(score of a positive > score of a negative), ties half (Mann-Whitney)."""
+    scores = np.asarray(scores, np.float64)
+    pos, neg = scores[positive], scores[~positive]
+    greater = (pos[:, None] > neg[None, :]).mean()
+    ties = (pos[:, None] == neg[None, :]).mean()
+    return float(greater + 0.5 * ties)
+
+
+def train_bc(dataset, steps: int, heldout: int, workdir: pathlib.Path, name: str) -> dict:
+    config = TrainConfig(
+        steps=steps,
+        eval_every=0,
+        eval_episodes=1,
+        checkpoint_every=steps,
+        seeds=(0, 1, 2),
+        heldout_episodes=heldout,
+        progress=False,
+    )
+    summary = train("bc", dataset, workdir / name, bc.Config(hidden_dims=(128, 128)), config)
+    scores = [float(x) for x in summary["final_per_seed"]]
+    return {
+        "final_per_seed": scores,
+        "mean": float(np.mean(scores)),
+        "std": float(np.std(scores, ddof=1)),
+    }
+
+
+def operators(args, workdir: pathlib.Path) -> dict:
+    dataset = load_dataset("suite:pendulum-operators")
+    quality = assess(dataset, QualityConfig())
+    subsets = dict(dataset.info.subsets)
+    names = list(OPERATORS)
+    level = np.asarray([("worse", "okay", "better").index(OPERATORS[n][0]) + 1 for n in names])
+    per_operator_bc = {
+        n: train_bc(dataset.subset(n), args.steps, args.heldout, workdir, n) for n in names
+    }
+    bc_score = np.asarray([per_operator_bc[n]["mean"] for n in names])
+    ranking = {}
+    for score, better in SCORES.items():
+        if score not in quality["episodes"]:
+            continue
+        values = np.asarray(quality["episodes"][score])
+        means = np.asarray([np.nanmean(values[list(subsets[n])]) for n in names])
+        oriented = means if better is not False else -means
+        ranking[score] = {
+            "per_operator": dict(zip(names, means.tolist(), strict=True)),
+            "spearman_vs_level": spearman(oriented, level),
+            "spearman_vs_bc": spearman(oriented, bc_score),
+        }
+    groups = [subsets[n] for n in names]
+    variants = {
+        "all": dataset,
+        "deminf_top_half": dataset.select_episodes(keep(quality, "deminf", top=0.5)),
+        "deminf_top_half_per_operator": dataset.select_episodes(
+            keep(quality, "deminf", top=0.5, groups=groups)
+        ),
+        "better_operators": dataset.subset("better"),
+    }
+    return {
+        "level_order": dict(zip(names, level.tolist(), strict=True)),
+        "bc_per_operator": per_operator_bc,
+        "scores": ranking,
+        "dataset_metrics": quality["dataset_metrics"],
+        "bc": {
+            k: train_bc(v, args.steps, args.heldout, workdir, f"op-{k}")
+            for k, v in variants.items()
+        },
+    }
+
+
+def mixture(name: str, args, workdir: pathlib.Path) -> dict:
+    dataset = load_dataset(f"suite:{name}")
+    quality = assess(dataset, QualityConfig())
+    corrupted = np.zeros(dataset.num_episodes, bool)
+    corrupted[list(dict(dataset.info.subsets)["corrupted"])] = True
+    separation = {}
+    for score, better in SCORES.items():
+        if score not in quality["episodes"] or better is None:
+            continue
+        values = np.asarray(quality["episodes"][score])
+        # AUC of "looks worse" for the corrupted episodes
+        separation[score] = roc_auc(-values if better else values, corrupted)
+    variants = {
+        "uniform": dataset,
+        "deminf_filtered_top_half": dataset.select_episodes(keep(quality, "deminf", top=0.5)),
+        "deminf_weighted": attach_weights(dataset, episode_weights(quality, "deminf")),
+        "clean_only": dataset.subset("clean"),
+    }
+    kept = keep(quality, "deminf", top=0.5)
+    return {
+        "roc_auc_corrupted": separation,
+        "deminf_top_half_clean_share": float(np.mean(~corrupted[kept])),
+        "dataset_metrics": quality["dataset_metrics"],
+        "bc": {
+            k: train_bc(v, args.steps, args.heldout, workdir, f"{name}-{k}")
+            for k, v in variants.items()
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=5000)
+    parser.add_argument("--heldout", type=int, default=50)
+    parser.add_argument("--output", required=True)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = pathlib.Path(tmp)
+        results = {
+            "settings": {"steps": args.steps, "heldout_episodes": args.heldout, "seeds": [0, 1, 2]},
+            "pendulum-operators": operators(args, workdir),
+            "pendulum-noisy-mix": mixture("pendulum-noisy-mix", args, workdir),
+            "pendulum-dynamics-mix": mixture("pendulum-dynamics-mix", args, workdir),
+        }
+    results["seconds"] = time.perf_counter() - started
+    pathlib.Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    pathlib.Path(args.output).write_text(json.dumps(results, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in results.items() if k != "settings"}, indent=1)[:6000])
+
+
+if __name__ == "__main__":
+    main()

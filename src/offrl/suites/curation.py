@@ -1,0 +1,112 @@
+"""Test beds for data quality and curation, on Pendulum: seconds to build, labeled with
+named subsets (filter keys) that say where every episode came from.
+
+- ``pendulum-operators``: robomimic's multi-human layout with scripted operators: six
+  operators of 20 episodes each, two each ``better``, ``okay`` and ``worse``, all
+  driving the swing-up controller (:class:`offrl.suites.pendulum.SwingUpController`)
+  with their own Gaussian action noise and share of random actions (``OPERATORS``).
+  Filter keys: each operator (``better_1`` ...), each level (``better``, ``okay``,
+  ``worse``) and robomimic's pairs (``okay_better``, ``worse_okay``, ``worse_better``).
+- ``pendulum-noisy-mix``: 30 clean demonstrations (noise std 0.1) and 30 noisy ones
+  (std 1.0 and 30% random actions); keys ``clean``, ``corrupted``.
+- ``pendulum-dynamics-mix``: the same 30 clean demonstrations and 30 from a pendulum
+  with 1.5 times the gravity, recorded by a controller tuned for that pendulum (right
+  there, wrong here); keys ``clean``, ``corrupted``.
+
+The corrupted half of each mixture resets from other seeds than the clean half, so
+their start states differ as two operators' would.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from offrl.data.dataset import Dataset
+from offrl.envs.registry import make_env
+from offrl.suites.collect import record_episode, suite_dataset
+from offrl.suites.pendulum import _GRAVITY_TERM, ENV_ID, SwingUpController
+
+BEHAVIOR = (
+    "offrl.suites.curation: the scripted swing-up controller with per-operator Gaussian "
+    "action noise and random actions"
+)
+
+#: name -> (level, action noise std, share of uniformly random actions)
+OPERATORS = {
+    "better_1": ("better", 0.1, 0.0),
+    "better_2": ("better", 0.2, 0.0),
+    "okay_1": ("okay", 0.5, 0.1),
+    "okay_2": ("okay", 0.6, 0.15),
+    "worse_1": ("worse", 1.0, 0.3),
+    "worse_2": ("worse", 1.2, 0.4),
+}
+LEVELS = ("worse", "okay", "better")
+
+RECIPES = {
+    "pendulum-operators": {"episodes_per_operator": 20},
+    "pendulum-noisy-mix": {"clean": 30, "corrupted": 30, "corruption": "noise"},
+    "pendulum-dynamics-mix": {"clean": 30, "corrupted": 30, "corruption": "gravity=1.5"},
+}
+
+
+def collect(
+    num_episodes: int,
+    seed: int,
+    noise_std: float,
+    random_fraction: float,
+    first_reset_seed: int,
+    gravity: float = 1.0,
+) -> list[dict[str, np.ndarray]]:
+    """Episodes of the controller tuned for ``gravity`` in a pendulum with that gravity."""
+    env_id = ENV_ID if gravity == 1.0 else f"{ENV_ID}@gravity={gravity}"
+    env = make_env(env_id)
+    rng = np.random.default_rng(seed)
+    controller = SwingUpController(_GRAVITY_TERM * gravity)
+    low, high = env.action_space.low, env.action_space.high
+
+    def choose_action(observation):
+        if rng.random() < random_fraction:
+            return rng.uniform(low, high).astype(np.float32)
+        action = controller(observation) + noise_std * rng.standard_normal(1)
+        return np.clip(action, low, high).astype(np.float32)
+
+    episodes = [
+        record_episode(env, choose_action, first_reset_seed + i) for i in range(num_episodes)
+    ]
+    env.close()
+    return episodes
+
+
+def _labeled(name: str, parts: list[tuple[str, list]], groups: dict[str, list[str]]) -> Dataset:
+    episodes, subsets, start = [], {}, 0
+    for label, part in parts:
+        episodes.extend(part)
+        subsets[label] = list(range(start, start + len(part)))
+        start += len(part)
+    for group, members in groups.items():
+        subsets[group] = [i for member in members for i in subsets[member]]
+    return suite_dataset(name, ENV_ID, episodes).with_subsets(subsets)
+
+
+def build(name: str) -> Dataset:
+    """Build a recipe into a host-side dataset (validated, with its subsets). Deterministic."""
+    if name not in RECIPES:
+        raise KeyError(f"unknown curation recipe '{name}'; available: {', '.join(RECIPES)}")
+    recipe = RECIPES[name]
+    if name == "pendulum-operators":
+        count = recipe["episodes_per_operator"]
+        parts = [
+            (operator, collect(count, 100 + i, noise, share, first_reset_seed=10_000 * (i + 1)))
+            for i, (operator, (_, noise, share)) in enumerate(OPERATORS.items())
+        ]
+        groups = {level: [o for o, v in OPERATORS.items() if v[0] == level] for level in LEVELS}
+        for first, second in (("okay", "better"), ("worse", "okay"), ("worse", "better")):
+            groups[f"{first}_{second}"] = groups[first] + groups[second]
+        return _labeled(name, parts, groups)
+    clean = collect(recipe["clean"], 200, 0.1, 0.0, first_reset_seed=70_000)
+    if recipe["corruption"] == "noise":
+        corrupted = collect(recipe["corrupted"], 201, 1.0, 0.3, first_reset_seed=80_000)
+    else:
+        gravity = float(recipe["corruption"].split("=")[1])
+        corrupted = collect(recipe["corrupted"], 202, 0.1, 0.0, 80_000, gravity=gravity)
+    return _labeled(name, [("clean", clean), ("corrupted", corrupted)], {})
