@@ -10,7 +10,9 @@ On the curation test beds (:mod:`offrl.suites.curation`):
 2. each mixture (``pendulum-noisy-mix``, ``pendulum-dynamics-mix``): how well each
    score separates the corrupted episodes (ROC AUC, 1 = perfect, 0.5 = chance), and
    BC on all 60 episodes (uniform), on the top half by DemInf (filtered), with
-   DemInf weights (``exp(z)``, mean 1), and on the clean half alone.
+   DemInf weights (``exp(z)``, mean 1), with PTR's per-step weights, with OOD-IL's
+   per-demonstration weights (against ``--feasible``, the imitator's own logs) and on
+   its top half, and on the clean half alone.
 
 BC: 128x128, ``--steps`` updates, seeds 0,1,2 in parallel; normalized score of the
 final policy on ``--heldout`` held-out episodes per seed (reset seeds 900000000..,
@@ -30,6 +32,7 @@ import time
 import numpy as np
 
 from offrl.algos import bc
+from offrl.curate import oodil, ptr
 from offrl.curate.quality import SCORES, QualityConfig, assess
 from offrl.curate.select import episode_weights, keep
 from offrl.data.loading import load_dataset
@@ -123,14 +126,39 @@ def mixture(name: str, args, workdir: pathlib.Path) -> dict:
         values = np.asarray(quality["episodes"][score])
         # AUC of "looks worse" for the corrupted episodes
         separation[score] = roc_auc(-values if better else values, corrupted)
+    # PTR: per-step weights; OOD-IL: per-demonstration weights against the imitator's own
+    # logs (the expert's episodes in the true dynamics cover the demonstrations' states)
+    ptr_weights = ptr.weights(dataset)
+    rows = np.repeat(np.arange(dataset.num_episodes), np.asarray(dataset.episode_lengths))
+    ptr_episode = np.asarray([ptr_weights[rows == i].mean() for i in range(dataset.num_episodes)])
+    oodil_episode, oodil_fit = oodil.episode_weights(dataset, load_dataset(args.feasible))
+    separation["ptr"] = roc_auc(-ptr_episode, corrupted)
+    separation["oodil"] = roc_auc(-oodil_episode, corrupted)
+    by_weight = {"episodes": {"ptr": ptr_episode.tolist(), "oodil": oodil_episode.tolist()}}
     variants = {
         "uniform": dataset,
         "deminf_filtered_top_half": dataset.select_episodes(keep(quality, "deminf", top=0.5)),
         "deminf_weighted": attach_weights(dataset, episode_weights(quality, "deminf")),
+        "ptr_weighted": attach_weights(dataset, ptr_weights),
+        "oodil_weighted": attach_weights(dataset, oodil_episode),
+        "oodil_filtered_top_half": dataset.select_episodes(
+            keep(by_weight, "oodil", top=0.5, higher_is_better=True)
+        ),
         "clean_only": dataset.subset("clean"),
     }
     kept = keep(quality, "deminf", top=0.5)
     return {
+        "oodil_fit": oodil_fit,
+        "mean_weight": {
+            "ptr": {
+                "clean": float(ptr_episode[~corrupted].mean()),
+                "corrupted": float(ptr_episode[corrupted].mean()),
+            },
+            "oodil": {
+                "clean": float(oodil_episode[~corrupted].mean()),
+                "corrupted": float(oodil_episode[corrupted].mean()),
+            },
+        },
         "roc_auc_corrupted": separation,
         "deminf_top_half_clean_share": float(np.mean(~corrupted[kept])),
         "dataset_metrics": quality["dataset_metrics"],
@@ -146,6 +174,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--heldout", type=int, default=50)
     parser.add_argument("--output", required=True)
+    parser.add_argument(
+        "--feasible", default="suite:pendulum-expert", help="OOD-IL: the imitator's own logs"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:

@@ -375,3 +375,70 @@ def test_operator_test_bed_carries_its_filter_keys_and_the_scores_rank_the_level
     # a suite dataset keeps new subsets in its cache directory
     write_subsets(load_dataset("suite:pendulum-noisy-mix"), {"first": [0, 1]})
     assert load_dataset("suite:pendulum-noisy-mix", filter_key="first").num_episodes == 2
+
+
+# --------------------------------------------------------------------- PTR, OOD-IL
+def _linear_episodes(gain: float, policy: str, count: int, seed: int):
+    """s' = s + gain * a in 2-D; ``policy``: a = -s + uniform noise (a demonstrator that
+    keeps moving), uniform noise, or a corrupted log whose states are i.i.d. noise."""
+    rng = np.random.default_rng(seed)
+    episodes = []
+    for _ in range(count):
+        s = rng.uniform(-1, 1, 2)
+        observations, actions = [s], []
+        for _ in range(30):
+            a = rng.uniform(-1, 1, 2) if policy == "noise" else -s + 0.8 * rng.uniform(-1, 1, 2)
+            s = rng.uniform(-1, 1, 2) if policy == "corrupted" else s + gain * a
+            observations.append(s)
+            actions.append(np.clip(a, -1, 1))
+        episodes.append(
+            {
+                "observations": np.asarray(observations, np.float32),
+                "actions": np.asarray(actions, np.float32),
+                "rewards": np.zeros(30, np.float32),
+                "terminations": np.zeros(30, bool),
+                "truncations": np.r_[np.zeros(29, bool), True],
+            }
+        )
+    return episodes
+
+
+def _linear_dataset(parts):
+    info = DatasetInfo(name="linear", action_low=(-1.0, -1.0), action_high=(1.0, 1.0))
+    return validate(from_episodes([ep for part in parts for ep in part], info))
+
+
+def test_ptr_weighs_down_steps_whose_outcome_is_noise():
+    """A corrupted log (next states unrelated to state and action) cannot be picked out
+    of a pool: its score is near chance, the consistent demonstrations' far above; the
+    weights are clip-and-mix of the score."""
+    from offrl.curate import ptr
+
+    dataset = _linear_dataset(
+        [_linear_episodes(0.3, "consistent", 9, 0), _linear_episodes(0.3, "corrupted", 3, 1)]
+    )
+    config = ptr.Config(horizon=1, steps=600, hidden_dims=(64, 64))
+    scores = ptr.scores(dataset, config)
+    clean, corrupted = scores[: 9 * 30].mean(), scores[9 * 30 :].mean()
+    assert corrupted < 2.5 and clean > 2 * corrupted, (clean, corrupted)
+    weights = ptr.weights_from_scores(np.asarray([0.0, 1.0, 10.0]), config)
+    np.testing.assert_allclose(weights, [0.5 * 0.1 + 0.5, 1.0, 0.5 * 3.0 + 0.5])
+    np.testing.assert_array_equal(ptr.outcome_rows(dataset, 3)[[0, 28, 29, 30]], [2, 29, 29, 32])
+
+
+def test_oodil_weighs_down_demonstrations_from_other_dynamics():
+    """Demonstrations of s' = s + 0.6 a among ones of the imitator's s' = s + 0.2 a: the
+    discriminator against the imitator's producible transitions gives them lower weights."""
+    from offrl.curate import oodil
+
+    demos = _linear_dataset(
+        [_linear_episodes(0.2, "consistent", 8, 0), _linear_episodes(0.6, "consistent", 4, 1)]
+    )
+    feasible = _linear_dataset([_linear_episodes(0.2, "noise", 20, 2)])
+    config = oodil.Config(model_steps=800, discriminator_steps=800)
+    weights, diagnostics = oodil.episode_weights(demos, feasible, config)
+    assert weights.shape == (12,) and np.all((weights >= 0) & (weights <= 1))
+    assert weights[8:].max() < weights[:8].min(), weights
+    assert diagnostics["model_heldout_rmse"] < 0.1
+    with pytest.raises(DatasetError, match="same task"):
+        oodil.episode_weights(demos, validate(from_episodes(make_episodes(), DatasetInfo())))

@@ -19,11 +19,14 @@ def cmd_data(argv: list[str]) -> None:
         "usage: offrl data inspect|validate|convert|quality|curate ... (add --help to any of them)"
     )
     _group_help(argv, usage)
-    if not argv or argv[0] not in ("inspect", "validate", "convert", "quality", "curate"):
+    verbs = ("inspect", "validate", "convert", "quality", "curate", "weigh")
+    if not argv or argv[0] not in verbs:
         _fail(usage)
     verb, rest = argv[0], argv[1:]
-    if verb in ("quality", "curate"):
-        return (cmd_quality if verb == "quality" else cmd_curate)(rest, console)
+    if verb in ("quality", "curate", "weigh"):
+        return {"quality": cmd_quality, "curate": cmd_curate, "weigh": cmd_weigh}[verb](
+            rest, console
+        )
 
     @dataclasses.dataclass(frozen=True)
     class Source:
@@ -205,3 +208,63 @@ def cmd_curate(argv: list[str], console) -> None:
             f"wrote {path}: per-episode weights by {args.by} (min {weights.min():.3g}, "
             f"max {weights.max():.3g}, mean 1)"
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class Weigh:
+    """Per-sample loss weights for offrl train --weights: PTR (how well a step's outcome
+    can be picked out of K candidates; offrl.curate.ptr) or OOD-IL (how well each
+    demonstration transfers to the imitator's dynamics; offrl.curate.oodil)."""
+
+    dataset: tyro.conf.Positional[str]
+    """The demonstrations to weigh."""
+    method: Literal["ptr", "oodil"]
+    """ptr or oodil."""
+    output: str
+    """The weights file to write (.npz)."""
+    feasible: str | None = None
+    """oodil: transitions logged on the imitator's own system (any behavior), covering the
+    demonstrations' states."""
+    horizon: int = 10
+    """ptr: steps ahead of the outcome (1: the next state)."""
+    steps: int = 3000
+    """Updates of each network."""
+    seed: int = 0
+    """Seed of the networks."""
+    observation_keys: tuple[str, ...] | None = None
+    """robomimic-style files: the obs/<key> arrays that form the observation, in order."""
+    env_id: str | None = None
+    """The environment the data came from (D4RL-style files)."""
+
+
+def cmd_weigh(argv: list[str], console) -> None:
+    from offrl.curate import oodil, ptr
+    from offrl.data.loading import load_dataset
+    from offrl.data.weights import write_weights
+
+    args = tyro.cli(Weigh, args=argv, prog="offrl data weigh")
+    if args.steps <= 0 or args.horizon <= 0:
+        _fail("--steps and --horizon must be positive")
+    if args.method == "oodil" and not args.feasible:
+        _fail("offrl data weigh --method oodil needs --feasible DATASET (the imitator's own logs)")
+    dataset = load_dataset(args.dataset, args.observation_keys, args.env_id)
+    if args.method == "ptr":
+        config = ptr.Config(horizon=args.horizon, steps=args.steps, seed=args.seed)
+        weights = ptr.weights(dataset, config)
+    else:
+        config = oodil.Config(
+            model_steps=args.steps, discriminator_steps=args.steps, seed=args.seed
+        )
+        weights, diagnostics = oodil.episode_weights(dataset, load_dataset(args.feasible), config)
+        console.print(", ".join(f"{k} {v:.4g}" for k, v in diagnostics.items()))
+    path = write_weights(args.output, dataset, weights)
+    per_step = np.load(path)["weights"]
+    console.print(
+        f"wrote {path}: {args.method} weights, mean {per_step.mean():.3g}, "
+        f"min {per_step.min():.3g}, max {per_step.max():.3g}"
+    )
+    lengths = np.asarray(dataset.episode_lengths)
+    rows = np.repeat(np.arange(dataset.num_episodes), lengths)
+    for name, ids in dataset.info.subsets:
+        mask = np.isin(rows, ids)
+        console.print(f"  subset '{name}': mean weight {per_step[mask].mean():.3g}")
