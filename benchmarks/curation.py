@@ -14,6 +14,10 @@ On the curation test beds (:mod:`offrl.suites.curation`):
    per-demonstration weights (against ``--feasible``, the imitator's own logs) and on
    its top half, and on the clean half alone.
 
+3. Behavior Retrieval: 5 expert episodes as the task and ``suite:pendulum-mixed`` as
+   the prior: BC on the task alone, on the task and the whole prior, and on the task
+   and the top 10% / 25% of the prior transitions by latent similarity.
+
 BC: 128x128, ``--steps`` updates, seeds 0,1,2 in parallel; normalized score of the
 final policy on ``--heldout`` held-out episodes per seed (reset seeds 900000000..,
 nothing was chosen on them), mean and sample std over seeds.
@@ -32,9 +36,10 @@ import time
 import numpy as np
 
 from offrl.algos import bc
-from offrl.curate import oodil, ptr
+from offrl.curate import oodil, ptr, retrieval
 from offrl.curate.quality import SCORES, QualityConfig, assess
 from offrl.curate.select import episode_weights, keep
+from offrl.data.dataset import concatenate
 from offrl.data.loading import load_dataset
 from offrl.data.weights import attach_weights
 from offrl.evaluate.statistics import spearman
@@ -169,11 +174,40 @@ def mixture(name: str, args, workdir: pathlib.Path) -> dict:
     }
 
 
+def behavior_retrieval(args, workdir: pathlib.Path) -> dict:
+    """5 expert episodes as the task, suite:pendulum-mixed as the prior."""
+    task = load_dataset("suite:pendulum-expert").select_episodes(range(5))
+    prior = load_dataset("suite:pendulum-mixed")
+    rows_episode = np.repeat(np.arange(prior.num_episodes), np.asarray(prior.episode_lengths))
+    out = {"bc": {}, "retrieved_from": {}}
+    out["bc"]["task_only"] = train_bc(task, args.steps, args.heldout, workdir, "br-task")
+    everything = concatenate([task, prior], task.info)
+    out["bc"]["task_and_all_prior"] = train_bc(
+        everything, args.steps, args.heldout, workdir, "br-all"
+    )
+    for fraction in (0.1, 0.25):
+        joined, rows = retrieval.retrieve(prior, task, retrieval.Config(fraction=fraction))
+        name = f"behavior_retrieval_{fraction}"
+        out["bc"][name] = train_bc(joined, args.steps, args.heldout, workdir, name)
+        # pendulum-mixed: episodes 0-29 noisy expert, 30-59 half random, 60-99 random
+        source = rows_episode[rows]
+        out["retrieved_from"][name] = {
+            "noisy_expert": float(np.mean(source < 30)),
+            "half_random": float(np.mean((source >= 30) & (source < 60))),
+            "random": float(np.mean(source >= 60)),
+        }
+    return out
+
+
+SECTIONS = ("operators", "noisy-mix", "dynamics-mix", "retrieval")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--heldout", type=int, default=50)
     parser.add_argument("--output", required=True)
+    parser.add_argument("--only", nargs="*", choices=SECTIONS, help="run only these sections")
     parser.add_argument(
         "--feasible", default="suite:pendulum-expert", help="OOD-IL: the imitator's own logs"
     )
@@ -182,12 +216,30 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = pathlib.Path(tmp)
         results = {
-            "settings": {"steps": args.steps, "heldout_episodes": args.heldout, "seeds": [0, 1, 2]},
-            "pendulum-operators": operators(args, workdir),
-            "pendulum-noisy-mix": mixture("pendulum-noisy-mix", args, workdir),
-            "pendulum-dynamics-mix": mixture("pendulum-dynamics-mix", args, workdir),
+            "settings": {"steps": args.steps, "heldout_episodes": args.heldout, "seeds": [0, 1, 2]}
         }
-    results["seconds"] = time.perf_counter() - started
+        output = pathlib.Path(args.output)
+        if output.exists():  # keep the sections not run this time
+            results = {**json.loads(output.read_text()), **results}
+        sections = {
+            "operators": ("pendulum-operators", lambda: operators(args, workdir)),
+            "noisy-mix": (
+                "pendulum-noisy-mix",
+                lambda: mixture("pendulum-noisy-mix", args, workdir),
+            ),
+            "dynamics-mix": (
+                "pendulum-dynamics-mix",
+                lambda: mixture("pendulum-dynamics-mix", args, workdir),
+            ),
+            "retrieval": ("behavior-retrieval", lambda: behavior_retrieval(args, workdir)),
+        }
+        for name in args.only or SECTIONS:
+            key, run = sections[name]
+            results[key] = run()
+    results.setdefault("seconds_per_run", {})[",".join(args.only or SECTIONS)] = (
+        time.perf_counter() - started
+    )
+    results.pop("seconds", None)
     pathlib.Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     pathlib.Path(args.output).write_text(json.dumps(results, indent=1) + "\n")
     print(json.dumps({k: v for k, v in results.items() if k != "settings"}, indent=1)[:6000])

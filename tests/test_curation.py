@@ -442,3 +442,34 @@ def test_oodil_weighs_down_demonstrations_from_other_dynamics():
     assert diagnostics["model_heldout_rmse"] < 0.1
     with pytest.raises(DatasetError, match="same task"):
         oodil.episode_weights(demos, validate(from_episodes(make_episodes(), DatasetInfo())))
+
+
+def test_behavior_retrieval_finds_copies_of_the_task_in_the_prior(tmp_path, capsys):
+    """Prior data holding exact copies of the task's transitions among unrelated ones:
+    the copies are retrieved first, as one-step episodes that validate."""
+    from offrl.cli import main
+    from offrl.curate import retrieval
+
+    task = _linear_dataset([_linear_episodes(0.3, "consistent", 2, 0)])
+    prior = _linear_dataset(
+        [_linear_episodes(0.3, "noise", 3, 5), _linear_episodes(0.3, "consistent", 2, 0)]
+    )
+    config = retrieval.Config(fraction=0.4, steps=300, hidden_dims=(32, 32))
+    joined, rows = retrieval.retrieve(prior, task, config)
+    np.testing.assert_array_equal(rows, np.arange(90, 150))  # the copies: episodes 3 and 4
+    joined = validate(joined)
+    assert joined.num_episodes == 2 + 60 and dict(joined.info.subsets)["task"] == (0, 1)
+    np.testing.assert_array_equal(joined.actions[60:], prior.actions[90:150])
+    assert joined.truncations[60:].all()
+
+    write_minari(task, tmp_path / "task")
+    write_minari(prior, tmp_path / "prior")
+    main(
+        [
+            "data", "retrieve", "--prior", str(tmp_path / "prior"), "--task",
+            str(tmp_path / "task"), "--output", str(tmp_path / "out"), "--fraction", "0.4",
+            "--steps", "300",
+        ]
+    )  # fmt: skip
+    assert "retrieved 60 of 150 prior transitions" in capsys.readouterr().out
+    assert load_dataset(tmp_path / "out", filter_key="retrieved").num_episodes == 60

@@ -19,14 +19,18 @@ def cmd_data(argv: list[str]) -> None:
         "usage: offrl data inspect|validate|convert|quality|curate ... (add --help to any of them)"
     )
     _group_help(argv, usage)
-    verbs = ("inspect", "validate", "convert", "quality", "curate", "weigh")
+    verbs = ("inspect", "validate", "convert", "quality", "curate", "weigh", "retrieve")
     if not argv or argv[0] not in verbs:
         _fail(usage)
     verb, rest = argv[0], argv[1:]
-    if verb in ("quality", "curate", "weigh"):
-        return {"quality": cmd_quality, "curate": cmd_curate, "weigh": cmd_weigh}[verb](
-            rest, console
-        )
+    commands = {
+        "quality": cmd_quality,
+        "curate": cmd_curate,
+        "weigh": cmd_weigh,
+        "retrieve": cmd_retrieve,
+    }
+    if verb in commands:
+        return commands[verb](rest, console)
 
     @dataclasses.dataclass(frozen=True)
     class Source:
@@ -268,3 +272,44 @@ def cmd_weigh(argv: list[str], console) -> None:
     for name, ids in dataset.info.subsets:
         mask = np.isin(rows, ids)
         console.print(f"  subset '{name}': mean weight {per_step[mask].mean():.3g}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Retrieve:
+    """Behavior Retrieval: keep the prior transitions most like the task demonstrations
+    (a beta-VAE embedding of (s, a)) and write them with the demonstrations as one dataset
+    (subsets task and retrieved; offrl.curate.retrieval)."""
+
+    prior: str
+    """The large prior dataset to retrieve from."""
+    task: str
+    """The few demonstrations of the task."""
+    output: str
+    """The Minari dataset directory to write."""
+    fraction: float = 0.1
+    """Share of the prior transitions retrieved."""
+    steps: int = 2000
+    """VAE updates."""
+    seed: int = 0
+    """Seed of the VAE."""
+    overwrite: bool = False
+    """Replace an existing output directory."""
+
+
+def cmd_retrieve(argv: list[str], console) -> None:
+    from offrl.curate import retrieval
+    from offrl.data.formats.minari import write_minari
+    from offrl.data.loading import load_dataset
+
+    args = tyro.cli(Retrieve, args=argv, prog="offrl data retrieve")
+    if not 0.0 < args.fraction <= 1.0 or args.steps <= 0:
+        _fail("--fraction must be in (0, 1] and --steps positive")
+    prior, task = load_dataset(args.prior), load_dataset(args.task)
+    config = retrieval.Config(fraction=args.fraction, steps=args.steps, seed=args.seed)
+    joined, rows = retrieval.retrieve(prior, task, config)
+    path = write_minari(joined, args.output, overwrite=args.overwrite)
+    console.print(
+        f"retrieved {rows.size} of {prior.size} prior transitions; wrote them with the "
+        f"{task.num_episodes} task episodes ({task.size} transitions) to {path} (subsets "
+        "task, retrieved)"
+    )

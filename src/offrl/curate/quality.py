@@ -41,7 +41,7 @@ import dataclasses
 import json
 import os
 import pathlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import jax
@@ -155,14 +155,24 @@ def _standardize(x: np.ndarray) -> np.ndarray:
     return (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-6)
 
 
-def fit_vae_latents(x: np.ndarray, latent_dim: int, config: QualityConfig) -> np.ndarray:
-    """A beta-VAE on standardized ``x``; returns the encoder means ``[N, latent_dim]``."""
-    data = jnp.asarray(_standardize(x), jnp.float32)
-    model = VAE(data.shape[1], latent_dim, tuple(config.vae_hidden_dims))
-    key = jax.random.PRNGKey(config.seed)
-    key, init_key = jax.random.split(key)
+def fit_vae(
+    x: np.ndarray,
+    latent_dim: int,
+    hidden_dims: tuple[int, ...] = (256, 256),
+    beta: float = 0.05,
+    steps: int = 2000,
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A beta-VAE fitted on ``x`` (standardized with ``x``'s statistics); returns the
+    encoder: rows like ``x`` to their latent means ``[M, latent_dim]``."""
+    x = np.asarray(x, np.float64)
+    mean, std = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-6)
+    data = jnp.asarray((x - mean) / std, jnp.float32)
+    model = VAE(data.shape[1], latent_dim, tuple(hidden_dims))
+    key, init_key = jax.random.split(jax.random.PRNGKey(seed))
     params = model.init(init_key, data[:1], init_key)
-    optimizer = optax.adam(config.vae_learning_rate)
+    optimizer = optax.adam(learning_rate)
     batch = min(256, data.shape[0])
 
     def step(carry, key):
@@ -171,17 +181,36 @@ def fit_vae_latents(x: np.ndarray, latent_dim: int, config: QualityConfig) -> np
         rows = data[jax.random.randint(index_key, (batch,), 0, data.shape[0])]
 
         def loss_fn(p):
-            reconstruction, mean, log_var = model.apply(p, rows, noise_key)
-            return vae_loss(reconstruction, rows, mean, log_var, config.vae_beta)[0]
+            reconstruction, mu, log_var = model.apply(p, rows, noise_key)
+            return vae_loss(reconstruction, rows, mu, log_var, beta)[0]
 
         loss, grads = jax.value_and_grad(loss_fn)(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), loss
 
     train = jax.jit(lambda p, s, keys: jax.lax.scan(step, (p, s), keys))
-    (params, _), _ = train(params, optimizer.init(params), jax.random.split(key, config.vae_steps))
-    mean, _ = model.apply(params, data, method=VAE.encode)
-    return np.asarray(mean, np.float64)
+    (params, _), _ = train(params, optimizer.init(params), jax.random.split(key, steps))
+    encode = jax.jit(lambda rows: model.apply(params, rows, method=VAE.encode)[0])
+
+    def encoder(rows: np.ndarray) -> np.ndarray:
+        scaled = (np.asarray(rows, np.float64) - mean) / std
+        return np.asarray(encode(jnp.asarray(scaled, jnp.float32)), np.float64)
+
+    return encoder
+
+
+def fit_vae_latents(x: np.ndarray, latent_dim: int, config: QualityConfig) -> np.ndarray:
+    """A beta-VAE on standardized ``x``; returns the encoder means ``[N, latent_dim]``."""
+    encoder = fit_vae(
+        x,
+        latent_dim,
+        tuple(config.vae_hidden_dims),
+        config.vae_beta,
+        config.vae_steps,
+        config.vae_learning_rate,
+        config.seed,
+    )
+    return encoder(x)
 
 
 def latents(x: np.ndarray, latent_dim: int, config: QualityConfig) -> np.ndarray:
