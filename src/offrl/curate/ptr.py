@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from offrl.curate.quality import standardize
 from offrl.data.dataset import Dataset
 from offrl.nn.mlp import MLP
 
@@ -92,11 +93,6 @@ def outcome_rows(dataset: Dataset, horizon: int) -> np.ndarray:
     return np.minimum(np.arange(dataset.size) + horizon - 1, last)
 
 
-def _standardize(x):
-    x = np.asarray(x, np.float32)
-    return (x - x.mean(0)) / np.maximum(x.std(0), 1e-6)
-
-
 def _train_scorer(inputs, outcomes, config: Config, key):
     n = inputs.shape[0]
     model = Scorer(tuple(config.hidden_dims), config.embedding_dim)
@@ -128,10 +124,11 @@ def scores(dataset: Dataset, config: Config | None = None) -> np.ndarray:
     config = config or Config()
     host = dataset.to_numpy()
     inputs = jnp.asarray(
-        np.concatenate([_standardize(host.observations), _standardize(host.actions)], axis=1)
+        np.concatenate([standardize(host.observations), standardize(host.actions)], axis=1),
+        jnp.float32,
     )
-    next_states = _standardize(host.next_observations)
-    outcomes = jnp.asarray(next_states[outcome_rows(host, config.horizon)])
+    next_states = standardize(host.next_observations)
+    outcomes = jnp.asarray(next_states[outcome_rows(host, config.horizon)], jnp.float32)
     n, count = inputs.shape[0], config.candidates
     episode = np.repeat(np.arange(host.num_episodes), np.asarray(host.episode_lengths))
     folds = min(config.folds, host.num_episodes)

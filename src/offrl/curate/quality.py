@@ -150,7 +150,8 @@ def kozachenko_leonenko_entropy(x: np.ndarray, k: int = 3) -> float:
 
 
 # ------------------------------------------------------------------- latents
-def _standardize(x: np.ndarray) -> np.ndarray:
+def standardize(x: np.ndarray) -> np.ndarray:
+    """Each column to zero mean and unit standard deviation (float64)."""
     x = np.asarray(x, np.float64)
     return (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-6)
 
@@ -216,7 +217,7 @@ def fit_vae_latents(x: np.ndarray, latent_dim: int, config: QualityConfig) -> np
 def latents(x: np.ndarray, latent_dim: int, config: QualityConfig) -> np.ndarray:
     """DemInf's representation of one space (see ``QualityConfig.encoder``)."""
     use_vae = config.encoder == "vae" or (config.encoder == "auto" and x.shape[1] > latent_dim)
-    return fit_vae_latents(x, latent_dim, config) if use_vae else _standardize(x)
+    return fit_vae_latents(x, latent_dim, config) if use_vae else standardize(x)
 
 
 # --------------------------------------------------------------------- scores
@@ -263,8 +264,8 @@ def assess(
             source=dataset.info.source,
             fix="label the actions first",
         )
-    states = _standardize(host.observations)
-    actions = _standardize(host.actions)
+    states = standardize(host.observations)
+    actions = standardize(host.actions)
     episode_of = np.repeat(np.arange(host.num_episodes), np.asarray(host.episode_lengths))
     z_states = latents(np.asarray(host.observations), config.state_latent_dim, config)
     z_actions = latents(np.asarray(host.actions), config.action_latent_dim, config)
