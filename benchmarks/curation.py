@@ -14,7 +14,7 @@ On the curation test beds (:mod:`offrl.suites.curation`):
    per-demonstration weights (against ``--feasible``, the imitator's own logs) and on
    its top half, and on the clean half alone.
 
-3. Behavior Retrieval: 5 expert episodes as the task and ``suite:pendulum-mixed`` as
+3. Behavior Retrieval: ``--task-episodes`` (5) expert episodes as the task and ``suite:pendulum-mixed`` as
    the prior: BC on the task alone, on the task and the whole prior, and on the task
    and the top 10% / 25% of the prior transitions by latent similarity.
 
@@ -175,8 +175,8 @@ def mixture(name: str, args, workdir: pathlib.Path) -> dict:
 
 
 def behavior_retrieval(args, workdir: pathlib.Path) -> dict:
-    """5 expert episodes as the task, suite:pendulum-mixed as the prior."""
-    task = load_dataset("suite:pendulum-expert").select_episodes(range(5))
+    """``--task-episodes`` expert episodes as the task, suite:pendulum-mixed as the prior."""
+    task = load_dataset("suite:pendulum-expert").select_episodes(range(args.task_episodes))
     prior = load_dataset("suite:pendulum-mixed")
     rows_episode = np.repeat(np.arange(prior.num_episodes), np.asarray(prior.episode_lengths))
     out = {"bc": {}, "retrieved_from": {}}
@@ -208,6 +208,7 @@ def main() -> None:
     parser.add_argument("--heldout", type=int, default=50)
     parser.add_argument("--output", required=True)
     parser.add_argument("--only", nargs="*", choices=SECTIONS, help="run only these sections")
+    parser.add_argument("--task-episodes", type=int, default=5, help="retrieval: task demos")
     parser.add_argument(
         "--feasible", default="suite:pendulum-expert", help="OOD-IL: the imitator's own logs"
     )
@@ -231,7 +232,10 @@ def main() -> None:
                 "pendulum-dynamics-mix",
                 lambda: mixture("pendulum-dynamics-mix", args, workdir),
             ),
-            "retrieval": ("behavior-retrieval", lambda: behavior_retrieval(args, workdir)),
+            "retrieval": (
+                f"behavior-retrieval-{args.task_episodes}-task-episodes",
+                lambda: behavior_retrieval(args, workdir),
+            ),
         }
         for name in args.only or SECTIONS:
             key, run = sections[name]
