@@ -14,9 +14,10 @@ On the curation test beds (:mod:`offrl.suites.curation`):
    per-demonstration weights (against ``--feasible``, the imitator's own logs) and on
    its top half, and on the clean half alone.
 
-3. Behavior Retrieval: ``--task-episodes`` (5) expert episodes as the task and ``suite:pendulum-mixed`` as
-   the prior: BC on the task alone, on the task and the whole prior, and on the task
-   and the top 10% / 25% of the prior transitions by latent similarity.
+3. Behavior Retrieval: ``--task-episodes`` (5) expert episodes as the task and
+   ``suite:pendulum-mixed`` as the prior: BC on the task alone, on the task and the
+   whole prior, and on the task and the top 10% / 25% of the prior transitions by
+   latent similarity.
 
 BC: 128x128, ``--steps`` updates, seeds 0,1,2 in parallel; normalized score of the
 final policy on ``--heldout`` held-out episodes per seed (reset seeds 900000000..,
