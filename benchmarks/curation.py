@@ -19,6 +19,10 @@ On the curation test beds (:mod:`offrl.suites.curation`):
    whole prior, and on the task and the top 10% / 25% of the prior transitions by
    latent similarity.
 
+4. ``pendulum-takeover`` (a novice watched by a supervisor who takes over): BC on
+   everything, with APO-style weights (corrections x2, the 15 policy steps before each
+   takeover dropped), without the pre-takeover steps only, and on the corrections only.
+
 BC: 128x128, ``--steps`` updates, seeds 0,1,2 in parallel; normalized score of the
 final policy on ``--heldout`` held-out episodes per seed (reset seeds 900000000..,
 nothing was chosen on them), mean and sample std over seeds.
@@ -37,7 +41,7 @@ import time
 import numpy as np
 
 from offrl.algos import bc
-from offrl.curate import oodil, ptr, retrieval
+from offrl.curate import apo, oodil, ptr, retrieval
 from offrl.curate.quality import SCORES, QualityConfig, assess
 from offrl.curate.select import episode_weights, keep
 from offrl.data.dataset import concatenate
@@ -200,7 +204,29 @@ def behavior_retrieval(args, workdir: pathlib.Path) -> dict:
     return out
 
 
-SECTIONS = ("operators", "noisy-mix", "dynamics-mix", "retrieval")
+def takeover(args, workdir: pathlib.Path) -> dict:
+    """suite:pendulum-takeover: BC uniform, with APO-style weights, on corrections only."""
+    dataset = load_dataset("suite:pendulum-takeover")
+    flags = np.asarray(dataset.interventions)
+    variants = {
+        "uniform": dataset,
+        "apo_weighted": attach_weights(dataset, apo.weights(dataset)),
+        "corrections_only": attach_weights(dataset, flags),
+        "without_pre_takeover": attach_weights(
+            dataset, apo.weights(dataset, apo.Config(correction_weight=1.0))
+        ),
+    }
+    return {
+        "intervention_share": float(flags.mean()),
+        "undesirable_share": float(np.mean(apo.labels(dataset, 15) < 0)),
+        "bc": {
+            k: train_bc(v, args.steps, args.heldout, workdir, f"to-{k}")
+            for k, v in variants.items()
+        },
+    }
+
+
+SECTIONS = ("operators", "noisy-mix", "dynamics-mix", "retrieval", "takeover")
 
 
 def main() -> None:
@@ -233,6 +259,7 @@ def main() -> None:
                 "pendulum-dynamics-mix",
                 lambda: mixture("pendulum-dynamics-mix", args, workdir),
             ),
+            "takeover": ("pendulum-takeover", lambda: takeover(args, workdir)),
             "retrieval": (
                 f"behavior-retrieval-{args.task_episodes}-task-episodes",
                 lambda: behavior_retrieval(args, workdir),

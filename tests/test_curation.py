@@ -473,3 +473,41 @@ def test_behavior_retrieval_finds_copies_of_the_task_in_the_prior(tmp_path, caps
     )  # fmt: skip
     assert "retrieved 60 of 150 prior transitions" in capsys.readouterr().out
     assert load_dataset(tmp_path / "out", filter_key="retrieved").num_episodes == 60
+
+
+def test_apo_weights_from_intervention_flags_and_their_formats(tmp_path):
+    """Corrections get the correction weight, the policy's steps just before each takeover
+    (within the episode, never the episode before) the undesirable weight; the flags
+    survive Minari, D4RL-style and robomimic (action_modes) files."""
+    from offrl.curate import apo
+
+    episodes = make_episodes(num_episodes=2, length=10)
+    episodes[0]["interventions"] = np.asarray([0, 0, 0, 0, 1, 1, 0, 0, 1, 0], np.float32)
+    episodes[1]["interventions"] = np.asarray([1, 1, 0, 0, 0, 0, 0, 0, 0, 0], np.float32)
+    info = DatasetInfo(name="hitl", action_low=(-1.0, -1.0), action_high=(1.0, 1.0))
+    dataset = validate(from_episodes(episodes, info))
+    np.testing.assert_array_equal(
+        apo.labels(dataset, pre_window=2),
+        [0, 0, -1, -1, 1, 1, -1, -1, 1, 0] + [1, 1, 0, 0, 0, 0, 0, 0, 0, 0],
+    )
+    weights = apo.weights(dataset, apo.Config(pre_window=2, correction_weight=3.0))
+    np.testing.assert_array_equal(weights[:10], [1, 1, 0, 0, 3, 3, 0, 0, 3, 1])
+    with pytest.raises(DatasetError, match="no intervention flags"):
+        apo.weights(validate(from_episodes(make_episodes(), info)))
+    bad = [dict(e) for e in episodes]
+    bad[0]["interventions"] = np.full(10, 0.5, np.float32)
+    with pytest.raises(DatasetError, match="intervention flags must be 0"):
+        validate(from_episodes(bad, info))
+
+    root = write_minari(dataset, tmp_path / "m")
+    np.testing.assert_array_equal(read_minari(root).interventions, dataset.interventions)
+    with h5py.File(tmp_path / "r.hdf5", "w") as f:
+        for i, episode in enumerate(episodes):
+            demo = f.create_group(f"data/demo_{i}")
+            demo["obs/x"] = episode["observations"][:-1]
+            demo["next_obs/x"] = episode["observations"][1:]
+            demo["actions"] = episode["actions"]
+            demo["action_modes"] = np.where(episode["interventions"] > 0, 1, 0)
+    np.testing.assert_array_equal(
+        load_dataset(tmp_path / "r.hdf5").interventions, dataset.interventions
+    )

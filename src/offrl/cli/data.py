@@ -217,13 +217,15 @@ def cmd_curate(argv: list[str], console) -> None:
 @dataclasses.dataclass(frozen=True)
 class Weigh:
     """Per-sample loss weights for offrl train --weights: PTR (how well a step's outcome
-    can be picked out of K candidates; offrl.curate.ptr) or OOD-IL (how well each
-    demonstration transfers to the imitator's dynamics; offrl.curate.oodil)."""
+    can be picked out of K candidates; offrl.curate.ptr), OOD-IL (how well each
+    demonstration transfers to the imitator's dynamics; offrl.curate.oodil) or APO (from
+    intervention flags: corrections up, the steps before a takeover down;
+    offrl.curate.apo)."""
 
     dataset: tyro.conf.Positional[str]
     """The demonstrations to weigh."""
-    method: Literal["ptr", "oodil"]
-    """ptr or oodil."""
+    method: Literal["ptr", "oodil", "apo"]
+    """ptr, oodil or apo."""
     output: str
     """The weights file to write (.npz)."""
     feasible: str | None = None
@@ -231,6 +233,8 @@ class Weigh:
     demonstrations' states."""
     horizon: int = 10
     """ptr: steps ahead of the outcome (1: the next state)."""
+    pre_window: int = 15
+    """apo: policy steps before a takeover counted undesirable."""
     steps: int = 3000
     """Updates of each network."""
     seed: int = 0
@@ -242,7 +246,7 @@ class Weigh:
 
 
 def cmd_weigh(argv: list[str], console) -> None:
-    from offrl.curate import oodil, ptr
+    from offrl.curate import apo, oodil, ptr
     from offrl.data.loading import load_dataset
     from offrl.data.weights import write_weights
 
@@ -255,6 +259,8 @@ def cmd_weigh(argv: list[str], console) -> None:
     if args.method == "ptr":
         config = ptr.Config(horizon=args.horizon, steps=args.steps, seed=args.seed)
         weights = ptr.weights(dataset, config)
+    elif args.method == "apo":
+        weights = apo.weights(dataset, apo.Config(pre_window=args.pre_window))
     else:
         config = oodil.Config(
             model_steps=args.steps, discriminator_steps=args.steps, seed=args.seed

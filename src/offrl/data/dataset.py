@@ -33,7 +33,7 @@ STEP_FIELDS = (
     "truncations",
 )
 #: Per-step fields a dataset may have.
-OPTIONAL_STEP_FIELDS = ("costs", "margins", "weights", "mc_returns")
+OPTIONAL_STEP_FIELDS = ("costs", "margins", "weights", "mc_returns", "interventions")
 
 Batch = dict[str, jax.Array]
 
@@ -89,6 +89,7 @@ class Dataset:
     margins: Any = None  # [N] float32, optional (safety margin h(s) of the step's state, > 0 safe)
     weights: Any = None  # [N] float32, optional (per-step loss weights)
     mc_returns: Any = None  # [N] float32, optional (derived: discounted return-to-go, Cal-QL)
+    interventions: Any = None  # [N] float32 0/1, optional (1: a person took over for this step)
     info: DatasetInfo = struct.field(pytree_node=False, default=DatasetInfo())
 
     # ----------------------------------------------------------------- sizes

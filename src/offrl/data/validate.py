@@ -81,6 +81,7 @@ _FLOAT_FIELDS = (
     "next_observations",
     "costs",
     "margins",
+    "interventions",
     "weights",
 )
 _FLAG_FIELDS = ("terminations", "truncations")
@@ -179,7 +180,15 @@ def validate(
                 field=name,
                 fix="every per-step field must have one row per transition",
             )
-    for name in ("rewards", "terminations", "truncations", "costs", "margins", "weights"):
+    for name in (
+        "rewards",
+        "terminations",
+        "truncations",
+        "costs",
+        "margins",
+        "weights",
+        "interventions",
+    ):
         if name in fields and fields[name].ndim != 1:
             fail(
                 f"has shape {fields[name].shape}, expected ({size},)",
@@ -219,6 +228,19 @@ def validate(
                 episode=_episode_of(dataset, flat_row),
                 fix="drop or repair that episode (NaN/inf usually means a sensor dropout "
                 "or a diverged controller)",
+            )
+
+    if "interventions" in fields:
+        flags = fields["interventions"]
+        bad = np.flatnonzero((flags != 0) & (flags != 1))
+        if bad.size:
+            fail(
+                f"holds {flags[bad[0]]!r}; intervention flags must be 0 (the policy acted) or "
+                "1 (a person took over)",
+                field="interventions",
+                index=int(bad[0]),
+                episode=_episode_of(dataset, int(bad[0])),
+                fix="store booleans or 0/1",
             )
 
     # ---- spaces

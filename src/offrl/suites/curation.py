@@ -13,6 +13,12 @@ named subsets (filter keys) that say where every episode came from.
   with 1.5 times the gravity, recorded by a controller tuned for that pendulum (right
   there, wrong here); keys ``clean``, ``corrupted``.
 
+- ``pendulum-takeover``: 40 episodes of a novice (the controller with noise std 0.5 and
+  40% random actions) watched by a supervisor who takes over with the clean controller
+  for 25 steps whenever the pendulum falls out of the upright position (it was within
+  25 degrees in the last 10 steps and is now beyond 37 degrees), or for 40 steps when
+  it is still hanging after 100 steps; ``interventions`` flags the supervisor's steps.
+
 The corrupted half of each mixture resets from other seeds than the clean half, so
 their start states differ as two operators' would.
 """
@@ -44,6 +50,7 @@ LEVELS = ("worse", "okay", "better")
 
 RECIPES = {
     "pendulum-operators": {"episodes_per_operator": 20},
+    "pendulum-takeover": {"episodes": 40, "novice_noise": 0.5, "novice_random": 0.4},
     "pendulum-noisy-mix": {"clean": 30, "corrupted": 30, "corruption": "noise"},
     "pendulum-dynamics-mix": {"clean": 30, "corrupted": 30, "corruption": "gravity=1.5"},
 }
@@ -77,6 +84,41 @@ def collect(
     return episodes
 
 
+def collect_takeover(num_episodes: int, seed: int, noise_std: float, random_fraction: float):
+    """A novice with a supervisor who takes over (see the module docstring)."""
+    env = make_env(ENV_ID)
+    rng = np.random.default_rng(seed)
+    controller = SwingUpController()
+    low, high = env.action_space.low, env.action_space.high
+    episodes = []
+    for index in range(num_episodes):
+        state = {"left": 0, "flags": [], "upright": []}
+
+        def choose_action(observation, state=state):
+            cos_theta = float(observation[0])
+            state["upright"].append(cos_theta > 0.9)
+            step = len(state["flags"])
+            if state["left"] == 0:
+                fell = any(state["upright"][-10:]) and cos_theta < 0.8
+                stuck = step >= 100 and cos_theta < 0.0 and not any(state["upright"])
+                state["left"] = 25 if fell else 40 if stuck else 0
+            if state["left"] > 0:
+                state["left"] -= 1
+                state["flags"].append(True)
+                return controller(observation)
+            state["flags"].append(False)
+            if rng.random() < random_fraction:
+                return rng.uniform(low, high).astype(np.float32)
+            action = controller(observation) + noise_std * rng.standard_normal(1)
+            return np.clip(action, low, high).astype(np.float32)
+
+        episode = record_episode(env, choose_action, 90_000 + index)
+        episode["interventions"] = np.asarray(state["flags"], np.float32)
+        episodes.append(episode)
+    env.close()
+    return episodes
+
+
 def _labeled(name: str, parts: list[tuple[str, list]], groups: dict[str, list[str]]) -> Dataset:
     episodes, subsets, start = [], {}, 0
     for label, part in parts:
@@ -103,6 +145,11 @@ def build(name: str) -> Dataset:
         for first, second in (("okay", "better"), ("worse", "okay"), ("worse", "better")):
             groups[f"{first}_{second}"] = groups[first] + groups[second]
         return _labeled(name, parts, groups)
+    if name == "pendulum-takeover":
+        episodes = collect_takeover(
+            recipe["episodes"], 300, recipe["novice_noise"], recipe["novice_random"]
+        )
+        return suite_dataset(name, ENV_ID, episodes)
     clean = collect(recipe["clean"], 200, 0.1, 0.0, first_reset_seed=70_000)
     if recipe["corruption"] == "noise":
         corrupted = collect(recipe["corrupted"], 201, 1.0, 0.3, first_reset_seed=80_000)

@@ -104,7 +104,11 @@ def read_d4rl_hdf5(
         next_observations = (
             np.asarray(f["next_observations"][()]) if "next_observations" in f else None
         )
-        optional = {name: _read(f, name, source) for name in ("costs", "margins") if name in f}
+        optional = {
+            name: _read(f, name, source)
+            for name in ("costs", "margins", "interventions")
+            if name in f
+        }
         masks = {key: np.asarray(f["mask"][key][()]) for key in f["mask"]} if "mask" in f else {}
     arrays = {
         "observations": observations,
@@ -188,7 +192,7 @@ def read_d4rl_hdf5(
     return dataset
 
 
-_SCALAR_PER_STEP = ("rewards", "terminals", "timeouts", "costs", "margins")
+_SCALAR_PER_STEP = ("rewards", "terminals", "timeouts", "costs", "margins", "interventions")
 
 
 def _check_d4rl_arrays(arrays: dict[str, np.ndarray], source: str) -> int:
@@ -350,6 +354,14 @@ def read_robomimic_hdf5(
                 if "dones" in demo
                 else np.zeros(steps, bool)
             )
+            interventions = None
+            if "interventions" in demo:
+                interventions = (_read(demo, "interventions", where).reshape(-1) != 0).astype(
+                    np.float32
+                )
+            elif "action_modes" in demo:  # robomimic's human-in-the-loop data: 1 = human
+                modes = _read(demo, "action_modes", where).reshape(-1)
+                interventions = (modes == 1).astype(np.float32)
             if "next_obs" in demo:
                 next_observations = flat(demo["next_obs"], "next_obs")
             else:
@@ -357,6 +369,7 @@ def read_robomimic_hdf5(
                 next_observations = observations[1:]
                 observations, actions = observations[:-1], actions[:-1]
                 rewards, dones = rewards[:-1], dones[:-1]
+                interventions = None if interventions is None else interventions[:-1]
                 steps -= 1
             if steps <= 0:
                 continue
@@ -375,6 +388,7 @@ def read_robomimic_hdf5(
                     "rewards": rewards,
                     "terminations": terminations,
                     "truncations": truncations,
+                    "interventions": interventions,
                 }
             )
         masks = _robomimic_masks(f, kept)

@@ -11,7 +11,9 @@ row 0 is the reset's, row ``t + 1`` the ``step`` that produced observation
 ``t``. The margin of an episode's final observation is written when the task
 can compute it from the observation (:func:`offrl.envs.safety.margin_function`)
 and as NaN otherwise; it is not part of the dataset's arrays. Named subsets of the
-episodes (filter keys) are kept in ``offrl_subsets.json`` beside ``metadata.json``.
+episodes (filter keys) are kept in ``offrl_subsets.json`` beside ``metadata.json``;
+intervention flags (1: a person took over for the step) in ``infos["intervention"]``,
+aligned like the costs.
 """
 
 from __future__ import annotations
@@ -123,6 +125,11 @@ def read_minari(path_or_id: str | os.PathLike, validate_data: bool = True) -> Da
         infos = raw.get("infos") or {}
         if isinstance(infos, dict) and "cost" in infos:
             episode["costs"] = np.asarray(infos["cost"], np.float32).reshape(-1)[
+                -len(episode["rewards"]) :
+            ]
+        if isinstance(infos, dict) and "intervention" in infos:
+            # who chose the step's action: known once the step is taken (row t + 1)
+            episode["interventions"] = np.asarray(infos["intervention"], np.float32).reshape(-1)[
                 -len(episode["rewards"]) :
             ]
         if isinstance(infos, dict) and "margin" in infos:
@@ -360,6 +367,8 @@ def write_minari(
                 # A list, not a 1-D array: minari 0.5's Arrow back end cannot decode the
                 # shape metadata it writes for 1-D info arrays.
                 infos["cost"] = [0.0, *episode["costs"].astype(float).tolist()]
+            if "interventions" in episode:
+                infos["intervention"] = [0.0, *episode["interventions"].astype(float).tolist()]
             if "margins" in episode:
                 final = (
                     float(margin_of(episode["observations"][-1:])[0])
