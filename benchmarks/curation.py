@@ -23,6 +23,11 @@ On the curation test beds (:mod:`offrl.suites.curation`):
    everything, with APO-style weights (corrections x2, the 15 policy steps before each
    takeover dropped), without the pre-takeover steps only, and on the corrections only.
 
+5. Uncertainty-targeted corrections (:mod:`offrl.corrections`): from 1 expert episode,
+   3 rounds of 200 expert labels at the states where a 5-member BC ensemble disagrees
+   most, against 200 labels at random visited states (DAgger) and against 600 more
+   steps of expert demonstrations.
+
 BC: 128x128, ``--steps`` updates, seeds 0,1,2 in parallel; normalized score of the
 final policy on ``--heldout`` held-out episodes per seed (reset seeds 900000000..,
 nothing was chosen on them), mean and sample std over seeds.
@@ -33,6 +38,7 @@ nothing was chosen on them), mean and sample std over seeds.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import tempfile
@@ -226,7 +232,34 @@ def takeover(args, workdir: pathlib.Path) -> dict:
     }
 
 
-SECTIONS = ("operators", "noisy-mix", "dynamics-mix", "retrieval", "takeover")
+def uncertainty_corrections(args, workdir: pathlib.Path) -> dict:
+    """1 expert episode to start; 3 rounds of 200 expert labels each, at the states of
+    most ensemble disagreement, at random visited states (DAgger), or as 600 more steps
+    of expert demonstrations; then BC on each."""
+    from offrl import corrections
+    from offrl.suites.pendulum import SwingUpController
+
+    start = load_dataset("suite:pendulum-expert").select_episodes(range(1))
+    expert = SwingUpController()
+    config = corrections.Config(rounds=3, budget=200, rollouts=5, members=5, steps=3000)
+    out = {"bc": {}, "rounds": {}}
+    out["bc"]["start_only"] = train_bc(start, args.steps, args.heldout, workdir, "uc-start")
+    for select in ("uncertainty", "random"):
+        data, records = corrections.collect(
+            start, "Pendulum-v1", expert, dataclasses.replace(config, select=select), workdir
+        )
+        out["rounds"][select] = records
+        out["bc"][f"{select}_labels"] = train_bc(data, args.steps, args.heldout, workdir, select)
+    extra = corrections.extra_demonstrations(
+        "Pendulum-v1", expert, config.rounds * config.budget, 600_000, start.info
+    )
+    out["bc"]["extra_demonstrations"] = train_bc(
+        concatenate([start, extra], start.info), args.steps, args.heldout, workdir, "uc-extra"
+    )
+    return out
+
+
+SECTIONS = ("operators", "noisy-mix", "dynamics-mix", "retrieval", "takeover", "corrections")
 
 
 def main() -> None:
@@ -260,6 +293,10 @@ def main() -> None:
                 lambda: mixture("pendulum-dynamics-mix", args, workdir),
             ),
             "takeover": ("pendulum-takeover", lambda: takeover(args, workdir)),
+            "corrections": (
+                "uncertainty-corrections",
+                lambda: uncertainty_corrections(args, workdir),
+            ),
             "retrieval": (
                 f"behavior-retrieval-{args.task_episodes}-task-episodes",
                 lambda: behavior_retrieval(args, workdir),

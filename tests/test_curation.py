@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import h5py
@@ -511,3 +512,30 @@ def test_apo_weights_from_intervention_flags_and_their_formats(tmp_path):
     np.testing.assert_array_equal(
         load_dataset(tmp_path / "r.hdf5").interventions, dataset.interventions
     )
+
+
+def test_uncertainty_corrections_label_the_most_disputed_states(tmp_path):
+    """One round: the expert labels the visited states of the highest ensemble
+    disagreement (one-step episodes holding the expert's action); random selection at
+    the same budget labels states of lower average disagreement."""
+    from offrl import corrections
+    from offrl.suites.pendulum import SwingUpController
+
+    start = load_dataset("suite:pendulum-expert").select_episodes(range(1))
+    expert = SwingUpController()
+    config = corrections.Config(
+        rounds=1, budget=20, rollouts=1, members=3, steps=40, hidden_dims=(16,)
+    )
+    data, records = corrections.collect(start, "Pendulum-v1", expert, config, tmp_path)
+    labels = data.select_episodes(range(1, data.num_episodes))
+    assert labels.num_episodes == 20 and validate(data).size == 220
+    expected = np.stack([expert(s) for s in np.asarray(labels.observations)])
+    np.testing.assert_allclose(labels.actions, expected, rtol=1e-6)
+    assert records[0]["visited"] == 200
+    assert records[0]["labeled_disagreement"] > records[0]["mean_disagreement"]
+    _, random_records = corrections.collect(
+        start, "Pendulum-v1", expert, dataclasses.replace(config, select="random"), tmp_path
+    )
+    assert random_records[0]["labeled_disagreement"] < records[0]["labeled_disagreement"]
+    extra = corrections.extra_demonstrations("Pendulum-v1", expert, 250, 600_000, start.info)
+    assert extra.size == 250 and extra.num_episodes == 2 and extra.truncations[-1]
