@@ -2,7 +2,8 @@
 
 On the curation test beds (:mod:`offrl.suites.curation`):
 
-1. ``pendulum-operators`` (six scripted operators, two each better/okay/worse):
+1. ``pendulum-operators`` and ``pointmaze-operators`` (six scripted operators, two
+   each better/okay/worse):
    every quality score's per-operator mean against the known level (Spearman over the
    six operators, levels 1/2/3) and against the held-out score of BC trained on that
    operator's 20 episodes alone; then BC on all 120 episodes, on the top half by
@@ -87,8 +88,8 @@ def train_bc(dataset, steps: int, heldout: int, workdir: pathlib.Path, name: str
     }
 
 
-def operators(args, workdir: pathlib.Path) -> dict:
-    dataset = load_dataset("suite:pendulum-operators")
+def operators(args, workdir: pathlib.Path, name: str = "pendulum-operators") -> dict:
+    dataset = load_dataset(f"suite:{name}")
     quality = assess(dataset, QualityConfig())
     subsets = dict(dataset.info.subsets)
     names = list(OPERATORS)
@@ -259,7 +260,15 @@ def uncertainty_corrections(args, workdir: pathlib.Path) -> dict:
     return out
 
 
-SECTIONS = ("operators", "noisy-mix", "dynamics-mix", "retrieval", "takeover", "corrections")
+SECTIONS = (
+    "operators",
+    "noisy-mix",
+    "dynamics-mix",
+    "retrieval",
+    "takeover",
+    "corrections",
+    "maze-operators",
+)
 
 
 def main() -> None:
@@ -293,6 +302,10 @@ def main() -> None:
                 lambda: mixture("pendulum-dynamics-mix", args, workdir),
             ),
             "takeover": ("pendulum-takeover", lambda: takeover(args, workdir)),
+            "maze-operators": (
+                "pointmaze-operators",
+                lambda: operators(args, workdir, "pointmaze-operators"),
+            ),
             "corrections": (
                 "uncertainty-corrections",
                 lambda: uncertainty_corrections(args, workdir),

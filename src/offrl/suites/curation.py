@@ -7,6 +7,9 @@ named subsets (filter keys) that say where every episode came from.
   with their own Gaussian action noise and share of random actions (``OPERATORS``).
   Filter keys: each operator (``better_1`` ...), each level (``better``, ``okay``,
   ``worse``) and robomimic's pairs (``okay_better``, ``worse_okay``, ``worse_better``).
+- ``pointmaze-operators``: the same six operators on PointMaze UMaze (dense reward, the
+  evaluation task: a fixed target, 300 steps), driving the waypoint planner of
+  :mod:`offrl.suites.maze`; the same filter keys.
 - ``pendulum-noisy-mix``: 30 clean demonstrations (noise std 0.1) and 30 noisy ones
   (std 1.0 and 30% random actions); keys ``clean``, ``corrupted``.
 - ``pendulum-dynamics-mix``: the same 30 clean demonstrations and 30 from a pendulum
@@ -30,6 +33,8 @@ import numpy as np
 from offrl.data.dataset import Dataset
 from offrl.envs.registry import make_env
 from offrl.suites.collect import record_episode, suite_dataset
+from offrl.suites.maze import WaypointController
+from offrl.suites.maze import env_id as maze_env_id
 from offrl.suites.pendulum import _GRAVITY_TERM, ENV_ID, SwingUpController
 
 BEHAVIOR = (
@@ -50,6 +55,7 @@ LEVELS = ("worse", "okay", "better")
 
 RECIPES = {
     "pendulum-operators": {"episodes_per_operator": 20},
+    "pointmaze-operators": {"episodes_per_operator": 20, "maze": "umaze"},
     "pendulum-takeover": {"episodes": 40, "novice_noise": 0.5, "novice_random": 0.4},
     "pendulum-noisy-mix": {"clean": 30, "corrupted": 30, "corruption": "noise"},
     "pendulum-dynamics-mix": {"clean": 30, "corrupted": 30, "corruption": "gravity=1.5"},
@@ -82,6 +88,42 @@ def collect(
     ]
     env.close()
     return episodes
+
+
+def collect_maze(
+    maze: str, num_episodes: int, seed: int, noise_std: float, random_fraction: float, first: int
+) -> list[dict[str, np.ndarray]]:
+    """Episodes of the waypoint planner with an operator's noise on the evaluation task."""
+    env = make_env(maze_env_id(maze, dense=True))
+    controller = WaypointController(env.unwrapped.maze)
+    rng = np.random.default_rng(seed)
+
+    def choose_action(observation):
+        if rng.random() < random_fraction:
+            return rng.uniform(-1.0, 1.0, 2).astype(np.float32)
+        action = controller(observation) + noise_std * rng.standard_normal(2)
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+    episodes = [record_episode(env, choose_action, first + i) for i in range(num_episodes)]
+    env.close()
+    return episodes
+
+
+def _operators(name: str, recipe: dict) -> Dataset:
+    count = recipe["episodes_per_operator"]
+    parts = []
+    for i, (operator, (_, noise, share)) in enumerate(OPERATORS.items()):
+        first = 10_000 * (i + 1)
+        if "maze" in recipe:
+            part = collect_maze(recipe["maze"], count, 100 + i, noise, share, first)
+        else:
+            part = collect(count, 100 + i, noise, share, first_reset_seed=first)
+        parts.append((operator, part))
+    groups = {level: [o for o, v in OPERATORS.items() if v[0] == level] for level in LEVELS}
+    for first_level, second in (("okay", "better"), ("worse", "okay"), ("worse", "better")):
+        groups[f"{first_level}_{second}"] = groups[first_level] + groups[second]
+    env_id = maze_env_id(recipe["maze"], dense=True) if "maze" in recipe else ENV_ID
+    return _labeled(name, parts, groups, env_id)
 
 
 def collect_takeover(num_episodes: int, seed: int, noise_std: float, random_fraction: float):
@@ -119,7 +161,9 @@ def collect_takeover(num_episodes: int, seed: int, noise_std: float, random_frac
     return episodes
 
 
-def _labeled(name: str, parts: list[tuple[str, list]], groups: dict[str, list[str]]) -> Dataset:
+def _labeled(
+    name: str, parts: list[tuple[str, list]], groups: dict[str, list[str]], env_id: str = ENV_ID
+) -> Dataset:
     episodes, subsets, start = [], {}, 0
     for label, part in parts:
         episodes.extend(part)
@@ -127,7 +171,7 @@ def _labeled(name: str, parts: list[tuple[str, list]], groups: dict[str, list[st
         start += len(part)
     for group, members in groups.items():
         subsets[group] = [i for member in members for i in subsets[member]]
-    return suite_dataset(name, ENV_ID, episodes).with_subsets(subsets)
+    return suite_dataset(name, env_id, episodes).with_subsets(subsets)
 
 
 def build(name: str) -> Dataset:
@@ -135,16 +179,8 @@ def build(name: str) -> Dataset:
     if name not in RECIPES:
         raise KeyError(f"unknown curation recipe '{name}'; available: {', '.join(RECIPES)}")
     recipe = RECIPES[name]
-    if name == "pendulum-operators":
-        count = recipe["episodes_per_operator"]
-        parts = [
-            (operator, collect(count, 100 + i, noise, share, first_reset_seed=10_000 * (i + 1)))
-            for i, (operator, (_, noise, share)) in enumerate(OPERATORS.items())
-        ]
-        groups = {level: [o for o, v in OPERATORS.items() if v[0] == level] for level in LEVELS}
-        for first, second in (("okay", "better"), ("worse", "okay"), ("worse", "better")):
-            groups[f"{first}_{second}"] = groups[first] + groups[second]
-        return _labeled(name, parts, groups)
+    if name.endswith("-operators"):
+        return _operators(name, recipe)
     if name == "pendulum-takeover":
         episodes = collect_takeover(
             recipe["episodes"], 300, recipe["novice_noise"], recipe["novice_random"]
