@@ -125,7 +125,7 @@ def operators(args, workdir: pathlib.Path, name: str = "pendulum-operators") -> 
         "scores": ranking,
         "dataset_metrics": quality["dataset_metrics"],
         "bc": {
-            k: train_bc(v, args.steps, args.heldout, workdir, f"op-{k}")
+            k: train_bc(v, args.steps, args.heldout, workdir, f"{name}-{k}")
             for k, v in variants.items()
         },
     }
