@@ -539,3 +539,15 @@ def test_uncertainty_corrections_label_the_most_disputed_states(tmp_path):
     assert random_records[0]["labeled_disagreement"] < records[0]["labeled_disagreement"]
     extra = corrections.extra_demonstrations("Pendulum-v1", expert, 250, 600_000, start.info)
     assert extra.size == 250 and extra.num_episodes == 2 and extra.truncations[-1]
+
+
+def test_maze_operators_drive_the_planner_with_their_noise():
+    """An operator episode on PointMaze UMaze is the planner's with the operator's noise:
+    the noise-free operator reaches the goal and earns more dense reward than a noisy one."""
+    from offrl.suites.curation import OPERATORS, RECIPES, collect_maze
+
+    assert RECIPES["pointmaze-operators"]["maze"] == "umaze" and len(OPERATORS) == 6
+    clean = collect_maze("umaze", 1, 0, 0.0, 0.0, 0)[0]
+    noisy = collect_maze("umaze", 1, 0, 1.2, 0.4, 0)[0]
+    assert len(clean["rewards"]) == 300 and clean["rewards"].max() > 0.6
+    assert clean["rewards"].sum() > noisy["rewards"].sum()
