@@ -235,6 +235,20 @@ def test_ksg_mutual_information_matches_the_gaussian_closed_form():
     assert abs(kozachenko_leonenko_entropy(x) - 1.5 * np.log(2 * np.pi * np.e)) < 0.05
 
 
+def test_ksg_point_scores_count_strictly_inside_the_joint_radius():
+    """By hand, k = 1, x = (0, 1, 2, 4), y = (0, 2, 1, 4): the joint (max-norm) radius of
+    each point is 2, 1, 1, 3; strictly inside it lie, in x and in y alike, 2, 1, 1, 2
+    points (the point itself included), so the scores are -(psi(n_x) + psi(n_y))."""
+    from scipy.special import digamma
+
+    from offrl.curate.quality import ksg_point_scores
+
+    x = np.asarray([[0.0], [1.0], [2.0], [4.0]])
+    y = np.asarray([[0.0], [2.0], [1.0], [4.0]])
+    counts = np.asarray([2, 1, 1, 2])
+    np.testing.assert_allclose(ksg_point_scores(x, y, (1,)), -2 * digamma(counts))
+
+
 def _scripted_episodes():
     """Eight demonstrations of one smooth policy on a circle (state (cos q, sin q), action
     a = sin(3 q), q' = q + 0.15 + 0.1 a) from random starts, a duplicate of the first, and
@@ -321,7 +335,7 @@ def test_curate_keeps_by_score_threshold_and_per_group():
     np.testing.assert_array_equal(keep(scores, "action_divergence", threshold=0.3), [0, 2, 4])
     # per operator: the better half of each group, whatever the other group scores
     np.testing.assert_array_equal(
-        keep(scores, "deminf", top=0.5, groups=[[0, 1], [2, 3, 4, 5]]), [0, 2, 5]
+        keep(scores, "deminf", top=0.5, groups=[[1, 3], [0, 2, 4, 5]]), [2, 3, 5]
     )
     with pytest.raises(ValueError, match="no better direction"):
         keep(scores, "novelty", top=0.5)
@@ -487,12 +501,13 @@ def test_apo_weights_from_intervention_flags_and_their_formats(tmp_path):
     episodes[1]["interventions"] = np.asarray([1, 1, 0, 0, 0, 0, 0, 0, 0, 0], np.float32)
     info = DatasetInfo(name="hitl", action_low=(-1.0, -1.0), action_high=(1.0, 1.0))
     dataset = validate(from_episodes(episodes, info))
+    # the second takeover's window (steps 5-7) keeps step 5, itself a correction
     np.testing.assert_array_equal(
-        apo.labels(dataset, pre_window=2),
-        [0, 0, -1, -1, 1, 1, -1, -1, 1, 0] + [1, 1, 0, 0, 0, 0, 0, 0, 0, 0],
+        apo.labels(dataset, pre_window=3),
+        [0, -1, -1, -1, 1, 1, -1, -1, 1, 0] + [1, 1, 0, 0, 0, 0, 0, 0, 0, 0],
     )
-    weights = apo.weights(dataset, apo.Config(pre_window=2, correction_weight=3.0))
-    np.testing.assert_array_equal(weights[:10], [1, 1, 0, 0, 3, 3, 0, 0, 3, 1])
+    weights = apo.weights(dataset, apo.Config(pre_window=3, correction_weight=3.0))
+    np.testing.assert_array_equal(weights[:10], [1, 0, 0, 0, 3, 3, 0, 0, 3, 1])
     with pytest.raises(DatasetError, match="no intervention flags"):
         apo.weights(validate(from_episodes(make_episodes(), info)))
     bad = [dict(e) for e in episodes]
