@@ -29,6 +29,11 @@ On the curation test beds (:mod:`offrl.suites.curation`):
    most, against 200 labels at random visited states (DAgger) and against 600 more
    steps of expert demonstrations.
 
+6. ``pendulum-detour-mix`` (15 of 30 demonstrations hold a 25-step detour): EIL's
+   detection of the detour steps (ROC AUC of the cycle error, precision, recall, F1 of
+   its outlier rule), then BC on everything, without EIL's flagged steps, without the
+   true detour steps, and on the 15 clean demonstrations.
+
 BC: 128x128, ``--steps`` updates, seeds 0,1,2 in parallel; normalized score of the
 final policy on ``--heldout`` held-out episodes per seed (reset seeds 900000000..,
 nothing was chosen on them), mean and sample std over seeds.
@@ -48,7 +53,7 @@ import time
 import numpy as np
 
 from offrl.algos import bc
-from offrl.curate import apo, oodil, ptr, retrieval
+from offrl.curate import apo, eil, oodil, ptr, retrieval
 from offrl.curate.quality import SCORES, QualityConfig, assess
 from offrl.curate.select import episode_weights, keep
 from offrl.data.dataset import concatenate
@@ -260,6 +265,38 @@ def uncertainty_corrections(args, workdir: pathlib.Path) -> dict:
     return out
 
 
+def detours(args, workdir: pathlib.Path) -> dict:
+    """suite:pendulum-detour-mix: EIL's detection of the detour steps, then BC."""
+    from offrl.suites.curation import detour_rows
+
+    dataset = load_dataset("suite:pendulum-detour-mix")
+    truth = detour_rows(dataset)
+    scores, diagnostics = eil.cycle_errors(dataset)
+    flagged = eil.extraneous(scores, eil.Config().outlier_mads)
+    hits = int((flagged & truth).sum())
+    precision = hits / max(int(flagged.sum()), 1)
+    recall = hits / int(truth.sum())
+    variants = {
+        "uniform": dataset,
+        "eil_filtered": attach_weights(dataset, np.where(flagged, 0.0, 1.0)),
+        "true_detours_removed": attach_weights(dataset, np.where(truth, 0.0, 1.0)),
+        "clean_demonstrations_only": dataset.subset("clean"),
+    }
+    return {
+        "fit": diagnostics,
+        "detour_share": float(truth.mean()),
+        "flagged_share": float(flagged.mean()),
+        "roc_auc_detour_steps": roc_auc(scores, truth),
+        "precision": precision,
+        "recall": recall,
+        "f1": 2 * precision * recall / max(precision + recall, 1e-12),
+        "bc": {
+            k: train_bc(v, args.steps, args.heldout, workdir, f"de-{k}")
+            for k, v in variants.items()
+        },
+    }
+
+
 SECTIONS = (
     "operators",
     "noisy-mix",
@@ -268,6 +305,7 @@ SECTIONS = (
     "takeover",
     "corrections",
     "maze-operators",
+    "detours",
 )
 
 
@@ -302,6 +340,7 @@ def main() -> None:
                 lambda: mixture("pendulum-dynamics-mix", args, workdir),
             ),
             "takeover": ("pendulum-takeover", lambda: takeover(args, workdir)),
+            "detours": ("pendulum-detour-mix", lambda: detours(args, workdir)),
             "maze-operators": (
                 "pointmaze-operators",
                 lambda: operators(args, workdir, "pointmaze-operators"),

@@ -566,3 +566,40 @@ def test_maze_operators_drive_the_planner_with_their_noise():
     noisy = collect_maze("umaze", 1, 0, 1.2, 0.4, 0)[0]
     assert len(clean["rewards"]) == 300 and clean["rewards"].max() > 0.6
     assert clean["rewards"].sum() > noisy["rewards"].sum()
+
+
+def test_eil_flags_a_detour_no_other_demonstration_makes():
+    """Six demonstrations of the circle policy; in one, steps 15-22 act a = -1 instead
+    (a consistent motion along the same circle, at states the others visit with other
+    actions). Their cycle errors stand out and the outlier rule flags most of them."""
+    from offrl.curate import eil
+
+    rng = np.random.default_rng(3)
+    episodes = []
+    for index in range(6):
+        angles, actions = [rng.uniform(0, 2 * np.pi)], []
+        for t in range(40):
+            a = -1.0 if index == 0 and 15 <= t < 23 else np.sin(3 * angles[-1])
+            actions.append([a])
+            angles.append(angles[-1] + 0.15 + 0.1 * a)
+        angles = np.asarray(angles)
+        episodes.append(
+            {
+                "observations": np.stack([np.cos(angles), np.sin(angles)], 1).astype(np.float32),
+                "actions": np.asarray(actions, np.float32),
+                "rewards": np.zeros(40, np.float32),
+                "terminations": np.zeros(40, bool),
+                "truncations": np.r_[np.zeros(39, bool), True],
+            }
+        )
+    dataset = validate(from_episodes(episodes, DatasetInfo(action_low=(-1.0,), action_high=(1.0,))))
+    detour = np.zeros(dataset.size, bool)
+    detour[15:23] = True
+    config = eil.Config(steps=600, length=32, pairs=8, hidden_dims=(64, 64))
+    scores, diagnostics = eil.cycle_errors(dataset, config)
+    assert diagnostics["tcc_loss_last"] < diagnostics["tcc_loss_first"]
+    assert scores[detour].mean() > 3 * np.median(scores[~detour])
+    weights, _ = eil.weights(dataset, config)
+    assert weights[detour].mean() <= 0.5 and weights[~detour].mean() > 0.8
+    with pytest.raises(DatasetError, match="at least 2"):
+        eil.weights(dataset.select_episodes([0]), config)

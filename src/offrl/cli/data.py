@@ -220,12 +220,13 @@ class Weigh:
     can be picked out of K candidates; offrl.curate.ptr), OOD-IL (how well each
     demonstration transfers to the imitator's dynamics; offrl.curate.oodil) or APO (from
     intervention flags: corrections up, the steps before a takeover down;
-    offrl.curate.apo)."""
+    offrl.curate.apo) or EIL (0 for the extraneous steps no other demonstration shares,
+    by temporal cycle-consistency; offrl.curate.eil)."""
 
     dataset: tyro.conf.Positional[str]
     """The demonstrations to weigh."""
-    method: Literal["ptr", "oodil", "apo"]
-    """ptr, oodil or apo."""
+    method: Literal["ptr", "oodil", "apo", "eil"]
+    """ptr, oodil, apo or eil."""
     output: str
     """The weights file to write (.npz)."""
     feasible: str | None = None
@@ -246,7 +247,7 @@ class Weigh:
 
 
 def cmd_weigh(argv: list[str], console) -> None:
-    from offrl.curate import apo, oodil, ptr
+    from offrl.curate import apo, eil, oodil, ptr
     from offrl.data.loading import load_dataset
     from offrl.data.weights import write_weights
 
@@ -261,6 +262,9 @@ def cmd_weigh(argv: list[str], console) -> None:
         weights = ptr.weights(dataset, config)
     elif args.method == "apo":
         weights = apo.weights(dataset, apo.Config(pre_window=args.pre_window))
+    elif args.method == "eil":
+        weights, diagnostics = eil.weights(dataset, eil.Config(steps=args.steps, seed=args.seed))
+        console.print(", ".join(f"{k} {v:.4g}" for k, v in diagnostics.items()))
     else:
         config = oodil.Config(
             model_steps=args.steps, discriminator_steps=args.steps, seed=args.seed

@@ -22,6 +22,11 @@ named subsets (filter keys) that say where every episode came from.
   25 degrees in the last 10 steps and is now beyond 37 degrees), or for 40 steps when
   it is still hanging after 100 steps; ``interventions`` flags the supervisor's steps.
 
+- ``pendulum-detour-mix``: 30 clean demonstrations, 15 of them with a detour: 25 steps
+  of full torque one way (a consistent but task-irrelevant motion), inserted at a step
+  drawn from 40..119, after which the controller takes over again. Keys ``clean`` (no
+  detour) and ``corrupted``; ``detour_rows`` gives the detour steps.
+
 The corrupted half of each mixture resets from other seeds than the clean half, so
 their start states differ as two operators' would.
 """
@@ -56,6 +61,7 @@ LEVELS = ("worse", "okay", "better")
 RECIPES = {
     "pendulum-operators": {"episodes_per_operator": 20},
     "pointmaze-operators": {"episodes_per_operator": 20, "maze": "umaze"},
+    "pendulum-detour-mix": {"episodes": 30, "detours": 15, "detour_length": 25},
     "pendulum-takeover": {"episodes": 40, "novice_noise": 0.5, "novice_random": 0.4},
     "pendulum-noisy-mix": {"clean": 30, "corrupted": 30, "corruption": "noise"},
     "pendulum-dynamics-mix": {"clean": 30, "corrupted": 30, "corruption": "gravity=1.5"},
@@ -126,6 +132,48 @@ def _operators(name: str, recipe: dict) -> Dataset:
     return _labeled(name, parts, groups, env_id)
 
 
+def _detours(recipe: dict) -> list[tuple[int, int, float]]:
+    """``(episode, first step, torque)`` of each detour (deterministic)."""
+    rng = np.random.default_rng(400)
+    chosen = np.sort(rng.choice(recipe["episodes"], recipe["detours"], replace=False))
+    return [(int(e), int(rng.integers(40, 120)), float(rng.choice([-2.0, 2.0]))) for e in chosen]
+
+
+def collect_detours(recipe: dict) -> list[dict[str, np.ndarray]]:
+    env = make_env(ENV_ID)
+    rng = np.random.default_rng(401)
+    controller = SwingUpController()
+    detours = {e: (start, torque) for e, start, torque in _detours(recipe)}
+    episodes = []
+    for index in range(recipe["episodes"]):
+        steps = {"t": 0}
+
+        def choose_action(observation, index=index, steps=steps):
+            t = steps["t"]
+            steps["t"] += 1
+            if index in detours:
+                start, torque = detours[index]
+                if start <= t < start + recipe["detour_length"]:
+                    return np.asarray([torque], np.float32)
+            action = controller(observation) + 0.1 * rng.standard_normal(1)
+            return np.clip(action, -2.0, 2.0).astype(np.float32)
+
+        episodes.append(record_episode(env, choose_action, 95_000 + index))
+    env.close()
+    return episodes
+
+
+def detour_rows(dataset: Dataset, name: str = "pendulum-detour-mix") -> np.ndarray:
+    """Boolean per step of the built ``pendulum-detour-mix``: inside a detour."""
+    recipe = RECIPES[name]
+    rows = np.zeros(dataset.size, bool)
+    starts = np.asarray(dataset.episode_starts)
+    for episode, start, _ in _detours(recipe):
+        first = starts[episode] + start
+        rows[first : first + recipe["detour_length"]] = True
+    return rows
+
+
 def collect_takeover(num_episodes: int, seed: int, noise_std: float, random_fraction: float):
     """A novice with a supervisor who takes over (see the module docstring)."""
     env = make_env(ENV_ID)
@@ -181,6 +229,12 @@ def build(name: str) -> Dataset:
     recipe = RECIPES[name]
     if name.endswith("-operators"):
         return _operators(name, recipe)
+    if name == "pendulum-detour-mix":
+        episodes = collect_detours(recipe)
+        with_detour = sorted({e for e, _, _ in _detours(recipe)})
+        clean = [e for e in range(len(episodes)) if e not in with_detour]
+        dataset = suite_dataset(name, ENV_ID, episodes)
+        return dataset.with_subsets({"clean": clean, "corrupted": with_detour})
     if name == "pendulum-takeover":
         episodes = collect_takeover(
             recipe["episodes"], 300, recipe["novice_noise"], recipe["novice_random"]
