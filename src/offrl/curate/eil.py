@@ -136,7 +136,7 @@ def cycle_errors(dataset: Dataset, config: Config | None = None) -> tuple[np.nda
                 continue
             nearest_v = v[np.argmin(np.sum((u[:, None] - v[None]) ** 2, -1), axis=1)]
             back = np.argmin(np.sum((nearest_v[:, None] - u[None]) ** 2, -1), axis=1)
-            errors.append(np.zeros(len(u)))
+            errors.append(np.linalg.norm(u[back] - u, axis=1))
         scores[starts[index] : starts[index] + len(u)] = np.median(errors, axis=0)
     return scores, {
         "tcc_loss_first": float(losses[:50].mean()),
