@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from offrl.curate.fit import fit
 from offrl.curate.quality import standardize
 from offrl.data.dataset import Dataset
 from offrl.data.validate import DatasetError
@@ -90,7 +91,6 @@ def fit_embedding(dataset: Dataset, config: Config):
     network = MLP(tuple(config.hidden_dims), config.embedding_dim)
     key, init_key = jax.random.split(jax.random.PRNGKey(config.seed))
     params = network.init(init_key, data[:1])
-    optimizer = optax.adam(config.learning_rate)
     count = host.num_episodes
 
     def rows_of(episode, key):
@@ -109,14 +109,7 @@ def fit_embedding(dataset: Dataset, config: Config):
         )
         return losses.mean()
 
-    def step(carry, key):
-        params, opt_state = carry
-        loss, grads = jax.value_and_grad(loss_fn)(params, key)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), loss
-
-    run = jax.jit(lambda p, s, k: jax.lax.scan(step, (p, s), k))
-    (params, _), losses = run(params, optimizer.init(params), jax.random.split(key, config.steps))
+    params, losses = fit(params, loss_fn, config.steps, config.learning_rate, key)
     return np.asarray(network.apply(params, data), np.float64), np.asarray(losses)
 
 

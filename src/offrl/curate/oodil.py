@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from offrl.curate.fit import fit
 from offrl.data.dataset import Dataset
 from offrl.data.validate import DatasetError
 from offrl.nn.mlp import MLP
@@ -53,20 +54,6 @@ class Config:
     """Adam learning rate of both networks."""
     seed: int = 0
     """Seed of both networks and the noise."""
-
-
-def _fit(model, params, loss_fn, steps: int, learning_rate: float, key):
-    optimizer = optax.adam(learning_rate)
-
-    def step(carry, key):
-        params, opt_state = carry
-        loss, grads = jax.value_and_grad(loss_fn)(params, key)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), loss
-
-    run = jax.jit(lambda p, s, k: jax.lax.scan(step, (p, s), k))
-    (params, _), losses = run(params, optimizer.init(params), jax.random.split(key, steps))
-    return params, np.asarray(losses)
 
 
 def step_transferability(
@@ -114,8 +101,8 @@ def step_transferability(
         delta = model.apply(params, inputs)
         return jnp.mean(jnp.sum((s_own[rows] + delta - next_own[rows]) ** 2, axis=-1))
 
-    model_params, model_losses = _fit(
-        model, model_params, model_loss, config.model_steps, config.learning_rate, model_key
+    model_params, model_losses = fit(
+        model_params, model_loss, config.model_steps, config.learning_rate, model_key
     )
 
     def predict(s, a):
@@ -146,13 +133,8 @@ def step_transferability(
             optax.sigmoid_binary_cross_entropy(fake, 0.0)
         )
 
-    disc_params, disc_losses = _fit(
-        discriminator,
-        disc_params,
-        disc_loss,
-        config.discriminator_steps,
-        config.learning_rate,
-        disc_key,
+    disc_params, disc_losses = fit(
+        disc_params, disc_loss, config.discriminator_steps, config.learning_rate, disc_key
     )
     # D / (1 - D) = exp(logit)
     ratio = np.exp(np.clip(np.asarray(logits(disc_params, s_demo, next_demo)), -30, 30))

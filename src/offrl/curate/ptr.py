@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from offrl.curate.fit import fit
 from offrl.curate.quality import standardize
 from offrl.data.dataset import Dataset
 from offrl.nn.mlp import MLP
@@ -98,24 +99,15 @@ def _train_scorer(inputs, outcomes, config: Config, key):
     model = Scorer(tuple(config.hidden_dims), config.embedding_dim)
     key, init_key = jax.random.split(key)
     params = model.init(init_key, inputs[:1], outcomes[:1])
-    optimizer = optax.adam(config.learning_rate)
     batch = min(config.batch_size, n)
 
-    def loss_fn(params, rows):
+    def loss_fn(params, key):
+        rows = jax.random.randint(key, (batch,), 0, n)
         queries, keys = model.apply(params, inputs[rows], outcomes[rows])
         logits = queries @ keys.T / config.temperature  # [B, B]: the diagonal is the truth
         return optax.softmax_cross_entropy_with_integer_labels(logits, jnp.arange(batch)).mean()
 
-    def step(carry, key):
-        params, opt_state = carry
-        rows = jax.random.randint(key, (batch,), 0, n)
-        loss, grads = jax.value_and_grad(loss_fn)(params, rows)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), loss
-
-    (params, _), _ = jax.jit(lambda p, s, k: jax.lax.scan(step, (p, s), k))(
-        params, optimizer.init(params), jax.random.split(key, config.steps)
-    )
+    params, _ = fit(params, loss_fn, config.steps, config.learning_rate, key)
     return model, params
 
 

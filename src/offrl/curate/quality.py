@@ -47,9 +47,9 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from scipy.special import digamma
 
+from offrl.curate.fit import fit
 from offrl.data.dataset import Dataset
 from offrl.data.formats.atomic import replace_atomically
 from offrl.data.validate import DatasetError
@@ -173,24 +173,15 @@ def fit_vae(
     model = VAE(data.shape[1], latent_dim, tuple(hidden_dims))
     key, init_key = jax.random.split(jax.random.PRNGKey(seed))
     params = model.init(init_key, data[:1], init_key)
-    optimizer = optax.adam(learning_rate)
     batch = min(256, data.shape[0])
 
-    def step(carry, key):
-        params, opt_state = carry
+    def loss_fn(p, key):
         index_key, noise_key = jax.random.split(key)
         rows = data[jax.random.randint(index_key, (batch,), 0, data.shape[0])]
+        reconstruction, mu, log_var = model.apply(p, rows, noise_key)
+        return vae_loss(reconstruction, rows, mu, log_var, beta)[0]
 
-        def loss_fn(p):
-            reconstruction, mu, log_var = model.apply(p, rows, noise_key)
-            return vae_loss(reconstruction, rows, mu, log_var, beta)[0]
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), loss
-
-    train = jax.jit(lambda p, s, keys: jax.lax.scan(step, (p, s), keys))
-    (params, _), _ = train(params, optimizer.init(params), jax.random.split(key, steps))
+    params, _ = fit(params, loss_fn, steps, learning_rate, key)
     encode = jax.jit(lambda rows: model.apply(params, rows, method=VAE.encode)[0])
 
     def encoder(rows: np.ndarray) -> np.ndarray:
