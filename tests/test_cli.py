@@ -150,7 +150,10 @@ HELP_COMMANDS = [
     ["safety", "--help"],
     ["safety", "fit", "--help"],
     ["data", "--help"],
-    *[["data", verb, "--help"] for verb in ("inspect", "validate", "convert")],
+    *[
+        ["data", verb, "--help"]
+        for verb in ("inspect", "validate", "convert", "quality", "curate", "weigh", "retrieve")
+    ],
     ["suite", "--help"],
     ["suite", "build", "--help"],
     ["eval", "--help"],

@@ -16,7 +16,8 @@ def cmd_data(argv: list[str]) -> None:
 
     console = Console()
     usage = (
-        "usage: offrl data inspect|validate|convert|quality|curate ... (add --help to any of them)"
+        "usage: offrl data inspect|validate|convert|quality|curate|weigh|retrieve ... (add "
+        "--help to any of them)"
     )
     _group_help(argv, usage)
     verbs = ("inspect", "validate", "convert", "quality", "curate", "weigh", "retrieve")
