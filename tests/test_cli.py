@@ -154,6 +154,9 @@ HELP_COMMANDS = [
         ["data", verb, "--help"]
         for verb in ("inspect", "validate", "convert", "quality", "curate", "weigh", "retrieve")
     ],
+    ["label", "--help"],
+    ["label", "preferences", "--help"],
+    ["label", "rewards", "--help"],
     ["suite", "--help"],
     ["suite", "build", "--help"],
     ["eval", "--help"],

@@ -7,6 +7,7 @@
     offrl report RUN_DIR... [--output FILE]        a self-contained HTML report, offline only
     offrl data inspect|validate|convert ...        look at, check or convert a dataset
     offrl data quality|curate|weigh ...            score episodes; keep or weigh the best
+    offrl label preferences|rewards ...            rewards learned from preferences
     offrl online sac --env ENV [options]           train online (SAC)
     offrl finetune ALGO --from RUN_DIR [options]   fine-tune online (iql, calql, cql, resfit)
     offrl finetune ALGO --dataset D [options]      online with offline data (rlpd, h2o)
@@ -27,6 +28,7 @@ from offrl.cli.data import cmd_data
 from offrl.cli.evaluate import cmd_eval
 from offrl.cli.interact import cmd_finetune, cmd_online
 from offrl.cli.jobs import cmd_bench, cmd_quickstart
+from offrl.cli.label import cmd_label
 from offrl.cli.offline import cmd_report, cmd_select
 from offrl.cli.suite import cmd_suite
 from offrl.cli.train import cmd_safety, cmd_train
@@ -47,6 +49,7 @@ COMMANDS = {
     "train": cmd_train,
     "eval": cmd_eval,
     "data": cmd_data,
+    "label": cmd_label,
     "online": cmd_online,
     "finetune": cmd_finetune,
     "suite": cmd_suite,
