@@ -157,6 +157,7 @@ HELP_COMMANDS = [
     ["label", "--help"],
     ["label", "preferences", "--help"],
     ["label", "rewards", "--help"],
+    ["label", "actions", "--help"],
     ["suite", "--help"],
     ["suite", "build", "--help"],
     ["eval", "--help"],

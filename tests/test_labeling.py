@@ -77,3 +77,51 @@ def test_reward_model_learns_the_order_of_pendulum_segments(tmp_path):
     other = write_minari(dataset.select_episodes(range(5)), tmp_path / "other")
     with pytest.raises(DatasetError, match="other data"):
         prefs.read_preferences(path, read_minari(other))
+
+
+def test_inverse_dynamics_recovers_the_actions_of_a_linear_system(tmp_path):
+    """s' = 0.9 s + 0.5 B a with B invertible: the model trained on 6 of 24 trajectories
+    (from the lower half by return) labels the others' actions to within a quarter of
+    what guessing the mean would miss by (RMSE 0.58 for uniform actions in [-1, 1]);
+    measured 0.10."""
+    from offrl.cli import main
+    from offrl.curate import inverse_dynamics
+
+    rng = np.random.default_rng(0)
+    b = np.asarray([[1.0, 0.3], [-0.2, 0.8]])
+    episodes = []
+    for k in range(24):
+        s = rng.uniform(-1, 1, 2)
+        observations, actions = [s], []
+        for _ in range(50):
+            a = rng.uniform(-1, 1, 2)
+            s = 0.9 * s + 0.5 * b @ a
+            observations.append(s)
+            actions.append(a)
+        episodes.append(
+            {
+                "observations": np.asarray(observations, np.float32),
+                "actions": np.asarray(actions, np.float32),
+                "rewards": np.full(50, float(k), np.float32),
+                "terminations": np.zeros(50, bool),
+                "truncations": np.r_[np.zeros(49, bool), True],
+            }
+        )
+    info = DatasetInfo(action_low=(-1.0, -1.0), action_high=(1.0, 1.0))
+    dataset = validate(from_episodes(episodes, info))
+    labeled = inverse_dynamics.labeled_trajectories(dataset, 0.25, seed=0)
+    assert len(labeled) == 6 and labeled.max() < 12  # the lower half by return: episodes 0-11
+    config = inverse_dynamics.Config(
+        hidden_dims=(64, 64), steps=3000, dropout_rate=0.0, learning_rate=3e-3
+    )
+    relabeled, diagnostics = inverse_dynamics.fit_and_label(dataset, labeled, config)
+    assert diagnostics["rmse_against_recorded_actions"] < 0.58 / 4
+    rows = np.repeat(np.arange(24), 50)
+    kept = np.isin(rows, labeled)
+    np.testing.assert_array_equal(relabeled.actions[kept], dataset.actions[kept])
+    assert dict(relabeled.info.subsets)["labeled"] == tuple(labeled)
+
+    root = write_minari(dataset, tmp_path / "linear")
+    main(["label", "actions", str(root), "--output", str(tmp_path / "out"), "--fraction",
+          "0.25", "--steps", "50"])  # fmt: skip
+    assert len(dict(read_minari(tmp_path / "out").info.subsets)["inferred"]) == 18

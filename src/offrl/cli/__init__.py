@@ -7,7 +7,7 @@
     offrl report RUN_DIR... [--output FILE]        a self-contained HTML report, offline only
     offrl data inspect|validate|convert ...        look at, check or convert a dataset
     offrl data quality|curate|weigh ...            score episodes; keep or weigh the best
-    offrl label preferences|rewards ...            rewards learned from preferences
+    offrl label preferences|rewards|actions ...    rewards from preferences, inferred actions
     offrl online sac --env ENV [options]           train online (SAC)
     offrl finetune ALGO --from RUN_DIR [options]   fine-tune online (iql, calql, cql, resfit)
     offrl finetune ALGO --dataset D [options]      online with offline data (rlpd, h2o)

@@ -1,4 +1,4 @@
-"""offrl label preferences | rewards."""
+"""offrl label preferences | rewards | actions."""
 
 import dataclasses
 
@@ -50,6 +50,27 @@ class Rewards:
     """Replace an existing output directory."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Actions:
+    """Label actions with SS-ORL's inverse-dynamics model: trained on --fraction of the
+    trajectories (drawn from the lower half by return, as the released code), it labels
+    every other step from (s_{t-1}, s_t, s_{t+1}); the dataset is written with subsets
+    labeled and inferred."""
+
+    dataset: tyro.conf.Positional[str]
+    """A dataset whose actions are kept on the labeled part only."""
+    output: str
+    """The relabeled Minari dataset directory to write."""
+    fraction: float = 0.1
+    """Share of the trajectories whose actions are used."""
+    steps: int = 5000
+    """Updates of the inverse-dynamics model."""
+    seed: int = 0
+    """Seed of the model and of the labeled trajectories."""
+    overwrite: bool = False
+    """Replace an existing output directory."""
+
+
 def cmd_label(argv: list[str]) -> None:
     from rich.console import Console
 
@@ -58,11 +79,28 @@ def cmd_label(argv: list[str]) -> None:
     from offrl.data.loading import load_dataset
 
     console = Console()
-    usage = "usage: offrl label preferences|rewards ... (add --help to any of them)"
+    usage = "usage: offrl label preferences|rewards|actions ... (add --help to any of them)"
     _group_help(argv, usage)
-    if not argv or argv[0] not in ("preferences", "rewards"):
+    if not argv or argv[0] not in ("preferences", "rewards", "actions"):
         _fail(usage)
     verb, rest = argv[0], argv[1:]
+    if verb == "actions":
+        from offrl.curate import inverse_dynamics
+
+        args = tyro.cli(Actions, args=rest, prog="offrl label actions")
+        if not 0.0 < args.fraction <= 1.0 or args.steps <= 0:
+            _fail("--fraction must be in (0, 1] and --steps positive")
+        dataset = load_dataset(args.dataset)
+        labeled = inverse_dynamics.labeled_trajectories(dataset, args.fraction, args.seed)
+        config = inverse_dynamics.Config(steps=args.steps, seed=args.seed)
+        relabeled, diagnostics = inverse_dynamics.fit_and_label(dataset, labeled, config)
+        path = write_minari(relabeled, args.output, overwrite=args.overwrite)
+        console.print(
+            f"inverse dynamics from {len(labeled)} of {dataset.num_episodes} trajectories: "
+            f"NLL {diagnostics['nll_first']:.3f} -> {diagnostics['nll_last']:.3f}; wrote {path} "
+            "(subsets labeled, inferred)"
+        )
+        return
     if verb == "preferences":
         args = tyro.cli(Preferences, args=rest, prog="offrl label preferences")
         if args.queries <= 0 or args.length <= 0 or not 0.0 <= args.flip <= 1.0:
