@@ -93,6 +93,10 @@ def test_d4rl_masks_and_minari_side_file_round_trip(tmp_path):
     # Selections renumber their subsets; concatenation joins them.
     both = converted.select_episodes([3, 0])
     assert dict(both.info.subsets) == {"odd": (0,)}
+    from offrl.data import concatenate
+
+    joined = concatenate([converted, both])
+    assert dict(joined.info.subsets) == {"odd": (1, 3, 4)}
     # A side file written for other data is refused with the fix.
     side = root / "data" / "offrl_subsets.json"
     side.write_text(json.dumps({"subsets": {"a": [0]}, "num_episodes": 9}))
@@ -294,6 +298,15 @@ def test_quality_scores_single_out_noise_and_see_duplicates(tmp_path):
     np.testing.assert_allclose(twins["novelty"], [0.0, 0.0], atol=1e-6)
     assert np.all(np.delete(np.asarray(whole["episodes"]["novelty"]), [0, 8]) > 1e-3)
     np.testing.assert_allclose(twins["deminf"][0], twins["deminf"][1], rtol=1e-9)
+    # novelty: the mean over an episode's steps of the distance to the nearest step of
+    # *another* episode (standardized states), as NumPy computes it
+    states = np.asarray(dataset.observations, np.float64)
+    states = (states - states.mean(0)) / states.std(0)
+    episode_of = np.repeat(np.arange(10), 40)
+    distances = np.linalg.norm(states[:, None] - states[None], axis=-1)
+    distances[episode_of[:, None] == episode_of[None, :]] = np.inf
+    expected = [distances.min(1)[episode_of == e].mean() for e in range(10)]
+    np.testing.assert_allclose(whole["episodes"]["novelty"], expected, rtol=1e-5, atol=1e-6)
     clean = assess(dataset.select_episodes(range(9)), QualityConfig(batch_size=128, encoder="none"))
     assert (
         clean["dataset_metrics"]["action_divergence"]
@@ -523,7 +536,10 @@ def test_apo_weights_from_intervention_flags_and_their_formats(tmp_path):
             demo["obs/x"] = episode["observations"][:-1]
             demo["next_obs/x"] = episode["observations"][1:]
             demo["actions"] = episode["actions"]
-            demo["action_modes"] = np.where(episode["interventions"] > 0, 1, 0)
+            # robomimic's modes: 1 human, 0 robot, -1 the robot's steps before a takeover
+            modes = np.where(episode["interventions"] > 0, 1, 0)
+            modes[np.flatnonzero(episode["interventions"] > 0)[:1] - 1] = -1
+            demo["action_modes"] = modes
     np.testing.assert_array_equal(
         load_dataset(tmp_path / "r.hdf5").interventions, dataset.interventions
     )
@@ -603,3 +619,65 @@ def test_eil_flags_a_detour_no_other_demonstration_makes():
     assert weights[detour].mean() <= 0.5 and weights[~detour].mean() > 0.8
     with pytest.raises(DatasetError, match="at least 2"):
         eil.weights(dataset.select_episodes([0]), config)
+
+
+def test_resume_treats_a_new_setting_left_at_none_as_absent(tmp_path):
+    """A run saved before --filter-key existed resumes with it unset, and is refused
+    when it is set."""
+    from offrl.run import rundir
+    from offrl.run.settings import RunError
+
+    saved = {
+        "kind": "offline",
+        "algorithm": "bc",
+        "algorithm_config": {},
+        "seeds": [0],
+        "observation_dim": 3,
+        "action_dim": 1,
+        "train_config": {"steps": 10},
+    }
+    rundir.open_run(tmp_path / "run", saved, resume=False)
+    now = {**saved, "train_config": {"steps": 10, "filter_key": None}}
+    rundir.open_run(tmp_path / "run", now, resume=True)
+    with pytest.raises(RunError, match="filter_key"):
+        rundir.open_run(
+            tmp_path / "run", {**saved, "train_config": {"steps": 10, "filter_key": "a"}}, True
+        )
+
+
+def test_offline_selection_reads_the_runs_own_subset(tmp_path):
+    """offrl select / report estimate on the episodes the run trained on (its
+    --filter-key), checked against the digest of the dataset as named."""
+    from offrl.evaluate.selection import load_run_dataset
+
+    root = write_minari(_scripted_episodes(), tmp_path / "demos")
+    dataset = write_subsets(read_minari(root), {"first": [0, 1, 2]})
+    run = tmp_path / "run"
+    run.mkdir()
+    config = {"dataset": str(root), "dataset_sha256": dataset.digest(),
+              "train_config": {"filter_key": "first"}}  # fmt: skip
+    (run / "config.json").write_text(json.dumps(config))
+    assert load_run_dataset(run).num_episodes == 3
+
+
+def test_novelty_looks_only_at_other_episodes():
+    """Two episodes of slowly moving states far apart: each step's nearest state of
+    *another* episode is the other cluster (its own neighbours do not count)."""
+    from offrl.curate.quality import QualityConfig, assess
+
+    episodes = []
+    for centre in (0.0, 10.0):
+        path = centre + 0.01 * np.arange(21, dtype=np.float32)
+        episodes.append(
+            {
+                "observations": np.stack([path, path], 1),
+                "actions": np.full((20, 1), 0.5 if centre else -0.5, np.float32),
+                "rewards": np.zeros(20, np.float32),
+                "terminations": np.zeros(20, bool),
+                "truncations": np.r_[np.zeros(19, bool), True],
+            }
+        )
+    dataset = validate(from_episodes(episodes, DatasetInfo(action_low=(-1.0,), action_high=(1.0,))))
+    scores = assess(dataset, QualityConfig(batch_size=64, repeats=1, encoder="none"))
+    # standardized, the clusters sit about 2 apart on each axis: far beyond 0.01 steps
+    assert min(scores["episodes"]["novelty"]) > 2.0
