@@ -54,7 +54,7 @@ import numpy as np
 
 from offrl.algos import bc
 from offrl.curate import apo, eil, oodil, ptr, retrieval
-from offrl.curate.quality import SCORES, QualityConfig, assess
+from offrl.curate.quality import SCORES, QualityConfig, assess, episode_means
 from offrl.curate.select import episode_weights, keep
 from offrl.data.dataset import concatenate
 from offrl.data.loading import load_dataset
@@ -151,8 +151,7 @@ def mixture(name: str, args, workdir: pathlib.Path) -> dict:
     # PTR: per-step weights; OOD-IL: per-demonstration weights against the imitator's own
     # logs (the expert's episodes in the true dynamics cover the demonstrations' states)
     ptr_weights = ptr.weights(dataset)
-    rows = np.repeat(np.arange(dataset.num_episodes), np.asarray(dataset.episode_lengths))
-    ptr_episode = np.asarray([ptr_weights[rows == i].mean() for i in range(dataset.num_episodes)])
+    ptr_episode = episode_means(ptr_weights, dataset)
     oodil_episode, oodil_fit = oodil.episode_weights(dataset, load_dataset(args.feasible))
     separation["ptr"] = roc_auc(-ptr_episode, corrupted)
     separation["oodil"] = roc_auc(-oodil_episode, corrupted)

@@ -250,7 +250,7 @@ class Weigh:
 def cmd_weigh(argv: list[str], console) -> None:
     from offrl.curate import apo, eil, oodil, ptr
     from offrl.data.loading import load_dataset
-    from offrl.data.weights import write_weights
+    from offrl.data.weights import attach_weights, write_weights
 
     args = tyro.cli(Weigh, args=argv, prog="offrl data weigh")
     if args.steps <= 0 or args.horizon <= 0:
@@ -273,7 +273,7 @@ def cmd_weigh(argv: list[str], console) -> None:
         weights, diagnostics = oodil.episode_weights(dataset, load_dataset(args.feasible), config)
         console.print(", ".join(f"{k} {v:.4g}" for k, v in diagnostics.items()))
     path = write_weights(args.output, dataset, weights)
-    per_step = np.load(path)["weights"]
+    per_step = np.asarray(attach_weights(dataset, weights).weights)
     console.print(
         f"wrote {path}: {args.method} weights, mean {per_step.mean():.3g}, "
         f"min {per_step.min():.3g}, max {per_step.max():.3g}"

@@ -31,6 +31,7 @@ import numpy as np
 import optax
 
 from offrl.curate.fit import fit
+from offrl.curate.quality import episode_means
 from offrl.data.dataset import Dataset
 from offrl.data.validate import DatasetError
 from offrl.nn.mlp import MLP
@@ -150,7 +151,4 @@ def episode_weights(
 ) -> tuple[np.ndarray, dict]:
     """Each demonstration's transferability weight (the mean over its steps) in [0, 1]."""
     per_step, diagnostics = step_transferability(demonstrations, feasible, config)
-    starts = np.asarray(demonstrations.episode_starts)
-    lengths = np.asarray(demonstrations.episode_lengths)
-    weights = np.asarray([per_step[s : s + n].mean() for s, n in zip(starts, lengths, strict=True)])
-    return weights, diagnostics
+    return episode_means(per_step, demonstrations), diagnostics

@@ -219,7 +219,8 @@ def _batches(n: int, config: QualityConfig) -> Iterator[np.ndarray]:
         yield from np.array_split(rng.permutation(n), parts)
 
 
-def _per_episode(values: np.ndarray, dataset: Dataset) -> np.ndarray:
+def episode_means(values: np.ndarray, dataset: Dataset) -> np.ndarray:
+    """The mean of per-step ``values`` over each episode's finite entries, ``[E]``."""
     starts = np.asarray(dataset.episode_starts)
     lengths = np.asarray(dataset.episode_lengths)
     out = np.full(len(starts), np.nan)
@@ -300,7 +301,7 @@ def assess(
 
     episodes = {"return": host.episode_returns(), "length": np.asarray(host.episode_lengths)}
     for name, values in per_step.items():
-        episodes[name] = _per_episode(values, host)
+        episodes[name] = episode_means(values, host)
     metrics = {
         "mutual_information": float(np.mean(mi_terms)),
         "action_divergence": float(np.nanmean(per_step["action_divergence"])),
@@ -353,7 +354,7 @@ def _overlap(host: Dataset, reference: Dataset) -> tuple[np.ndarray, float]:
     radius = np.median(tree.query(ref, k=2)[0][:, 1])
     distance = tree.query((np.asarray(host.observations) - mean) / std, k=1)[0]
     inside = (distance <= radius).astype(np.float64)
-    return _per_episode(inside, host), float(inside.mean())
+    return episode_means(inside, host), float(inside.mean())
 
 
 # ------------------------------------------------------------------ the file
