@@ -125,3 +125,72 @@ def test_inverse_dynamics_recovers_the_actions_of_a_linear_system(tmp_path):
     main(["label", "actions", str(root), "--output", str(tmp_path / "out"), "--fraction",
           "0.25", "--steps", "50"])  # fmt: skip
     assert len(dict(read_minari(tmp_path / "out").info.subsets)["inferred"]) == 18
+
+    # The realistic case: a labeled log and a separate action-free one.
+    unlabeled_ids = np.setdiff1d(np.arange(24), labeled)
+    action_free = dataset.select_episodes(unlabeled_ids).replace(actions=None)
+    main(["label", "actions", str(write_minari(dataset.select_episodes(labeled), tmp_path / "l")),
+          "--unlabeled", str(write_minari(action_free, tmp_path / "u")), "--output",
+          str(tmp_path / "joined"), "--steps", "3000"])  # fmt: skip
+    joined = read_minari(tmp_path / "joined")
+    inferred = joined.subset("inferred")
+    truth = dataset.select_episodes(unlabeled_ids)
+    np.testing.assert_array_equal(inferred.observations, truth.observations)
+    rmse = np.sqrt(np.mean((inferred.actions - truth.actions) ** 2))
+    assert rmse < 0.58 / 2, rmse  # the CLI's default network, dropout 0.1
+
+
+def test_missing_actions_and_rewards_load_validate_and_refuse(tmp_path, capsys):
+    """A log without actions or rewards loads from every format with the fields
+    missing (never as numbers), validation names them, and training an algorithm that
+    needs one refuses in one line naming the labeling command, writing nothing."""
+    import h5py
+
+    from offrl.cli import main
+    from offrl.run.train import TrainConfig, train
+
+    info = DatasetInfo(name="log", action_low=(-1.0, -1.0), action_high=(1.0, 1.0))
+    full = validate(from_episodes(make_episodes(num_episodes=4, length=6), info))
+    bare = full.replace(actions=None, rewards=None)
+    assert validate(bare).missing_fields() == ("actions", "rewards")
+    assert bare.size == full.size and bare.action_dim == 2
+    with pytest.raises(DatasetError, match="field 'rewards': is missing, and an episode return"):
+        bare.episode_returns()
+
+    root = write_minari(bare, tmp_path / "minari")
+    back = read_minari(root)
+    assert back.actions is None and back.rewards is None
+    np.testing.assert_array_equal(back.observations, full.observations)
+    main(["data", "validate", str(root)])
+    out = capsys.readouterr().out
+    assert "no actions" in out and "no rewards" in out and "offrl label actions" in out
+
+    with h5py.File(tmp_path / "d4rl.hdf5", "w") as f:
+        f["observations"] = full.observations
+        f["terminals"] = full.terminations
+        f["timeouts"] = full.truncations
+        f["next_observations"] = full.next_observations
+        f["actions"] = full.actions
+    d4rl = load_dataset(str(tmp_path / "d4rl.hdf5"))
+    assert d4rl.rewards is None and d4rl.missing_fields() == ("rewards",)
+    np.testing.assert_array_equal(d4rl.actions, full.actions)
+    with h5py.File(tmp_path / "robomimic.hdf5", "w") as f:
+        demo = f.create_group("data/demo_0")
+        demo["obs/state"] = full.observations[:6]
+        demo["next_obs/state"] = full.next_observations[:6]
+        demo["actions"] = full.actions[:6]
+    robomimic = load_dataset(str(tmp_path / "robomimic.hdf5"))
+    assert robomimic.rewards is None  # not zeros: nothing says the steps paid 0
+
+    for algorithm, dataset, field, command in (
+        ("iql", bare, "actions", "offrl label actions"),
+        ("bc", bare, "actions", "offrl label actions"),
+        ("iql", d4rl, "rewards", "offrl label rewards"),
+    ):
+        with pytest.raises(DatasetError, match=f"field '{field}'.*training {algorithm}") as error:
+            train(algorithm, dataset, tmp_path / f"run-{algorithm}")
+        assert command in str(error.value) and "\n" not in str(error.value)
+        assert not (tmp_path / f"run-{algorithm}").exists()
+    config = TrainConfig(steps=20, eval_every=0, heldout_episodes=0, seeds=(0,))
+    summary = train("bc", d4rl, tmp_path / "bc", train_config=config)  # BC needs no rewards
+    assert summary["steps"] == 20

@@ -102,7 +102,7 @@ def test_flags_not_binary():
 def test_empty_dataset():
     dataset = build()
     empty = dataclasses.replace(dataset, **{k: v[:0] for k, v in dataset.step_fields().items()})
-    expect(empty, "rewards")
+    expect(empty, "observations")
 
 
 def test_next_observation_discontinuity():

@@ -38,6 +38,8 @@ from offrl.nn import (
 DEFAULT_REWARD_SCALING = "none"
 #: Per-sample dataset weights reach the loss that regresses onto data actions.
 USES_WEIGHTS = True
+#: Behavior cloning needs no rewards.
+REQUIRED_FIELDS = ("actions",)
 
 
 @dataclasses.dataclass(frozen=True)

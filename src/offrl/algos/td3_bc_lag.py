@@ -46,7 +46,7 @@ from offrl.nn import DeterministicPolicy, QEnsemble
 DEFAULT_REWARD_SCALING = "none"
 #: Per-sample dataset weights reach the loss that regresses onto data actions.
 USES_WEIGHTS = True
-REQUIRED_FIELDS = ("costs",)
+REQUIRED_FIELDS = ("actions", "rewards", "costs")
 
 
 @dataclasses.dataclass(frozen=True)

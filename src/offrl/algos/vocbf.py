@@ -71,7 +71,7 @@ USES_WEIGHTS = True
 #: Its runs learn a safety filter: config.json records kind "barrier".
 RUN_KIND = "barrier"
 #: Dataset fields this algorithm cannot train without.
-REQUIRED_FIELDS = ("margins",)
+REQUIRED_FIELDS = ("actions", "margins")
 #: What ``act`` reads: the nominal actor and the filter's networks (policy files).
 POLICY_FIELDS = ("actor", "vc", "qc", "dynamics")
 

@@ -7,6 +7,7 @@ import numpy as np
 import tyro
 
 from offrl.cli.common import _fail, _group_help
+from offrl.data.dataset import LABEL_FIXES
 
 
 def cmd_data(argv: list[str]) -> None:
@@ -63,6 +64,9 @@ def cmd_data(argv: list[str]) -> None:
         """Minari back end."""
         overwrite: bool = False
         """Replace an existing output directory."""
+        drop: tuple[Literal["actions", "rewards"], ...] = ()
+        """Leave these fields out (an action-free or reward-free copy, e.g. to try the
+        labeling commands on data whose labels are known)."""
 
     cls = {"convert": Convert, "inspect": Inspect}.get(verb, Source)
     args = tyro.cli(cls, args=rest, prog=f"offrl data {verb}")
@@ -72,6 +76,8 @@ def cmd_data(argv: list[str]) -> None:
             f"[green]valid[/]: {dataset.size} transitions in {dataset.num_episodes} "
             f"episodes ({args.dataset})"
         )
+        for name in dataset.missing_fields():
+            console.print(f"[yellow]no {name}[/]: {LABEL_FIXES[name]}")
     elif verb == "inspect":
         from offrl.data.summary import print_summary
 
@@ -86,6 +92,7 @@ def cmd_data(argv: list[str]) -> None:
 
         if not args.output:
             _fail("offrl data convert SOURCE OUTPUT: OUTPUT is missing")
+        dataset = dataset.replace(**{name: None for name in args.drop})
         path = write_minari(dataset, args.output, data_format=args.format, overwrite=args.overwrite)
         console.print(f"wrote {dataset.size} transitions to {path} (Minari, {args.format})")
 

@@ -52,17 +52,22 @@ class Rewards:
 
 @dataclasses.dataclass(frozen=True)
 class Actions:
-    """Label actions with SS-ORL's inverse-dynamics model: trained on --fraction of the
-    trajectories (drawn from the lower half by return, as the released code), it labels
-    every other step from (s_{t-1}, s_t, s_{t+1}); the dataset is written with subsets
-    labeled and inferred."""
+    """Label actions with SS-ORL's inverse-dynamics model p(a_t | s_{t-1}, s_t, s_{t+1}).
+    With --unlabeled: fitted on DATASET (which has actions), it labels the action-free
+    log UNLABELED. Without: fitted on --fraction of DATASET's trajectories (drawn from
+    the lower half by return, as the released code), it labels the rest (to try the
+    method where every action is known). Either way the output holds both parts, as
+    subsets labeled and inferred."""
 
     dataset: tyro.conf.Positional[str]
-    """A dataset whose actions are kept on the labeled part only."""
+    """The dataset with actions (without --unlabeled: whose actions are kept on the
+    labeled part only)."""
     output: str
     """The relabeled Minari dataset directory to write."""
+    unlabeled: str | None = None
+    """An action-free dataset of the same robot to label."""
     fraction: float = 0.1
-    """Share of the trajectories whose actions are used."""
+    """Without --unlabeled: share of the trajectories whose actions are used."""
     steps: int = 5000
     """Updates of the inverse-dynamics model."""
     seed: int = 0
@@ -91,12 +96,23 @@ def cmd_label(argv: list[str]) -> None:
         if not 0.0 < args.fraction <= 1.0 or args.steps <= 0:
             _fail("--fraction must be in (0, 1] and --steps positive")
         dataset = load_dataset(args.dataset)
-        labeled = inverse_dynamics.labeled_trajectories(dataset, args.fraction, args.seed)
         config = inverse_dynamics.Config(steps=args.steps, seed=args.seed)
-        relabeled, diagnostics = inverse_dynamics.fit_and_label(dataset, labeled, config)
+        if args.unlabeled:
+            unlabeled = load_dataset(args.unlabeled)
+            relabeled, diagnostics = inverse_dynamics.label_unlabeled(dataset, unlabeled, config)
+        else:
+            dataset.require(("actions", "rewards"), "choosing the labeled trajectories by return")
+            labeled = inverse_dynamics.labeled_trajectories(dataset, args.fraction, args.seed)
+            relabeled, diagnostics = inverse_dynamics.fit_and_label(dataset, labeled, config)
         path = write_minari(relabeled, args.output, overwrite=args.overwrite)
+        if diagnostics.get("dropped_fields"):
+            console.print(
+                f"left out {', '.join(diagnostics['dropped_fields'])}: only one of the two "
+                "datasets has them"
+            )
         console.print(
-            f"inverse dynamics from {len(labeled)} of {dataset.num_episodes} trajectories: "
+            f"inverse dynamics from {diagnostics['labeled_episodes']} trajectories labeled "
+            f"{relabeled.num_episodes - diagnostics['labeled_episodes']}: "
             f"NLL {diagnostics['nll_first']:.3f} -> {diagnostics['nll_last']:.3f}; wrote {path} "
             "(subsets labeled, inferred)"
         )

@@ -5,7 +5,8 @@ field), ``State`` (a pytree), ``init(config, example_batch, key) -> State``,
 ``update(state, batch, config) -> (state, metrics)`` and
 ``act(state, observations, key, deterministic, config) -> actions``, plus
 ``DEFAULT_REWARD_SCALING`` (the scaling its paper uses), and optionally
-``REQUIRED_FIELDS`` (dataset fields it cannot train without, e.g. ``margins``),
+``REQUIRED_FIELDS`` (dataset fields it cannot train without; ``actions`` and
+``rewards`` when it does not say, see :func:`required_fields`),
 ``ONLINE`` (an :class:`OnlineSpec`: mixing, update-to-data ratio and warm-ups in
 the interaction loop), ``RUN_KIND`` (``"barrier"`` for a safety filter) and
 ``USES_WEIGHTS`` (its loss takes the dataset's per-sample weights: ``--weights``).
@@ -86,3 +87,12 @@ def get(name: str) -> ModuleType:
 def register(name: str, module_path: str) -> None:
     """Register an algorithm module (by import path) under ``name``."""
     _ALGORITHMS[name] = module_path
+
+
+#: What an algorithm needs from a dataset when its module does not say.
+DEFAULT_REQUIRED_FIELDS = ("actions", "rewards")
+
+
+def required_fields(module: ModuleType) -> tuple[str, ...]:
+    """The dataset fields ``module`` cannot train without (``REQUIRED_FIELDS``)."""
+    return tuple(getattr(module, "REQUIRED_FIELDS", DEFAULT_REQUIRED_FIELDS))

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from offrl.curate.fit import fit
-from offrl.data.dataset import Dataset
+from offrl.data.dataset import Dataset, concatenate
 from offrl.data.validate import DatasetError
 from offrl.nn.mlp import MLP
 from offrl.nn.policies import tanh_gaussian_log_prob
@@ -72,38 +72,63 @@ def windows(dataset: Dataset) -> np.ndarray:
     return np.concatenate([previous, observations, np.asarray(host.next_observations)], 1)
 
 
-def fit_and_label(
-    dataset: Dataset, labeled: np.ndarray, config: Config | None = None
-) -> tuple[Dataset, dict]:
-    """The dataset whose steps outside the ``labeled`` episodes carry the model's
-    actions (the labeled ones keep theirs), and fit diagnostics."""
-    config = config or Config()
-    host = dataset.to_numpy()
-    if host.info.action_low is None:
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """A fitted inverse-dynamics model: its network, parameters, input statistics and
+    the action bounds its tanh output maps to."""
+
+    network: MLP
+    params: dict
+    input_mean: np.ndarray
+    input_std: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+    def predict(self, dataset: Dataset) -> np.ndarray:
+        """The mean action ``tanh(mu)`` of every step, in the action bounds."""
+        inputs = (windows(dataset) - self.input_mean) / self.input_std
+        out = self.network.apply(self.params, jnp.asarray(inputs, jnp.float32))
+        mu = np.asarray(jnp.split(out, 2, axis=-1)[0])
+        return (self.low + (np.tanh(mu) + 1.0) / 2.0 * (self.high - self.low)).astype(np.float32)
+
+
+def _bounds(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    if dataset.info.action_low is None:
         raise DatasetError(
             "has no recorded action bounds",
             field="actions",
             source=dataset.info.source,
             fix="record the action space with the data (or pass --env-id)",
         )
-    low = np.asarray(host.info.action_low, np.float32)
-    high = np.asarray(host.info.action_high, np.float32)
-    inputs = windows(host)
-    mean, std = inputs.mean(0), np.maximum(inputs.std(0), 1e-6)
-    inputs = jnp.asarray((inputs - mean) / std, jnp.float32)
+    return (
+        np.asarray(dataset.info.action_low, np.float32),
+        np.asarray(dataset.info.action_high, np.float32),
+    )
+
+
+def fit_model(
+    labeled: Dataset, config: Config | None = None, statistics_from: tuple[Dataset, ...] = ()
+) -> tuple[Model, np.ndarray]:
+    """Fit the model on every step of ``labeled`` (which has actions); inputs are
+    standardized with the statistics of the ``statistics_from`` datasets (all the states
+    the model will see) or of ``labeled``. Returns the model and the per-update losses."""
+    config = config or Config()
+    labeled.require("actions", "fitting an inverse-dynamics model")
+    host = labeled.to_numpy()
+    low, high = _bounds(host)
+    reference = np.concatenate([windows(d) for d in statistics_from or (host,)])
+    mean, std = reference.mean(0), np.maximum(reference.std(0), 1e-6)
+    inputs = jnp.asarray((windows(host) - mean) / std, jnp.float32)
     unit_actions = jnp.asarray(2.0 * (np.asarray(host.actions) - low) / (high - low) - 1.0)
-    episode = np.repeat(np.arange(host.num_episodes), np.asarray(host.episode_lengths))
-    is_labeled = np.isin(episode, labeled)
-    rows = jnp.asarray(np.flatnonzero(is_labeled))
-    action_dim = host.action_dim
-    network = MLP(tuple(config.hidden_dims), 2 * action_dim, dropout_rate=config.dropout_rate)
+    network = MLP(tuple(config.hidden_dims), 2 * host.action_dim, dropout_rate=config.dropout_rate)
     key, init_key = jax.random.split(jax.random.PRNGKey(config.seed))
     params = network.init(init_key, inputs[:1])
-    batch = min(config.batch_size, int(rows.shape[0]))
+    size = int(inputs.shape[0])
+    batch = min(config.batch_size, size)
 
     def loss_fn(params, key):
         index_key, dropout_key = jax.random.split(key)
-        chosen = rows[jax.random.randint(index_key, (batch,), 0, rows.shape[0])]
+        chosen = jax.random.randint(index_key, (batch,), 0, size)
         out = network.apply(
             params, inputs[chosen], deterministic=False, rngs={"dropout": dropout_key}
         )
@@ -112,8 +137,30 @@ def fit_and_label(
         return -jnp.mean(tanh_gaussian_log_prob(mu, log_std, unit_actions[chosen], eps=1e-5))
 
     params, losses = fit(params, loss_fn, config.steps, config.learning_rate, key)
-    mu = np.asarray(jnp.split(network.apply(params, inputs), 2, axis=-1)[0])
-    predicted = low + (np.tanh(mu) + 1.0) / 2.0 * (high - low)
+    return Model(network, params, mean, std, low, high), np.asarray(losses)
+
+
+def _diagnostics(losses: np.ndarray, labeled_episodes: int, error: float) -> dict:
+    return {
+        "nll_first": float(losses[:50].mean()),
+        "nll_last": float(losses[-50:].mean()),
+        "labeled_episodes": labeled_episodes,
+        # Only meaningful when the data had true actions to compare with (benchmarks).
+        "rmse_against_recorded_actions": error,
+    }
+
+
+def fit_and_label(
+    dataset: Dataset, labeled: np.ndarray, config: Config | None = None
+) -> tuple[Dataset, dict]:
+    """The dataset whose steps outside the ``labeled`` episodes carry the model's
+    actions (the labeled ones keep theirs), and fit diagnostics. The way to try the
+    method on data whose actions are all known."""
+    host = dataset.to_numpy()
+    model, losses = fit_model(host.select_episodes(labeled), config, statistics_from=(host,))
+    predicted = model.predict(host)
+    episode = np.repeat(np.arange(host.num_episodes), np.asarray(host.episode_lengths))
+    is_labeled = np.isin(episode, labeled)
     actions = np.where(is_labeled[:, None], np.asarray(host.actions), predicted).astype(np.float32)
     unlabeled = ~is_labeled
     error = (
@@ -124,10 +171,47 @@ def fit_and_label(
     relabeled = host.replace(actions=actions).with_subsets(
         {"labeled": labeled, "inferred": np.setdiff1d(np.arange(host.num_episodes), labeled)}
     )
-    return relabeled, {
-        "nll_first": float(losses[:50].mean()),
-        "nll_last": float(losses[-50:].mean()),
-        "labeled_episodes": int(len(labeled)),
-        # Only meaningful when the data had true actions to compare with (benchmarks).
-        "rmse_against_recorded_actions": error,
-    }
+    return relabeled, _diagnostics(losses, int(len(labeled)), error)
+
+
+def label_unlabeled(
+    labeled: Dataset, unlabeled: Dataset, config: Config | None = None
+) -> tuple[Dataset, dict]:
+    """SS-ORL on two logs: fit on ``labeled`` (with actions), label ``unlabeled``
+    (states only, or actions to be replaced); the result is both, joined, with
+    subsets ``labeled`` and ``inferred``."""
+    labeled, unlabeled = labeled.to_numpy(), unlabeled.to_numpy()
+    if labeled.observation_dim != unlabeled.observation_dim:
+        raise DatasetError(
+            f"has {unlabeled.observation_dim}-dimensional observations, but the labeled "
+            f"dataset {labeled.info.location} has {labeled.observation_dim}",
+            field="observations",
+            source=unlabeled.info.location,
+            fix="label a log of the same robot and observation layout",
+        )
+    model, losses = fit_model(labeled, config, statistics_from=(labeled, unlabeled))
+    predicted = model.predict(unlabeled)
+    recorded = unlabeled.actions
+    error = (
+        float(np.sqrt(np.mean((predicted - np.asarray(recorded)) ** 2)))
+        if recorded is not None
+        else float("nan")
+    )
+    low, high = model.low.tolist(), model.high.tolist()
+    info = dataclasses.replace(
+        labeled.info, action_low=tuple(low), action_high=tuple(high), subsets=(), filter_key=None
+    )
+    # A field only one side has (rewards, costs, ...) cannot be joined: it is left out.
+    dropped = sorted(
+        set(labeled.step_fields()) ^ set(unlabeled.replace(actions=predicted).step_fields())
+    )
+    parts = [
+        labeled.replace(info=info, **dict.fromkeys(dropped)),
+        unlabeled.replace(actions=predicted, info=info, **dict.fromkeys(dropped)),
+    ]
+    joined = concatenate(parts, info)
+    count = labeled.num_episodes
+    joined = joined.with_subsets(
+        {"labeled": np.arange(count), "inferred": np.arange(count, joined.num_episodes)}
+    )
+    return joined, {**_diagnostics(losses, count, error), "dropped_fields": dropped}

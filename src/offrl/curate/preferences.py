@@ -106,6 +106,7 @@ def scripted_preferences(
 ) -> dict[str, np.ndarray]:
     """``queries`` random segment pairs labeled by the scripted teacher from the data's
     true rewards (the preference file's arrays)."""
+    dataset.require("rewards", "the scripted teacher")
     rng = np.random.default_rng(seed)
     candidates = segment_starts(dataset, length)
     first = rng.choice(candidates, queries)
@@ -121,12 +122,19 @@ def scripted_preferences(
     return {"first": first, "second": second, "preference": labels, "length": length}
 
 
+def segments_digest(dataset: Dataset) -> str:
+    """The digest a preference file records: the states and actions its segments index,
+    not the rewards (a file made on a copy with true rewards labels the reward-free log)
+    nor the weights."""
+    return dataset.replace(weights=None, rewards=None).digest()
+
+
 def write_preferences(path: str | os.PathLike, dataset: Dataset, preferences: dict):
     path = pathlib.Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
     path.parent.mkdir(parents=True, exist_ok=True)
-    digest = dataset.replace(weights=None).digest()
+    digest = segments_digest(dataset)
 
     def write(tmp: pathlib.Path) -> None:
         with open(tmp, "wb") as f:
@@ -152,7 +160,7 @@ def read_preferences(path: str | os.PathLike, dataset: Dataset) -> dict[str, np.
             fix="write one with offrl label preferences (first, second, preference, length)",
         ) from error
     recorded = preferences.get("dataset_sha256")
-    if recorded is not None and str(recorded) != dataset.replace(weights=None).digest():
+    if recorded is not None and str(recorded) != segments_digest(dataset):
         raise DatasetError(
             "was made for other data (its dataset_sha256 differs)",
             field="preferences",
@@ -192,6 +200,7 @@ def bradley_terry_loss(returns_first, returns_second, labels):
 
 def fit_reward_model(dataset: Dataset, preferences: dict, config: Config | None = None):
     """The ensemble's parameters and ``reward(observations, actions) -> [N]`` (the mean)."""
+    dataset.require("actions", "a reward model r(s, a)")
     config = config or Config()
     host = dataset.to_numpy()
     obs_mean = np.asarray(host.observations).mean(0)

@@ -32,10 +32,58 @@ STEP_FIELDS = (
     "terminations",
     "truncations",
 )
+#: Fields a log may lack (video, teleoperation without recorded commands, no reward):
+#: ``None`` on the dataset until a labeling command supplies them.
+LABEL_FIELDS = ("actions", "rewards")
+#: How to supply each missing label field (named in every error about it).
+LABEL_FIXES = {
+    "actions": "label them with `offrl label actions LABELED --unlabeled THIS` (an "
+    "inverse-dynamics model fitted on a dataset that has actions)",
+    "rewards": "label them with `offrl label rewards` (a reward model from preferences) or "
+    "`offrl label progress` (a progress reward from demonstrations)",
+}
 #: Per-step fields a dataset may have.
 OPTIONAL_STEP_FIELDS = ("costs", "margins", "weights", "mc_returns", "interventions")
 
 Batch = dict[str, jax.Array]
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used as it is.
+
+    Attributes:
+        field: the offending field (``observations``, ``actions``, ...).
+        index: the offending row, or ``None``.
+        episode: the episode holding that row, or ``None``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        index: int | None = None,
+        episode: int | None = None,
+        fix: str | None = None,
+        source: str = "",
+    ):
+        self.field = field
+        self.index = index
+        self.episode = episode
+        where = []
+        if field is not None:
+            where.append(f"field '{field}'")
+        if index is not None:
+            where.append(f"row {index}")
+        if episode is not None:
+            where.append(f"episode {episode}")
+        text = ", ".join(where)
+        full = f"{text}: {message}" if text else message
+        if source:
+            full = f"{source}: {full}"
+        if fix:
+            full = f"{full}. Fix: {fix}"
+        super().__init__(full)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,8 +126,8 @@ class Dataset:
     """Aligned per-step arrays plus episode boundaries. A JAX pytree."""
 
     observations: Any  # [N, obs_dim] float32
-    actions: Any  # [N, act_dim] float32
-    rewards: Any  # [N] float32
+    actions: Any  # [N, act_dim] float32, or None when the log has no actions
+    rewards: Any  # [N] float32, or None when the log has no rewards
     next_observations: Any  # [N, obs_dim] float32
     terminations: Any  # [N] bool
     truncations: Any  # [N] bool
@@ -95,7 +143,7 @@ class Dataset:
     # ----------------------------------------------------------------- sizes
     @property
     def size(self) -> int:
-        return int(self.rewards.shape[0])
+        return int(self.observations.shape[0])
 
     def __len__(self) -> int:
         return self.size
@@ -110,11 +158,39 @@ class Dataset:
 
     @property
     def action_dim(self) -> int:
-        return int(self.actions.shape[-1])
+        """Width of an action (from the recorded bounds when the actions are missing)."""
+        if self.actions is not None:
+            return int(self.actions.shape[-1])
+        if self.info.action_low is not None:
+            return len(self.info.action_low)
+        self.require("actions", "its action dimension")
+        return 0  # unreachable: require raised
+
+    def missing_fields(self) -> tuple[str, ...]:
+        """The label fields (``actions``, ``rewards``) this dataset lacks."""
+        return tuple(name for name in LABEL_FIELDS if getattr(self, name) is None)
+
+    def require(self, fields: str | Sequence[str], purpose: str) -> None:
+        """Raise a one-line :class:`DatasetError` naming the first of ``fields`` this
+        dataset lacks, what needs it, and the labeling command that supplies it."""
+        for name in (fields,) if isinstance(fields, str) else fields:
+            if getattr(self, name) is None:
+                raise DatasetError(
+                    f"is missing, and {purpose} needs it",
+                    field=name,
+                    source=self.info.source or self.info.name,
+                    fix=LABEL_FIXES.get(name, f"provide '{name}' for every step").replace(
+                        "THIS", self.info.location or "THIS"
+                    ),
+                )
 
     def step_fields(self) -> dict[str, Any]:
-        """The per-step arrays (required and present optional ones) by name."""
+        """The per-step arrays (required and present optional ones) by name; a missing
+        label field (``actions``, ``rewards``) is left out."""
         fields = {name: getattr(self, name) for name in STEP_FIELDS}
+        for name in LABEL_FIELDS:
+            if fields[name] is None:
+                del fields[name]
         for name in OPTIONAL_STEP_FIELDS:
             value = getattr(self, name)
             if value is not None:
@@ -140,6 +216,7 @@ class Dataset:
     # -------------------------------------------------------------- episodes
     def episode_returns(self) -> np.ndarray:
         """Undiscounted return of each episode, ``[E]``."""
+        self.require("rewards", "an episode return")
         rewards = np.asarray(self.rewards, dtype=np.float64)
         cumulative = np.concatenate([[0.0], np.cumsum(rewards)])
         starts = np.asarray(self.episode_starts)
@@ -219,13 +296,14 @@ def from_episodes(episodes: Sequence[dict[str, np.ndarray]], info: DatasetInfo) 
     Each episode dict holds ``observations`` with ``T + 1`` rows (the final
     observation included, as Minari stores them) or ``T`` rows together with
     ``next_observations``; ``actions``, ``rewards``, ``terminations`` and
-    ``truncations`` with ``T`` rows; optionally ``costs``, ``margins`` and ``weights``.
+    ``truncations`` with ``T`` rows (``actions`` and ``rewards`` may be absent from
+    every episode); optionally ``costs``, ``margins`` and ``weights``.
     No validation happens here: call :func:`offrl.data.validate.validate`.
     """
     parts: dict[str, list[np.ndarray]] = {name: [] for name in STEP_FIELDS + OPTIONAL_STEP_FIELDS}
     lengths = []
     for episode in episodes:
-        steps = len(episode["rewards"])
+        steps = len(episode["terminations"])
         observations = np.asarray(episode["observations"])
         if "next_observations" in episode:
             next_observations = np.asarray(episode["next_observations"])
@@ -244,7 +322,7 @@ def from_episodes(episodes: Sequence[dict[str, np.ndarray]], info: DatasetInfo) 
         if not chunks:
             fields[name] = None
             continue
-        if name in OPTIONAL_STEP_FIELDS and len(chunks) != len(lengths):
+        if name in OPTIONAL_STEP_FIELDS + LABEL_FIELDS and len(chunks) != len(lengths):
             raise ValueError(f"field '{name}' is present in some episodes and missing in others")
         fields[name] = np.concatenate(chunks, axis=0)
     lengths_array = np.asarray(lengths, dtype=np.int64)
@@ -284,7 +362,7 @@ def concatenate(datasets: Sequence[Dataset], info: DatasetInfo | None = None) ->
 
 def sample(dataset: Dataset, key: jax.Array, batch_size: int) -> Batch:
     """Draw ``batch_size`` transitions uniformly with replacement. Pure; jit-able."""
-    indices = jax.random.randint(key, (batch_size,), 0, dataset.rewards.shape[0])
+    indices = jax.random.randint(key, (batch_size,), 0, dataset.observations.shape[0])
     return {name: jnp.take(v, indices, axis=0) for name, v in dataset.step_fields().items()}
 
 

@@ -81,7 +81,7 @@ def reward_scale(dataset: Dataset, scaling: str) -> tuple[float, float]:
     - ``antmaze``: IQL's ``r - 1`` for sparse goal-reaching rewards.
     - ``standardize``: zero mean, unit standard deviation over steps.
     """
-    if scaling == "none":
+    if scaling == "none" or dataset.rewards is None:  # nothing to scale without rewards
         return 1.0, 0.0
     if scaling == "locomotion":
         returns = dataset.episode_returns()
@@ -100,5 +100,7 @@ def reward_scale(dataset: Dataset, scaling: str) -> tuple[float, float]:
 
 
 def scale_rewards(dataset: Dataset, scale: float, shift: float) -> Dataset:
+    if dataset.rewards is None:
+        return dataset
     rewards = np.asarray(dataset.rewards, np.float32) * np.float32(scale) + np.float32(shift)
     return dataset.replace(rewards=rewards.astype(np.float32))

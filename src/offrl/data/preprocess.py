@@ -91,5 +91,7 @@ def apply_preprocessor(dataset: Dataset, pre: Preprocessor) -> Dataset:
     )
     dataset = normalize_observations(dataset.to_numpy(), normalizer)
     dataset = scale_rewards(dataset, float(pre.reward_scale), float(pre.reward_shift))
+    if dataset.actions is None:
+        return dataset
     actions = np.asarray(pre.action_from_env(np.asarray(dataset.actions)), np.float32)
     return dataset.replace(actions=np.clip(actions, -1.0, 1.0))

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from offrl.data.dataset import Dataset
+from offrl.data.dataset import LABEL_FIXES, Dataset
 
 
 def summarize(dataset: Dataset) -> dict:
     host = dataset.to_numpy()
-    returns = host.episode_returns()
+    missing = host.missing_fields()
+    # Without rewards the return statistics are NaN; without actions, the action ones.
+    returns = (
+        host.episode_returns() if host.rewards is not None else np.full(host.num_episodes, np.nan)
+    )
     lengths = np.asarray(host.episode_lengths)
-    actions = np.asarray(host.actions)
+    actions = (
+        np.asarray(host.actions) if host.actions is not None else np.zeros((0, host.action_dim))
+    )
     out = {
         "name": host.info.name,
         "env_id": host.info.env_id,
@@ -32,10 +38,11 @@ def summarize(dataset: Dataset) -> dict:
             "min": int(lengths.min()),
             "max": int(lengths.max()),
         },
-        "action_mean": actions.mean(axis=0).tolist(),
-        "action_std": actions.std(axis=0).tolist(),
-        "action_min": actions.min(axis=0).tolist(),
-        "action_max": actions.max(axis=0).tolist(),
+        "action_mean": actions.mean(axis=0).tolist() if len(actions) else [],
+        "action_std": actions.std(axis=0).tolist() if len(actions) else [],
+        "action_min": actions.min(axis=0).tolist() if len(actions) else [],
+        "action_max": actions.max(axis=0).tolist() if len(actions) else [],
+        "missing": {name: LABEL_FIXES[name] for name in missing},
         "has_costs": host.costs is not None,
         "has_margins": host.margins is not None,
     }
@@ -56,7 +63,7 @@ def summarize(dataset: Dataset) -> dict:
     if host.weights is not None:
         weights = np.asarray(host.weights)
         out["weights"] = {"mean": float(weights.mean()), "zero": int((weights == 0).sum())}
-    score = normalized_score(returns, host.info.env_id)
+    score = normalized_score(returns, host.info.env_id) if host.rewards is not None else None
     if score is not None:
         out["normalized_return_mean"] = float(np.mean(score))
     return out
@@ -81,10 +88,13 @@ def print_summary(dataset: Dataset, console=None) -> dict:
     ):
         table.add_row(key, str(summary[key]))
     r = summary["return"]
-    table.add_row(
-        "episode return",
-        f"{r['mean']:.1f} ± {r['std']:.1f} (min {r['min']:.1f}, max {r['max']:.1f})",
-    )
+    if "rewards" not in summary["missing"]:
+        table.add_row(
+            "episode return",
+            f"{r['mean']:.1f} ± {r['std']:.1f} (min {r['min']:.1f}, max {r['max']:.1f})",
+        )
+    for name, fix in summary["missing"].items():
+        table.add_row(f"[yellow]no {name}[/]", fix)
     if "normalized_return_mean" in summary:
         table.add_row("normalized return", f"{summary['normalized_return_mean']:.1f}")
     length = summary["length"]
@@ -106,10 +116,12 @@ def print_summary(dataset: Dataset, console=None) -> dict:
     for name, subset in summary.get("subsets", {}).items():
         table.add_row(
             f"subset '{name}'",
-            f"{subset['episodes']} episodes, {subset['transitions']} transitions, "
-            f"return {subset['return_mean']:.1f}",
+            f"{subset['episodes']} episodes, {subset['transitions']} transitions"
+            + ("" if np.isnan(subset["return_mean"]) else f", return {subset['return_mean']:.1f}"),
         )
     console.print(table)
+    if "actions" in summary["missing"]:
+        return summary
     actions = Table(title="actions")
     for column in ("dim", "mean", "std", "min", "max"):
         actions.add_column(column)

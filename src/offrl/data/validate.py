@@ -12,45 +12,15 @@ import dataclasses
 
 import numpy as np
 
-from offrl.data.dataset import OPTIONAL_STEP_FIELDS, STEP_FIELDS, Dataset
+from offrl.data.dataset import (
+    LABEL_FIELDS,
+    OPTIONAL_STEP_FIELDS,
+    STEP_FIELDS,
+    Dataset,
+    DatasetError,
+)
 
-
-class DatasetError(ValueError):
-    """A dataset that cannot be used as it is.
-
-    Attributes:
-        field: the offending field (``observations``, ``actions``, ...).
-        index: the offending row, or ``None``.
-        episode: the episode holding that row, or ``None``.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        field: str | None = None,
-        index: int | None = None,
-        episode: int | None = None,
-        fix: str | None = None,
-        source: str = "",
-    ):
-        self.field = field
-        self.index = index
-        self.episode = episode
-        where = []
-        if field is not None:
-            where.append(f"field '{field}'")
-        if index is not None:
-            where.append(f"row {index}")
-        if episode is not None:
-            where.append(f"episode {episode}")
-        text = ", ".join(where)
-        full = f"{text}: {message}" if text else message
-        if source:
-            full = f"{source}: {full}"
-        if fix:
-            full = f"{full}. Fix: {fix}"
-        super().__init__(full)
+__all__ = ["DatasetError", "validate", "subset_ids"]
 
 
 def subset_ids(name: str, ids, num_episodes: int, source: str = "") -> tuple[int, ...]:
@@ -123,6 +93,8 @@ def validate(
     fields = {}
     for name in STEP_FIELDS:
         value = getattr(dataset, name)
+        if value is None and name in LABEL_FIELDS:
+            continue  # a log without actions or rewards: Dataset.missing_fields names it
         if value is None:
             fail(
                 "is missing",
@@ -165,18 +137,18 @@ def validate(
             )
 
     # ---- emptiness and alignment
-    size = fields["rewards"].shape[0] if fields["rewards"].ndim else 0
+    size = fields["observations"].shape[0] if fields["observations"].ndim else 0
     if size == 0:
         fail(
             "the dataset holds no transitions",
-            field="rewards",
+            field="observations",
             fix="record at least one episode before loading",
         )
     for name, value in fields.items():
         if value.ndim == 0 or value.shape[0] != size:
             length = value.shape[0] if value.ndim else "a scalar"
             fail(
-                f"has {length} rows but 'rewards' has {size}",
+                f"has {length} rows but 'observations' has {size}",
                 field=name,
                 fix="every per-step field must have one row per transition",
             )
@@ -196,7 +168,7 @@ def validate(
                 fix="store one scalar per step",
             )
     for name in ("observations", "next_observations", "actions"):
-        if fields[name].ndim != 2:
+        if name in fields and fields[name].ndim != 2:
             fail(
                 f"has shape {fields[name].shape}, expected (steps, dim)",
                 field=name,
@@ -256,7 +228,7 @@ def validate(
     low = high = None
     if action_space is not None and getattr(action_space, "shape", None) is not None:
         expected = tuple(action_space.shape)
-        if fields["actions"].shape[1:] != expected:
+        if "actions" in fields and fields["actions"].shape[1:] != expected:
             fail(
                 f"rows have shape {fields['actions'].shape[1:]}, but the environment's action "
                 f"space has shape {expected}",
@@ -266,7 +238,7 @@ def validate(
         low, high = np.asarray(action_space.low), np.asarray(action_space.high)
     elif dataset.info.action_low is not None:
         low, high = np.asarray(dataset.info.action_low), np.asarray(dataset.info.action_high)
-    if low is not None:
+    if low is not None and "actions" in fields:
         actions = fields["actions"]
         outside = (actions < low - _BOUND_TOLERANCE) | (actions > high + _BOUND_TOLERANCE)
         if outside.any():

@@ -70,6 +70,7 @@ from offrl.core.trainer import (
     seed_keys,
     seed_means,
 )
+from offrl.data.dataset import LABEL_FIELDS
 from offrl.data.loading import load_dataset
 from offrl.data.preprocess import Preprocessor, apply_preprocessor, fit_preprocessor, scale_action
 from offrl.data.returns import dataset_returns_to_go
@@ -196,6 +197,7 @@ def _resolve_start(algo, algorithm, config, from_run, dataset, algo_config) -> _
         # dataset is given.
         filter_key = None if dataset else (ctx.config.get("train_config") or {}).get("filter_key")
         data = load_dataset(dataset_spec, env_id=ctx.env_id, filter_key=filter_key)
+        data.require(LABEL_FIELDS, f"fine-tuning {algorithm} on its transitions")
         seeds = ctx.seeds
         if base_name == algorithm:
             states = ctx.states
@@ -246,6 +248,7 @@ def _resolve_start(algo, algorithm, config, from_run, dataset, algo_config) -> _
             obs_dim, act_dim, {"online": True},
         )  # fmt: skip
     data = load_dataset(dataset, env_id=config.eval_env)
+    data.require(LABEL_FIELDS, f"fine-tuning {algorithm} on its transitions")
     states = init_states(algo, algo_config, data.observation_dim, data.action_dim, init_keys)
     scaling = resolve_reward_scaling(algo, config.reward_scaling, data.info.env_id)
     pre = fit_preprocessor(data, config.normalize_observations, scaling)

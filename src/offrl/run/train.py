@@ -31,7 +31,7 @@ from offrl.core.trainer import (
     seed_keys,
     seed_means,
 )
-from offrl.data.dataset import Dataset, split_by_episode
+from offrl.data.dataset import LABEL_FIELDS, Dataset, split_by_episode
 from offrl.data.loading import load_dataset
 from offrl.data.preprocess import apply_preprocessor, fit_preprocessor
 from offrl.data.weights import read_weights
@@ -129,7 +129,10 @@ def train(
         if isinstance(dataset, str | os.PathLike)
         else dataset
     )
-    missing = [f for f in getattr(algo, "REQUIRED_FIELDS", ()) if getattr(data, f) is None]
+    needed = registry.required_fields(algo)
+    # A log without actions or rewards: one line naming the labeling command.
+    data.require([f for f in needed if f in LABEL_FIELDS], f"training {algorithm}")
+    missing = [f for f in needed if getattr(data, f) is None]
     if missing:
         raise RunError(
             f"{algorithm} needs the dataset field(s) {', '.join(missing)}, which "

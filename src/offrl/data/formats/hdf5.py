@@ -97,8 +97,9 @@ def read_d4rl_hdf5(
     source = str(path)
     with _open(path) as f:
         observations = _read(f, "observations", source)
-        actions = _read(f, "actions", source)
-        rewards = _read(f, "rewards", source)
+        # A log may lack actions or rewards (the labeling commands supply them).
+        actions = _read(f, "actions", source) if "actions" in f else None
+        rewards = _read(f, "rewards", source) if "rewards" in f else None
         terminals = _read(f, "terminals", source)
         timeouts = _read(f, "timeouts", source)
         next_observations = (
@@ -110,18 +111,14 @@ def read_d4rl_hdf5(
             if name in f
         }
         masks = {key: np.asarray(f["mask"][key][()]) for key in f["mask"]} if "mask" in f else {}
-    arrays = {
-        "observations": observations,
-        "actions": actions,
-        "rewards": rewards,
-        "terminals": terminals,
-        "timeouts": timeouts,
-        **optional,
-    }
+    labels = {name: v for name, v in (("actions", actions), ("rewards", rewards)) if v is not None}
+    arrays = {"observations": observations, **labels, "terminals": terminals, "timeouts": timeouts}
+    arrays.update(optional)
     if next_observations is not None:
         arrays["next_observations"] = next_observations
     n = _check_d4rl_arrays(arrays, source)
-    rewards = rewards.reshape(n)
+    if rewards is not None:
+        labels["rewards"] = rewards.reshape(n)
     terminations = terminals.reshape(n).astype(bool)
     truncations = timeouts.reshape(n).astype(bool) & ~terminations
     keep = np.ones(n, dtype=bool)
@@ -146,8 +143,7 @@ def read_d4rl_hdf5(
     rows = np.flatnonzero(keep)
     columns = {
         "observations": observations[rows],
-        "actions": actions[rows],
-        "rewards": rewards[rows],
+        **{name: value[rows] for name, value in labels.items()},
         "next_observations": next_observations[rows],
         "terminations": terminations[rows],
         "truncations": truncations[rows],
@@ -204,24 +200,25 @@ def _check_d4rl_arrays(arrays: dict[str, np.ndarray], source: str) -> int:
     def fail(message: str, name: str, fix: str, index: int | None = None) -> DatasetError:
         return DatasetError(message, field=name, index=index, source=source, fix=fix)
 
-    rewards = arrays["rewards"]
+    anchor = "rewards" if "rewards" in arrays else "terminals"
+    rewards = arrays[anchor]
     if rewards.ndim == 0:
         raise fail(
-            "is a scalar, expected one value per step", "rewards", "store one reward per row"
+            "is a scalar, expected one value per step", anchor, f"store one {anchor[:-1]} per row"
         )
     n = rewards.shape[0]
     if n == 0:
         empty = sorted(k for k, v in arrays.items() if v.ndim and v.shape[0] == 0)
         raise fail(
             f"the file holds no transitions (empty arrays: {', '.join(empty)})",
-            "rewards",
+            anchor,
             "export at least one episode into the file",
         )
     for name, value in arrays.items():
         if value.ndim == 0 or value.shape[0] != n:
             rows = "a scalar" if value.ndim == 0 else f"{value.shape[0]} rows"
             raise fail(
-                f"has {rows} but 'rewards' has {n}",
+                f"has {rows} but '{anchor}' has {n}",
                 name,
                 "every array must have one row per transition",
             )
@@ -342,13 +339,10 @@ def read_robomimic_hdf5(
                 return np.concatenate(parts, axis=1)
 
             observations = flat(demo["obs"], "obs")
-            actions = _read(demo, "actions", where)
-            steps = len(actions)
-            rewards = (
-                _read(demo, "rewards", where).reshape(-1)
-                if "rewards" in demo
-                else np.zeros(steps, np.float32)
-            )
+            # Demonstrations without actions or rewards load with those fields missing.
+            actions = _read(demo, "actions", where) if "actions" in demo else None
+            steps = len(actions) if actions is not None else len(observations)
+            rewards = _read(demo, "rewards", where).reshape(-1) if "rewards" in demo else None
             dones = (
                 _read(demo, "dones", where).reshape(-1).astype(bool)
                 if "dones" in demo
@@ -367,8 +361,9 @@ def read_robomimic_hdf5(
             else:
                 # The final step has no recorded successor: drop it, truncate before it.
                 next_observations = observations[1:]
-                observations, actions = observations[:-1], actions[:-1]
-                rewards, dones = rewards[:-1], dones[:-1]
+                observations, dones = observations[:-1], dones[:-1]
+                actions = None if actions is None else actions[:-1]
+                rewards = None if rewards is None else rewards[:-1]
                 interventions = None if interventions is None else interventions[:-1]
                 steps -= 1
             if steps <= 0:
@@ -384,7 +379,7 @@ def read_robomimic_hdf5(
                 {
                     "observations": observations,
                     "next_observations": next_observations,
-                    "actions": actions.reshape(steps, -1),
+                    "actions": None if actions is None else actions.reshape(steps, -1),
                     "rewards": rewards,
                     "terminations": terminations,
                     "truncations": truncations,
@@ -413,7 +408,11 @@ def read_robomimic_hdf5(
 
 def _demo_steps(demo) -> int:
     """Transitions the reader takes from a demo (the last step needs a successor)."""
-    steps = len(demo["actions"]) if "actions" in demo else 0
+    if "actions" in demo:
+        steps = len(demo["actions"])
+    else:  # an action-free demo: its length is its observations'
+        obs = demo.get("obs", {})
+        steps = len(obs[next(iter(obs))]) if len(obs) else 0
     return steps if "next_obs" in demo else steps - 1
 
 

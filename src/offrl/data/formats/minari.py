@@ -27,7 +27,7 @@ import tempfile
 import gymnasium as gym
 import numpy as np
 
-from offrl.data.dataset import Dataset, DatasetInfo, from_episodes, to_episodes
+from offrl.data.dataset import LABEL_FIELDS, Dataset, DatasetInfo, from_episodes, to_episodes
 from offrl.data.formats.atomic import replace_atomically
 from offrl.data.validate import DatasetError, subset_ids, validate
 
@@ -101,6 +101,16 @@ def read_minari(path_or_id: str | os.PathLike, validate_data: bool = True) -> Da
                 source=str(data_path),
                 fix="flatten the space (gymnasium.wrappers.FlattenObservation) when recording",
             )
+    # A log without actions or rewards is written with NaN placeholders (Minari needs
+    # both arrays) and the metadata naming them: they load as missing, never as numbers.
+    absent = metadata.get("offrl_missing_fields") or []
+    if not isinstance(absent, list) or not set(absent) <= set(LABEL_FIELDS):
+        raise DatasetError(
+            f"'offrl_missing_fields' is {absent!r}; it may list only {', '.join(LABEL_FIELDS)}",
+            field="metadata.json",
+            source=str(data_path),
+            fix="restore the file or rebuild the dataset",
+        )
     episodes = []
     for index, raw in enumerate(raw_episodes):
         missing = [
@@ -120,25 +130,24 @@ def read_minari(path_or_id: str | os.PathLike, validate_data: bool = True) -> Da
             k: np.asarray(raw[k])
             for k in ("observations", "actions", "rewards", "terminations", "truncations")
         }
-        episode["actions"] = episode["actions"].reshape(len(episode["rewards"]), -1)
+        steps = len(episode["terminations"])
+        episode["actions"] = episode["actions"].reshape(steps, -1)
         episode["observations"] = episode["observations"].reshape(len(episode["observations"]), -1)
+        for name in absent:
+            del episode[name]
         infos = raw.get("infos") or {}
         if isinstance(infos, dict) and "cost" in infos:
-            episode["costs"] = np.asarray(infos["cost"], np.float32).reshape(-1)[
-                -len(episode["rewards"]) :
-            ]
+            episode["costs"] = np.asarray(infos["cost"], np.float32).reshape(-1)[-steps:]
         if isinstance(infos, dict) and "intervention" in infos:
             # who chose the step's action: known once the step is taken (row t + 1)
             episode["interventions"] = np.asarray(infos["intervention"], np.float32).reshape(-1)[
-                -len(episode["rewards"]) :
+                -steps:
             ]
         if isinstance(infos, dict) and "margin" in infos:
-            episode["margins"] = np.asarray(infos["margin"], np.float32).reshape(-1)[
-                : len(episode["rewards"])
-            ]
-        if len(episode["observations"]) != len(episode["rewards"]) + 1:
+            episode["margins"] = np.asarray(infos["margin"], np.float32).reshape(-1)[:steps]
+        if len(episode["observations"]) != steps + 1:
             raise DatasetError(
-                f"has {len(episode['observations'])} observations for {len(episode['rewards'])} "
+                f"has {len(episode['observations'])} observations for {steps} "
                 "steps; Minari stores steps + 1 (the final observation included)",
                 field="observations",
                 episode=index,
@@ -357,9 +366,18 @@ def write_minari(
             data_format=data_format,
         )
         meta = {"dataset_id": dataset_id, "minari_version": minari_version}
+        missing = list(host.missing_fields())
+        if missing:
+            meta["offrl_missing_fields"] = missing
         meta.update(metadata or {})
         storage.update_metadata(meta)
         buffers = []
+
+        def placeholder(episode, name, shape):
+            if name in episode:
+                return episode[name]
+            return np.full((len(episode["terminations"]), *shape), np.nan)
+
         for index, episode in enumerate(to_episodes(host)):
             infos = {}
             if "costs" in episode:
@@ -380,8 +398,10 @@ def write_minari(
                 EpisodeBuffer(
                     id=index,
                     observations=episode["observations"].astype(observation_space.dtype),
-                    actions=episode["actions"].astype(action_space.dtype),
-                    rewards=episode["rewards"].astype(np.float64),
+                    actions=placeholder(episode, "actions", action_space.shape).astype(
+                        action_space.dtype
+                    ),
+                    rewards=placeholder(episode, "rewards", ()).astype(np.float64),
                     terminations=episode["terminations"].astype(bool),
                     truncations=episode["truncations"].astype(bool),
                     infos=infos,
