@@ -17,11 +17,11 @@ def cmd_data(argv: list[str]) -> None:
 
     console = Console()
     usage = (
-        "usage: offrl data inspect|validate|convert|quality|curate|weigh|retrieve ... (add "
-        "--help to any of them)"
+        "usage: offrl data inspect|validate|convert|quality|curate|weigh|retrieve|augment ... "
+        "(add --help to any of them)"
     )
     _group_help(argv, usage)
-    verbs = ("inspect", "validate", "convert", "quality", "curate", "weigh", "retrieve")
+    verbs = ("inspect", "validate", "convert", "quality", "curate", "weigh", "retrieve", "augment")
     if not argv or argv[0] not in verbs:
         _fail(usage)
     verb, rest = argv[0], argv[1:]
@@ -30,6 +30,7 @@ def cmd_data(argv: list[str]) -> None:
         "curate": cmd_curate,
         "weigh": cmd_weigh,
         "retrieve": cmd_retrieve,
+        "augment": cmd_augment,
     }
     if verb in commands:
         return commands[verb](rest, console)
@@ -330,4 +331,132 @@ def cmd_retrieve(argv: list[str], console) -> None:
         f"retrieved {rows.size} of {prior.size} prior transitions; wrote them with the "
         f"{task.num_episodes} task episodes ({task.size} transitions) to {path} (subsets "
         "task, retrieved)"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Synther:
+    """SynthER: fit an elucidated diffusion model to the dataset's transitions
+    (s, a, r, s', termination) and write synthetic ones, after the real episodes
+    (subsets real, synthetic) or alone (--synthetic-only). The defaults fit a CPU;
+    --released takes the paper's (width 2048, 6 blocks, 100,000 updates)."""
+
+    dataset: tyro.conf.Positional[str]
+    """A .hdf5 file, a Minari dataset directory or id, or suite:NAME."""
+    output: str
+    """The Minari dataset directory to write."""
+    samples: int = 100_000
+    """Synthetic transitions to write."""
+    synthetic_only: bool = False
+    """Write only the synthetic transitions."""
+    steps: int | None = None
+    """Updates of the diffusion model (default 20,000; released 100,000)."""
+    width: int | None = None
+    """Width of the residual MLP denoiser (default 256; released 2048)."""
+    depth: int | None = None
+    """Residual blocks of the denoiser (default 3; released 6)."""
+    sample_steps: int | None = None
+    """Noise levels of the sampler (default and released: 128)."""
+    released: bool = False
+    """The released settings (overrides --steps, --width, --depth): slow on a CPU."""
+    filter_key: str | None = None
+    """Model only the episodes of this subset."""
+    seed: int = 0
+    """Seed of the model and the samples."""
+    overwrite: bool = False
+    """Replace an existing output directory."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Guda:
+    """GuDA: augment trajectory segments of a PointMaze dataset with translations and
+    reflections that keep the maze's walls, and keep only the augmented segments that
+    make progress (their shortest-path distance to the goal falls), or every valid
+    one with --unguided; written after the real episodes (subsets real, augmented)."""
+
+    dataset: tyro.conf.Positional[str]
+    """A PointMaze dataset (offrl's 6-D goal observation)."""
+    output: str
+    """The Minari dataset directory to write."""
+    segments: int = 2000
+    """Augmented segments to keep."""
+    length: int = 20
+    """Steps per segment."""
+    operations: tuple[Literal["translate", "reflect"], ...] = ("translate", "reflect")
+    """Augmentation operations to draw from."""
+    unguided: bool = False
+    """Keep every augmented segment that respects the walls (random augmentation)."""
+    progress: float = 0.0
+    """The guidance predicate: the distance to the goal must fall by more than this."""
+    seed: int = 0
+    """Seed of the segments and the operations."""
+    overwrite: bool = False
+    """Replace an existing output directory."""
+
+
+def cmd_augment(argv: list[str], console) -> None:
+    from offrl.data.formats.minari import write_minari
+    from offrl.data.loading import load_dataset
+    from offrl.run.settings import to_jsonable
+
+    usage = "usage: offrl data augment synther|guda ... (add --help to either)"
+    _group_help(argv, usage)
+    if not argv or argv[0] not in ("synther", "guda"):
+        _fail(usage)
+    if argv[0] == "guda":
+        from offrl.curate import guda
+
+        args = tyro.cli(Guda, args=argv[1:], prog="offrl data augment guda")
+        if args.segments <= 0 or args.length <= 0 or not args.operations:
+            _fail("--segments and --length must be positive and --operations non-empty")
+        dataset = load_dataset(args.dataset)
+        config = guda.Config(
+            segments=args.segments, length=args.length, operations=args.operations,
+            guided=not args.unguided, progress=args.progress, seed=args.seed,
+        )  # fmt: skip
+        augmented, report = guda.augment_pointmaze(dataset, config)
+        card = {"offrl_augmented": {"method": "guda", "source": args.dataset, **report}}
+        path = write_minari(augmented, args.output, metadata=card, overwrite=args.overwrite)
+        console.print(
+            f"kept {report['kept']} of {report['tried']} augmented segments "
+            f"({report['invalid']} crossed a wall, {report['rejected']} made no progress); "
+            f"wrote {path} (subsets real, augmented)"
+        )
+        return
+    from offrl.curate import synther
+
+    args = tyro.cli(Synther, args=argv[1:], prog="offrl data augment synther")
+    settings = {"steps": args.steps, "width": args.width, "depth": args.depth}
+    chosen = {k: v for k, v in settings.items() if v is not None}
+    if args.samples <= 0 or any(v <= 0 for v in chosen.values()):
+        _fail("--samples, --steps, --width and --depth must be positive")
+    if args.released and chosen:
+        _fail(f"--released sets {', '.join(chosen)}; pass one or the other")
+    dataset = load_dataset(args.dataset, filter_key=args.filter_key)
+    config = synther.Config.released(dataset.size) if args.released else synther.Config()
+    edm = config.edm
+    if args.sample_steps is not None:
+        if args.sample_steps < 2:
+            _fail("--sample-steps must be at least 2")
+        edm = dataclasses.replace(edm, sample_steps=args.sample_steps)
+    config = dataclasses.replace(config, **chosen, seed=args.seed, edm=edm)
+    augmented, model = synther.augment(dataset, args.samples, config, mix=not args.synthetic_only)
+    card = {
+        "offrl_synthetic": {
+            "method": "synther",
+            "source": args.dataset,
+            "filter_key": args.filter_key,
+            "real_transitions": dataset.size,
+            "synthetic_transitions": args.samples,
+            "config": to_jsonable(config),
+            "loss_first": float(model.losses[:100].mean()),
+            "loss_last": float(model.losses[-100:].mean()),
+        }
+    }
+    path = write_minari(augmented, args.output, metadata=card, overwrite=args.overwrite)
+    console.print(
+        f"diffusion loss {card['offrl_synthetic']['loss_first']:.3f} -> "
+        f"{card['offrl_synthetic']['loss_last']:.3f}; wrote {args.samples} synthetic "
+        f"transitions{'' if args.synthetic_only else f' after {dataset.size} real ones'} to "
+        f"{path} (subset synthetic)"
     )

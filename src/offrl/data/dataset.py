@@ -348,16 +348,33 @@ def to_episodes(dataset: Dataset) -> list[dict[str, np.ndarray]]:
 
 def concatenate(datasets: Sequence[Dataset], info: DatasetInfo | None = None) -> Dataset:
     """Concatenate datasets episode-wise (e.g. medium + expert); subsets of the same
-    name are joined, their episodes renumbered."""
-    episodes = [ep for d in datasets for ep in to_episodes(d)]
-    info = info or dataclasses.replace(datasets[0].info, subsets=(), filter_key=None)
+    name are joined, their episodes renumbered. Every part must have the same fields."""
+    hosts = [d.to_numpy() for d in datasets]
+    names = list(hosts[0].step_fields())
+    for part in hosts[1:]:
+        if set(part.step_fields()) != set(names):
+            differ = sorted(set(part.step_fields()) ^ set(names))
+            raise ValueError(
+                f"field '{differ[0]}' is present in some datasets and missing in others; "
+                "drop it from all of them or supply it for all"
+            )
+    fields = {name: np.concatenate([np.asarray(getattr(h, name)) for h in hosts]) for name in names}
+    lengths = np.concatenate([np.asarray(h.episode_lengths, np.int64) for h in hosts])
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    info = info or dataclasses.replace(hosts[0].info, subsets=(), filter_key=None)
     subsets: dict[str, list[int]] = {}
     offset = 0
-    for part in datasets:
+    for part in hosts:
         for name, ids in part.info.subsets:
             subsets.setdefault(name, []).extend(offset + i for i in ids)
         offset += part.num_episodes
-    return from_episodes(episodes, info).with_subsets(subsets)
+    joined = Dataset(
+        **fields,
+        episode_starts=starts[: len(lengths)],
+        episode_lengths=lengths,
+        info=info,
+    )
+    return joined.with_subsets(subsets)
 
 
 def sample(dataset: Dataset, key: jax.Array, batch_size: int) -> Batch:
