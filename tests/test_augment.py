@@ -3,6 +3,7 @@ mixture, synthetic transitions as a dataset."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -12,7 +13,7 @@ import pytest
 
 from offrl.curate import synther
 from offrl.curate.fit import EMA, fit
-from offrl.data import DatasetInfo, load_dataset, validate
+from offrl.data import DatasetError, DatasetInfo, load_dataset, validate
 from offrl.data.formats import read_minari, write_minari
 from offrl.nn import diffusion
 from offrl.nn.diffusion import EDMConfig
@@ -162,3 +163,106 @@ def test_synthetic_transitions_form_a_dataset(tmp_path):
     main(["train", "td3_bc", "--dataset", str(tmp_path / "mixed"), "--run-dir",
           str(tmp_path / "run"), "--steps", "20", "--eval-every", "0",
           "--heldout-episodes", "0"])  # fmt: skip
+
+
+UMAZE = [[1, 1, 1, 1, 1], [1, 0, 0, 0, 1], [1, 1, 1, 0, 1], [1, 0, 0, 0, 1], [1, 1, 1, 1, 1]]
+
+
+def maze_segment(positions, goal):
+    positions = np.asarray(positions, np.float64)
+    velocities = np.vstack([np.diff(positions, axis=0) / 0.1, np.zeros((1, 2))])
+    observations = np.hstack([positions, velocities, np.tile(goal, (len(positions), 1))])
+    return {"observations": observations, "actions": velocities[:-1] / 10.0}
+
+
+def test_guda_predicate_operations_and_walls():
+    """In the U-maze (goal at the bottom-left), a segment walking the corridor toward
+    the goal is progress, the same one reversed is not, and so is not one that only
+    nears the goal in a straight line through the wall; a translation keeps the
+    segment's shape, a reflection mirrors positions, velocities and forces; a segment
+    into a wall is invalid."""
+    from offrl.curate import guda
+    from offrl.envs.pointmaze import MazeGeometry
+
+    geometry = MazeGeometry(UMAZE)
+    goal = np.asarray([-1.0, -1.0])
+    toward = maze_segment(np.linspace([1.0, 1.0], [1.0, -0.5], 8), goal)  # down the right arm
+    away = {
+        "observations": toward["observations"][::-1].copy(),
+        "actions": -toward["actions"][::-1].copy(),
+    }
+    progress = guda.makes_progress(geometry)
+    assert progress(toward) and not progress(away)
+    assert not guda.makes_progress(geometry, margin=2.0)(toward)  # falls by 1.5 < 2
+    # Leftward on the top arm: the straight-line distance to the goal falls (2.15 ->
+    # 2.0) but the way around the U gets longer; rightward is the progress.
+    leftward = maze_segment(np.linspace([-0.2, 1.0], [-1.0, 1.0], 8), goal)
+    rightward = maze_segment(np.linspace([-1.0, 1.0], [-0.2, 1.0], 8), goal)
+    ends = leftward["observations"][[0, -1], :2]
+    assert np.linalg.norm(ends[1] - goal) < np.linalg.norm(ends[0] - goal)
+    assert not progress(leftward) and progress(rightward)
+
+    rng = np.random.default_rng(0)
+    moved = guda.translate(geometry)(toward, rng)
+    np.testing.assert_allclose(
+        np.diff(moved["observations"][:, :2], axis=0),
+        np.diff(toward["observations"][:, :2], axis=0),
+    )
+    np.testing.assert_array_equal(moved["observations"][:, 2:], toward["observations"][:, 2:])
+    shift = moved["observations"][0, :2] - toward["observations"][0, :2]
+    np.testing.assert_allclose(shift, np.round(shift))  # whole cells
+    for seed in range(6):  # both axes and several lines
+        mirrored = guda.reflect(geometry)(toward, np.random.default_rng(seed))
+        changed = ~np.isclose(mirrored["observations"][:, :2], toward["observations"][:, :2]).all(0)
+        assert changed.sum() <= 1
+        axis = int(np.argmax(changed))
+        sums = mirrored["observations"][:, axis] + toward["observations"][:, axis]
+        np.testing.assert_allclose(sums, sums[0])  # mirrored about one line
+        assert (sums[0] / 2 + 2.5) % 1.0 == pytest.approx(0.5)  # a cell's centre line
+        velocity = mirrored["observations"][:, 2 + axis]
+        np.testing.assert_allclose(velocity, -toward["observations"][:, 2 + axis])
+        np.testing.assert_allclose(mirrored["actions"][:, axis], -toward["actions"][:, axis])
+        other = 1 - axis
+        np.testing.assert_array_equal(
+            mirrored["observations"][:, other], toward["observations"][:, other]
+        )
+    through_wall = maze_segment(np.linspace([-1.0, 1.0], [-1.0, -1.0], 8), goal)
+    assert not geometry.free(through_wall["observations"][:, :2]).all()
+
+
+def test_guda_augments_a_pointmaze_dataset(tmp_path):
+    """Kept segments respect the walls and (guided) make progress; the real episodes
+    are unchanged; rewards are the task's; the command writes both subsets."""
+    from offrl.cli import main
+    from offrl.curate import guda
+    from offrl.envs.pointmaze import MazeGeometry, goal_reward
+
+    real = load_dataset("suite:pointmaze-operators").select_episodes(range(6))
+    config = guda.Config(segments=60, length=10, seed=1)
+    out, report = guda.augment_pointmaze(real, config)
+    assert report["kept"] == 60 and report["invalid"] > 0 and report["rejected"] > 0
+    np.testing.assert_array_equal(out.subset("real").observations, real.observations)
+    geometry = MazeGeometry.of(real.info.env_id)
+    augmented = out.subset("augmented")
+    assert geometry.free(augmented.observations[:, :2]).all()
+    progress = guda.makes_progress(geometry)
+    for i in range(augmented.num_episodes):
+        episode = augmented.select_episodes([i])
+        segment = {
+            "observations": np.vstack([episode.observations, episode.next_observations[-1:]]),
+            "actions": episode.actions,
+        }
+        assert progress(segment)
+    next_obs = augmented.next_observations
+    expected = goal_reward(next_obs[:, :2], next_obs[:, 4:6], "Dense" in real.info.env_id)
+    np.testing.assert_array_equal(augmented.rewards, expected)
+    _, unguided = guda.augment_pointmaze(real, dataclasses.replace(config, guided=False))
+    assert unguided["rejected"] == 0 and unguided["kept"] == 60
+    with pytest.raises(DatasetError, match="PointMaze"):
+        guda.augment_pointmaze(load_dataset("suite:pendulum-mixed"), config)
+
+    source = write_minari(real, tmp_path / "real")
+    main(["data", "augment", "guda", str(source), "--output", str(tmp_path / "g"),
+          "--segments", "20", "--length", "10", "--unguided"])  # fmt: skip
+    written = read_minari(tmp_path / "g")
+    assert len(dict(written.info.subsets)["augmented"]) == 20
