@@ -1,5 +1,9 @@
 """Data augmentation: SynthER's two offline claims and GuDA against random augmentation.
 
+GuDA (``--only guda``): see :func:`guda_section`.
+
+    python benchmarks/augment.py --only guda --output benchmarks/results/augment-pendulum.json
+
 SynthER (``--only synther``), on ``suite:pendulum-mixed`` (100 episodes, 20,000
 transitions), TD3+BC (its paper's offline agent), ``--steps`` updates:
   1. a 10% subset (10 episodes, 2,000 transitions) alone against the same subset
@@ -156,6 +160,7 @@ def main() -> None:
     parser.add_argument("--upsample", type=int, default=20_000)
     parser.add_argument("--synthetic", type=int, default=20_000)
     parser.add_argument("--heldout", type=int, default=50)
+    parser.add_argument("--segments", type=int, default=300)
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
     began = time.perf_counter()
@@ -174,7 +179,69 @@ def main() -> None:
 
 
 def guda_section(args, workdir) -> dict:
-    raise SystemExit("the GuDA section is not written yet")
+    """GuDA on a small, poor PointMaze dataset: the first 5 episodes of each of the two
+    ``worse`` operators of ``suite:pointmaze-operators`` (UMaze, dense reward, a fixed
+    target; 10 episodes, 3,000 transitions), alone, with ``--segments`` augmented
+    20-step segments kept by GuDA's progress predicate, and with as many kept without
+    it (random augmentation). IQL, ``--steps`` updates; augmentation seed = agent seed."""
+    from offrl.algos import iql
+    from offrl.curate import guda
+
+    operators = load_dataset("suite:pointmaze-operators")
+    ids = np.concatenate([operators.subset_episodes(name)[:5] for name in ("worse_1", "worse_2")])
+    small = operators.select_episodes(ids)
+    out = {
+        "dataset": "suite:pointmaze-operators, episodes " + ", ".join(map(str, ids)),
+        "transitions": small.size,
+        "mean_reward_per_step": float(np.mean(small.rewards)),
+    }
+    augmented: dict[str, dict] = {"guided": {}, "unguided": {}}
+    for kind in augmented:
+        reports = []
+        for seed in SEEDS:
+            config = guda.Config(segments=args.segments, seed=seed, guided=kind == "guided")
+            began = time.perf_counter()
+            data, report = guda.augment_pointmaze(small, config)
+            report["seconds"] = time.perf_counter() - began
+            report["mean_reward_per_step"] = float(np.mean(data.subset("augmented").rewards))
+            augmented[kind][seed] = data
+            reports.append(report)
+        out[f"{kind}_augmentation"] = reports
+        print(kind, reports, flush=True)
+
+    def scored(dataset_for_seed, name):
+        final, best = [], []
+        for seed in SEEDS:
+            train_config = TrainConfig(
+                steps=args.steps, eval_every=1000, eval_episodes=5,
+                checkpoint_every=args.steps, seeds=(seed,), heldout_episodes=args.heldout,
+                progress=False,
+            )  # fmt: skip
+            summary = train(
+                "iql", dataset_for_seed(seed), workdir / f"{name}-{seed}",
+                iql.Config(hidden_dims=(256, 256)), train_config,
+            )  # fmt: skip
+            final.append(float(summary["final_per_seed"][0]))
+            best.append(float(summary["best_per_seed"][0]))
+        result = {
+            "final": {
+                "mean": float(np.mean(final)),
+                "std": float(np.std(final, ddof=1)),
+                "per_seed": final,
+            },
+            "best": {
+                "mean": float(np.mean(best)),
+                "std": float(np.std(best, ddof=1)),
+                "per_seed": best,
+            },
+        }
+        print(name, result, flush=True)
+        return result
+
+    out["iql_none"] = scored(lambda s: small, "none")
+    out["iql_unguided"] = scored(lambda s: augmented["unguided"][s], "unguided")
+    out["iql_guided"] = scored(lambda s: augmented["guided"][s], "guided")
+    return out
 
 
 if __name__ == "__main__":

@@ -76,6 +76,31 @@ class Actions:
     """Replace an existing output directory."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """Label rewards with a progress model (VLAC's idea on states): from demonstrations
+    that end where the task is done, a pairwise model learns the progress between two
+    states and a done model P(done | s); each step of DATASET is rewarded with the
+    progress from s to s' (about 1 per demonstration step)."""
+
+    dataset: tyro.conf.Positional[str]
+    """The dataset to label (its rewards, if any, are replaced)."""
+    demonstrations: str
+    """Demonstrations of the task, each ending where the task is done."""
+    output: str
+    """The relabeled Minari dataset directory to write."""
+    steps: int = 5000
+    """Updates of the progress model."""
+    done_steps: int = 1
+    """Last states of each demonstration labeled done."""
+    done_reward: float = 0.0
+    """Weight of P(done | s') added to the reward."""
+    seed: int = 0
+    """Seed of the model."""
+    overwrite: bool = False
+    """Replace an existing output directory."""
+
+
 def cmd_label(argv: list[str]) -> None:
     from rich.console import Console
 
@@ -84,11 +109,36 @@ def cmd_label(argv: list[str]) -> None:
     from offrl.data.loading import load_dataset
 
     console = Console()
-    usage = "usage: offrl label preferences|rewards|actions ... (add --help to any of them)"
+    usage = (
+        "usage: offrl label preferences|rewards|actions|progress ... (add --help to any of them)"
+    )
     _group_help(argv, usage)
-    if not argv or argv[0] not in ("preferences", "rewards", "actions"):
+    if not argv or argv[0] not in ("preferences", "rewards", "actions", "progress"):
         _fail(usage)
     verb, rest = argv[0], argv[1:]
+    if verb == "progress":
+        from offrl.curate import progress
+
+        args = tyro.cli(Progress, args=rest, prog="offrl label progress")
+        if args.steps <= 0 or args.done_steps <= 0:
+            _fail("--steps and --done-steps must be positive")
+        dataset, demos = load_dataset(args.dataset), load_dataset(args.demonstrations)
+        if demos.observation_dim != dataset.observation_dim:
+            _fail(
+                f"the demonstrations have {demos.observation_dim}-D observations, the dataset "
+                f"{dataset.observation_dim}-D: they must come from the same task"
+            )
+        config = progress.Config(
+            steps=args.steps, done_steps=args.done_steps, done_reward=args.done_reward,
+            seed=args.seed,
+        )  # fmt: skip
+        model = progress.fit_model(demos, config)
+        path = write_minari(progress.relabel(dataset, model), args.output, overwrite=args.overwrite)
+        console.print(
+            f"progress model from {demos.num_episodes} demonstrations: loss "
+            f"{model.losses[:50].mean():.3f} -> {model.losses[-50:].mean():.3f}; wrote {path}"
+        )
+        return
     if verb == "actions":
         from offrl.curate import inverse_dynamics
 
