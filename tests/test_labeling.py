@@ -237,6 +237,7 @@ def test_progress_model_learns_progress_along_demonstrations(tmp_path):
     np.testing.assert_allclose(np.mean(model.rewards(demos)), 1.0, atol=0.25)
 
     bare = write_minari(demos.replace(rewards=None), tmp_path / "bare")
-    main(["label", "progress", str(bare), "--demonstrations", str(write_minari(demos, tmp_path / "d")),
+    demos_path = write_minari(demos, tmp_path / "d")
+    main(["label", "progress", str(bare), "--demonstrations", str(demos_path),
           "--output", str(tmp_path / "out"), "--steps", "200"])  # fmt: skip
     assert read_minari(tmp_path / "out").rewards is not None
