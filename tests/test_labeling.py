@@ -241,3 +241,91 @@ def test_progress_model_learns_progress_along_demonstrations(tmp_path):
     main(["label", "progress", str(bare), "--demonstrations", str(demos_path),
           "--output", str(tmp_path / "out"), "--steps", "200"])  # fmt: skip
     assert read_minari(tmp_path / "out").rewards is not None
+
+
+def chain_dataset(episodes=30, length=10, seed=0):
+    """A chain: states t / length (plus a nuisance coordinate), reward 1 on the last
+    step, terminated there: V(s_t) = gamma^(length - 1 - t)."""
+    rng = np.random.default_rng(seed)
+    made = []
+    for _ in range(episodes):
+        t = np.arange(length + 1) / length
+        made.append(
+            {
+                "observations": np.stack([t, rng.normal(size=length + 1)], 1).astype(np.float32),
+                "rewards": np.r_[np.zeros(length - 1), 1.0].astype(np.float32),
+                "terminations": np.r_[np.zeros(length - 1, bool), True],
+                "truncations": np.zeros(length, bool),
+            }
+        )
+    info = DatasetInfo(action_low=(-1.0,), action_high=(1.0,))
+    return validate(from_episodes(made, info))
+
+
+def test_value_pretraining_learns_the_chain_value_and_starts_iql(tmp_path):
+    """TD on action-free trajectories recovers V = gamma^(steps to go) (expectile 0.5);
+    IQL started from the file computes the same values under its own standardization
+    (folded into the first layer) and its actor's and critics' hidden layers are the
+    value network's; a file for other widths is refused by name."""
+    import jax
+    import jax.numpy as jnp
+
+    from offrl.algos import iql
+    from offrl.algos import value_pretraining as vptr
+    from offrl.cli import main
+    from offrl.core.trainer import init_states, seed_keys
+    from offrl.data.preprocess import fit_preprocessor
+
+    data = chain_dataset()
+    assert data.actions is None
+    config = vptr.Config(hidden_dims=(64, 64), discount=0.9, expectile=0.5, steps=4000)
+    pretrained = vptr.pretrain(data, config)
+    states = np.stack([np.arange(10) / 10, np.zeros(10)], 1)
+    truth = 0.9 ** (9 - np.arange(10))
+    np.testing.assert_allclose(pretrained.value(states), truth, atol=0.06)
+
+    path = vptr.save(tmp_path / "v.npz", pretrained)
+    back = vptr.load(path)
+    np.testing.assert_array_equal(back.value(states), pretrained.value(states))
+
+    # A run standardizing observations differently (another dataset's statistics).
+    other = chain_dataset(seed=1).replace(
+        observations=chain_dataset(seed=1).observations * 3.0 + 1.0
+    )
+    pre = fit_preprocessor(
+        other.replace(actions=np.zeros((other.size, 1), np.float32)), True, "none"
+    )
+    iql_config = iql.Config(hidden_dims=(64, 64), value_init=str(path))
+    keys, _ = seed_keys((0, 1))
+    initial = iql.load_pretrained(init_states(iql, iql_config, 2, 1, keys), iql_config, pre)
+    x = (states - np.asarray(pre.observation_mean)) / np.asarray(pre.observation_std)
+    for seed in range(2):
+        params = jax.tree_util.tree_map(lambda p, s=seed: p[s], initial.value.params)
+        got = iql.VNetwork((64, 64)).apply(params, jnp.asarray(x, jnp.float32))
+        np.testing.assert_allclose(np.asarray(got), pretrained.value(states), atol=1e-4)
+    hidden = vptr.hidden_layers(vptr.value_params(pretrained, np.asarray(pre.observation_mean),
+                                                  np.asarray(pre.observation_std)))  # fmt: skip
+    actor_first = initial.actor.params["params"]["MLP_0"]["Dense_0"]["kernel"][1]
+    np.testing.assert_allclose(actor_first, hidden["Dense_0"]["kernel"], rtol=1e-6)
+    critic_first = initial.critic.params["params"]["VmapQNetwork_0"]["MLP_0"]["Dense_0"]["kernel"]
+    np.testing.assert_allclose(critic_first[0, 1, :2], hidden["Dense_0"]["kernel"], rtol=1e-6)
+    np.testing.assert_array_equal(
+        initial.target_critic_params["params"]["VmapQNetwork_0"]["MLP_0"]["Dense_1"]["kernel"],
+        initial.critic.params["params"]["VmapQNetwork_0"]["MLP_0"]["Dense_1"]["kernel"],
+    )
+    wrong = iql.Config(hidden_dims=(32, 32), value_init=str(path))
+    with pytest.raises(DatasetError, match="widths"):
+        iql.load_pretrained(init_states(iql, wrong, 2, 1, keys), wrong, pre)
+
+    root = write_minari(data, tmp_path / "chain")
+    main(["pretrain", "value", str(root), "--output", str(tmp_path / "cli.npz"), "--steps", "50",
+          "--hidden-dims", "32", "32"])  # fmt: skip
+    assert vptr.load(tmp_path / "cli.npz").config.hidden_dims == (32, 32)
+    # The trainer hands the run's standardization to the hook (a mismatch is refused).
+    from offrl.run.train import TrainConfig, train
+
+    labeled = data.replace(actions=np.zeros((data.size, 1), np.float32))
+    narrow = iql.Config(hidden_dims=(16, 16), value_init=str(path))
+    short = TrainConfig(steps=2, eval_every=0, heldout_episodes=0)
+    with pytest.raises(DatasetError, match="widths"):
+        train("iql", labeled, tmp_path / "run", narrow, short)

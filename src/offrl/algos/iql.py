@@ -42,9 +42,11 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 from flax.training.train_state import TrainState
 
+from offrl.algos import value_pretraining
 from offrl.algos.common import ensemble_mse, expectile_loss, sample_mean, td_target
 from offrl.core.registry import OnlineSpec
 from offrl.core.state import adam, create_train_state, polyak
@@ -88,6 +90,12 @@ class Config:
     critic_layer_norm: bool = False
     """LayerNorm after each hidden layer of the critics (as RLPD and ReBRAC): the remedy
     the training diagnostics suggest for a diverging or extrapolating critic."""
+    value_init: str | None = None
+    """A value pre-training file (offrl pretrain value: V-PTR's idea) to start from: the
+    value network takes its weights, the actor's and critics' hidden layers its hidden
+    layers (see value_init_encoders)."""
+    value_init_encoders: bool = True
+    """With value_init, also start the actor's and critics' hidden layers from it."""
 
 
 @struct.dataclass
@@ -126,6 +134,53 @@ def init(config: Config, example_batch, key: jax.Array) -> State:
         target_critic_params=critic_params,
         key=key,
         step=jnp.zeros((), jnp.int32),
+    )
+
+
+def load_pretrained(states: State, config: Config, pre) -> State:
+    """The initial states (stacked over seeds) with the value pre-training of
+    ``config.value_init`` in place; the run's observation standardization ``pre`` is
+    folded into the first layers."""
+    if not config.value_init:
+        return states
+    pretrained = value_pretraining.load(config.value_init)
+    mean = np.asarray(pre.observation_mean, np.float32)
+    std = np.asarray(pre.observation_std, np.float32)
+    value_pretraining.check_shape(pretrained, config.hidden_dims, mean.shape[0], config.value_init)
+    value = value_pretraining.value_params(pretrained, mean, std)
+    seeds = states.step.shape[0]
+
+    def tile(tree, *leading):
+        return jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (*leading, *x.shape)), tree)
+
+    states = states.replace(value=states.value.replace(params=tile(value, seeds)))
+    if not config.value_init_encoders:
+        return states
+    hidden = value_pretraining.hidden_layers(value)
+    actor = states.actor.params
+    actor = {"params": {**actor["params"], "MLP_0": tile(hidden, seeds)}}
+
+    def critic_params(params):
+        members = params["params"]["VmapQNetwork_0"]["MLP_0"]
+        first = members["Dense_0"]
+        kernel = (
+            first["kernel"]
+            .at[:, :, : mean.shape[0], :]
+            .set(
+                jnp.broadcast_to(
+                    hidden["Dense_0"]["kernel"], first["kernel"][:, :, : mean.shape[0]].shape
+                )
+            )
+        )
+        layers = {**members, **tile(hidden, *first["bias"].shape[:2])}
+        layers["Dense_0"] = {"kernel": kernel, "bias": layers["Dense_0"]["bias"]}
+        return {"params": {"VmapQNetwork_0": {"MLP_0": layers}}}
+
+    critic = critic_params(states.critic.params)
+    return states.replace(
+        actor=states.actor.replace(params=actor),
+        critic=states.critic.replace(params=critic),
+        target_critic_params=critic,
     )
 
 

@@ -7,7 +7,10 @@
     offrl report RUN_DIR... [--output FILE]        a self-contained HTML report, offline only
     offrl data inspect|validate|convert ...        look at, check or convert a dataset
     offrl data quality|curate|weigh ...            score episodes; keep or weigh the best
+    offrl data augment synther|guda ...            more data: diffusion samples, guided segments
     offrl label preferences|rewards|actions ...    rewards from preferences, inferred actions
+    offrl label progress ...                       a progress reward from demonstrations
+    offrl pretrain value DATASET --output FILE     value pre-training for IQL (--value-init)
     offrl online sac --env ENV [options]           train online (SAC)
     offrl finetune ALGO --from RUN_DIR [options]   fine-tune online (iql, calql, cql, resfit)
     offrl finetune ALGO --dataset D [options]      online with offline data (rlpd, h2o)
@@ -31,7 +34,7 @@ from offrl.cli.jobs import cmd_bench, cmd_quickstart
 from offrl.cli.label import cmd_label
 from offrl.cli.offline import cmd_report, cmd_select
 from offrl.cli.suite import cmd_suite
-from offrl.cli.train import cmd_safety, cmd_train
+from offrl.cli.train import cmd_pretrain, cmd_safety, cmd_train
 
 _USAGE = __doc__.replace("``", "`")
 
@@ -58,6 +61,7 @@ COMMANDS = {
     "bench": cmd_bench,
     "quickstart": cmd_quickstart,
     "safety": cmd_safety,
+    "pretrain": cmd_pretrain,
 }
 
 

@@ -156,3 +156,51 @@ def cmd_safety(argv: list[str]) -> None:
             "offrl eval POLICY_RUN --filter DIR puts it in front of any policy"
         )
     cmd_train(["vocbf", *argv[1:]])
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainValue:
+    """Pre-train a value network by TD learning on trajectories whose actions are not
+    needed (V-PTR's idea on states); offrl train iql --value-init FILE starts from it
+    (its value network, and the hidden layers of its actor and critics)."""
+
+    dataset: tyro.conf.Positional[str]
+    """Trajectories with rewards (actions, if any, are not read)."""
+    output: str
+    """The pre-training file to write (.npz)."""
+    steps: int = 20_000
+    """TD updates."""
+    hidden_dims: tuple[int, ...] = (256, 256)
+    """Widths: those of the IQL run it will initialise."""
+    discount: float = 0.99
+    """Discount factor gamma (the IQL run's)."""
+    expectile: float = 0.7
+    """Expectile of the TD regression (the IQL run's)."""
+    seed: int = 0
+    """Seed of the network and the batches."""
+
+
+def cmd_pretrain(argv: list[str]) -> None:
+    from rich.console import Console
+
+    from offrl.algos import value_pretraining
+    from offrl.data.loading import load_dataset
+
+    usage = "usage: offrl pretrain value DATASET --output FILE [options] (add --help)"
+    _group_help(argv, usage)
+    if not argv or argv[0] != "value":
+        _fail(usage)
+    args = tyro.cli(PretrainValue, args=argv[1:], prog="offrl pretrain value")
+    if args.steps <= 0 or not 0.0 < args.expectile < 1.0 or not 0.0 <= args.discount < 1.0:
+        _fail("--steps must be positive, --expectile in (0, 1) and --discount in [0, 1)")
+    config = value_pretraining.Config(
+        hidden_dims=args.hidden_dims, discount=args.discount, expectile=args.expectile,
+        steps=args.steps, seed=args.seed,
+    )  # fmt: skip
+    pretrained = value_pretraining.pretrain(load_dataset(args.dataset), config)
+    path = value_pretraining.save(pathlib.Path(args.output), pretrained)
+    Console().print(
+        f"value TD loss {pretrained.losses[:100].mean():.4f} -> "
+        f"{pretrained.losses[-100:].mean():.4f}; wrote {path} (offrl train iql --value-init "
+        f"{path})"
+    )

@@ -7,7 +7,9 @@ field), ``State`` (a pytree), ``init(config, example_batch, key) -> State``,
 ``DEFAULT_REWARD_SCALING`` (the scaling its paper uses), and optionally
 ``REQUIRED_FIELDS`` (dataset fields it cannot train without; ``actions`` and
 ``rewards`` when it does not say, see :func:`required_fields`),
-``ONLINE`` (an :class:`OnlineSpec`: mixing, update-to-data ratio and warm-ups in
+``load_pretrained(states, config, preprocessor)`` (starts the initial states from
+pre-trained weights the config names), ``ONLINE`` (an :class:`OnlineSpec`: mixing,
+update-to-data ratio and warm-ups in
 the interaction loop), ``RUN_KIND`` (``"barrier"`` for a safety filter) and
 ``USES_WEIGHTS`` (its loss takes the dataset's per-sample weights: ``--weights``).
 The CLI and the trainer know nothing else about an algorithm.

@@ -204,6 +204,8 @@ def train(
     # ---- state
     init_keys, trainer_keys = seed_keys(seeds)
     states = init_states(algo, algo_config, data.observation_dim, data.action_dim, init_keys)
+    if hasattr(algo, "load_pretrained"):  # e.g. IQL from a value pre-training
+        states = algo.load_pretrained(states, algo_config, pre)
     best = rundir.BestPolicy(states, len(seeds))
     start_step = 0
     ckpt_dir = run_dir / "checkpoints"
