@@ -14,6 +14,23 @@ IQL trains on the result; against IQL on the true actions and BC on the labeled 
 
     python benchmarks/labeling.py --output benchmarks/results/labeling-pendulum.json
     python benchmarks/labeling.py --only actions --output benchmarks/results/labeling-pendulum.json
+
+With ``--only progress``: a sparse-reward task, ``suite:pointmaze-umaze`` (reward 1 within
+0.45 of the goal). 20 demonstrations (its first 20 episodes, each cut at its first
+success) train the progress model (``offrl.curate.progress`` defaults); 30 other
+episodes (9,000 transitions) are the training data, with their sparse rewards or with
+the progress reward; IQL (256x256) on each, scored by the environment's sparse return.
+
+With ``--only pretraining``: V-PTR's setting on Pendulum: the value network is
+pre-trained (``offrl.algos.value_pretraining`` defaults, 20,000 TD updates) on
+``suite:pendulum-expert`` with its actions dropped (trajectories of a better
+behaviour, rewards kept); IQL (256x256) trains on the 10 lowest-return episodes of
+``suite:pendulum-mixed`` from scratch and from the pre-training, at ``--steps``.
+
+    python benchmarks/labeling.py --only progress --steps 10000 \
+        --output benchmarks/results/labeling-pendulum.json
+    python benchmarks/labeling.py --only pretraining \
+        --output benchmarks/results/labeling-pendulum.json
 """
 
 from __future__ import annotations
@@ -71,19 +88,103 @@ def actions_section(dataset, args, workdir) -> dict:
     }  # fmt: skip
 
 
+def progress_section(args, workdir) -> dict:
+    from offrl.curate import progress
+
+    maze = load_dataset("suite:pointmaze-umaze")
+    firsts = []
+    for i in range(20):
+        episode = maze.select_episodes([i])
+        hits = np.flatnonzero(np.asarray(episode.rewards) > 0)
+        end = int(hits[0]) + 1 if hits.size else episode.size
+        firsts.append(end)
+    demos = maze.select_episodes(range(20))
+    keep = np.concatenate(
+        [np.arange(s, s + n) for s, n in zip(demos.episode_starts, firsts, strict=True)]
+    )
+    demos = demos.replace(
+        **{k: np.asarray(v)[keep] for k, v in demos.step_fields().items()},
+        episode_starts=np.concatenate([[0], np.cumsum(firsts)[:-1]]).astype(np.int64),
+        episode_lengths=np.asarray(firsts, np.int64),
+    )
+    data = maze.select_episodes(range(20, 50))
+    fitted = time.perf_counter()
+    model = progress.fit_model(demos)
+    fit_seconds = time.perf_counter() - fitted
+    labeled = progress.relabel(data, model)
+    config = iql.Config()
+    out = {
+        "demonstrations": {"episodes": 20, "mean_length": float(np.mean(firsts))},
+        "fit_seconds": fit_seconds,
+        "loss_first": float(model.losses[:50].mean()),
+        "loss_last": float(model.losses[-50:].mean()),
+        "reward_mean": float(np.mean(labeled.rewards)),
+        "iql_sparse_reward": run("iql", config, data, args, workdir, "sparse"),
+    }
+    print("sparse", out["iql_sparse_reward"], flush=True)
+    out["iql_progress_reward"] = run("iql", config, labeled, args, workdir, "progress")
+    print("progress", out["iql_progress_reward"], flush=True)
+    return out
+
+
+def pretraining_section(args, workdir) -> dict:
+    from offrl.algos import value_pretraining as vptr
+
+    expert = load_dataset("suite:pendulum-expert").replace(actions=None)
+    mixed = load_dataset("suite:pendulum-mixed")
+    poor = mixed.select_episodes(np.argsort(mixed.episode_returns())[:10])
+    fitted = time.perf_counter()
+    pretrained = vptr.pretrain(expert)
+    fit_seconds = time.perf_counter() - fitted
+    path = vptr.save(workdir / "value.npz", pretrained)
+    out = {
+        "pretraining": {
+            "dataset": "suite:pendulum-expert (actions dropped)",
+            "seconds": fit_seconds,
+            "loss_first": float(pretrained.losses[:100].mean()),
+            "loss_last": float(pretrained.losses[-100:].mean()),
+        },
+        "training_data": {"episodes": 10, "mean_return": float(poor.episode_returns().mean())},
+        "iql_scratch": run("iql", iql.Config(), poor, args, workdir, "scratch"),
+    }
+    print("scratch", out["iql_scratch"], flush=True)
+    config = iql.Config(value_init=str(path))
+    out["iql_value_pretrained"] = run("iql", config, poor, args, workdir, "pretrained")
+    print("pretrained", out["iql_value_pretrained"], flush=True)
+    value_only = iql.Config(value_init=str(path), value_init_encoders=False)
+    out["iql_value_only"] = run("iql", value_only, poor, args, workdir, "value-only")
+    print("value only", out["iql_value_only"], flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--heldout", type=int, default=50)
     parser.add_argument("--queries", type=int, nargs="*", default=[100, 300, 1000])
     parser.add_argument("--output", required=True)
-    parser.add_argument("--only", choices=("preferences", "actions"), default="preferences")
+    parser.add_argument(
+        "--only",
+        choices=("preferences", "actions", "progress", "pretraining"),
+        default="preferences",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     dataset = load_dataset("suite:pendulum-mixed")
     iql_config = iql.Config(hidden_dims=(128, 128))
     held_out = prefs.scripted_preferences(dataset, 1000, 50, seed=99)
     output = pathlib.Path(args.output)
+    sections = {"progress": progress_section, "pretraining": pretraining_section}
+    if args.only in sections:
+        results = json.loads(output.read_text()) if output.exists() else {}
+        with tempfile.TemporaryDirectory() as tmp:
+            began = time.perf_counter()
+            results[args.only] = sections[args.only](args, pathlib.Path(tmp))
+            results[args.only]["seconds"] = time.perf_counter() - began
+            results[args.only]["settings"] = vars(args)
+        output.write_text(json.dumps(results, indent=1) + "\n")
+        print(json.dumps(results[args.only], indent=1))
+        return
     if args.only == "actions":
         results = json.loads(output.read_text()) if output.exists() else {}
         with tempfile.TemporaryDirectory() as tmp:
