@@ -19,7 +19,8 @@ With ``--only progress``: a sparse-reward task, ``suite:pointmaze-umaze`` (rewar
 0.45 of the goal). 20 demonstrations (its first 20 episodes, each cut at its first
 success) train the progress model (``offrl.curate.progress`` defaults); 30 other
 episodes (9,000 transitions) are the training data, with their sparse rewards or with
-the progress reward; IQL (256x256) on each, scored by the environment's sparse return.
+the progress reward, with and without P(done | s') added; IQL (256x256) on each, scored
+by the environment's sparse return.
 
 With ``--only pretraining``: V-PTR's setting on Pendulum: the value network is
 pre-trained (``offrl.algos.value_pretraining`` defaults, 20,000 TD updates) on
@@ -36,6 +37,7 @@ behaviour, rewards kept); IQL (256x256) trains on the 10 lowest-return episodes 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import tempfile
@@ -124,6 +126,13 @@ def progress_section(args, workdir) -> dict:
     print("sparse", out["iql_sparse_reward"], flush=True)
     out["iql_progress_reward"] = run("iql", config, labeled, args, workdir, "progress")
     print("progress", out["iql_progress_reward"], flush=True)
+    with_done = dataclasses.replace(
+        model, config=dataclasses.replace(model.config, done_reward=1.0)
+    )
+    labeled_done = progress.relabel(data, with_done)
+    out["reward_mean_with_done"] = float(np.mean(labeled_done.rewards))
+    out["iql_progress_and_done_reward"] = run("iql", config, labeled_done, args, workdir, "done")
+    print("progress + done", out["iql_progress_and_done_reward"], flush=True)
     return out
 
 
