@@ -6,7 +6,8 @@ GuDA (``--only guda``): see :func:`guda_section`.
 
 SynthER (``--only synther``), on ``suite:pendulum-mixed`` (100 episodes, 20,000
 transitions), TD3+BC (its paper's offline agent), ``--steps`` updates:
-  1. a 10% subset (10 episodes, 2,000 transitions) alone against the same subset
+  1. a small subset (every ``--subset-every``-th episode: 10 by default, 10%, 2,000
+     transitions; ``--subset-every 33``: 4 episodes, 800 transitions) alone against the same subset
      with ``--upsample`` synthetic transitions from a diffusion model fitted to it;
   2. the full dataset against ``--synthetic`` synthetic transitions alone.
 Each seed s (0, 1, 2) gets its own diffusion model (seed s) and its own agent (seed
@@ -125,7 +126,7 @@ def synthetic_sets(real, count, args, label) -> tuple[dict, dict]:
 
 def synther_section(args, workdir) -> dict:
     data = load_dataset("suite:pendulum-mixed")
-    subset = data.select_episodes(np.arange(0, data.num_episodes, 10))  # every 10th: 10%
+    subset = data.select_episodes(np.arange(0, data.num_episodes, args.subset_every))
     out = {
         "dataset": "suite:pendulum-mixed",
         "subset": {"episodes": subset.num_episodes, "transitions": subset.size},
@@ -142,6 +143,8 @@ def synther_section(args, workdir) -> dict:
 
     out["subset_upsampled"] = score(mixed, args, workdir, "subset-upsampled")
     print("subset upsampled", out["subset_upsampled"], flush=True)
+    if args.subset_only:
+        return out
     full, out["full_diffusion"] = synthetic_sets(data, args.synthetic, args, "full")
     out["full_real"] = score(lambda s: data, args, workdir, "full-real")
     print("full real", out["full_real"], flush=True)
@@ -161,6 +164,9 @@ def main() -> None:
     parser.add_argument("--synthetic", type=int, default=20_000)
     parser.add_argument("--heldout", type=int, default=50)
     parser.add_argument("--segments", type=int, default=300)
+    parser.add_argument("--subset-every", type=int, default=10, help="every k-th episode")
+    parser.add_argument("--subset-only", action="store_true")
+    parser.add_argument("--key", default=None, help="results key (default: --only)")
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
     began = time.perf_counter()
@@ -173,7 +179,7 @@ def main() -> None:
     result["seconds"] = time.perf_counter() - began
     output = pathlib.Path(args.output)
     existing = json.loads(output.read_text()) if output.exists() else {}
-    existing[args.only] = result
+    existing[args.key or args.only] = result
     output.write_text(json.dumps(existing, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
