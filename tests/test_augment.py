@@ -91,6 +91,31 @@ def test_ema_follows_the_released_schedule():
     np.testing.assert_allclose(late, 0.005, rtol=1e-4)  # decay capped at 0.995
 
 
+def test_fit_returns_the_moving_average_when_asked():
+    """Plain SGD on (p - 1)^2 from p = 0: fit returns the last iterate, or with an EMA
+    the average the released schedule gives (checked against a NumPy recursion)."""
+    import optax
+
+    def loss(params, key):
+        return (params["p"] - 1.0) ** 2
+
+    sgd = optax.sgd(0.05)
+    start = {"p": jnp.zeros(())}
+    last, _ = fit(start, loss, 60, 0.0, jax.random.PRNGKey(0), sgd)
+    ema = EMA(decay=0.9, every=3, start=10)
+    average, _ = fit(start, loss, 60, 0.0, jax.random.PRNGKey(0), sgd, ema)
+    p, a = 0.0, 0.0
+    for step in range(1, 61):
+        p = p - 0.05 * 2 * (p - 1.0)
+        t = max(step - 10 - 1, 0)
+        decay = 0.0 if step <= 10 or t == 0 else min(0.9, 1 - (1 + t) ** (-2 / 3))
+        if step <= 10 or step % 3 == 0:
+            a = decay * a + (1 - decay) * p
+    np.testing.assert_allclose(float(last["p"]), p, rtol=1e-5)
+    np.testing.assert_allclose(float(average["p"]), a, rtol=1e-5)
+    assert abs(a - p) > 1e-3
+
+
 def test_diffusion_reproduces_a_two_dimensional_gaussian_mixture():
     """Three components with different weights, means and covariances: the samples'
     mean, covariance and component shares match the mixture's (measured: mean within
@@ -149,6 +174,8 @@ def test_synthetic_transitions_form_a_dataset(tmp_path):
     assert len(dict(mixed.info.subsets)["real"]) == 10
     np.testing.assert_array_equal(mixed.subset("real").observations, real.observations)
     assert model.losses[-100:].mean() < model.losses[:100].mean()
+    assert model.mean[-1] == 0.0 and model.std[-1] == 1.0  # terminations stay 0/1 (released)
+    np.testing.assert_allclose(model.std[:3], real.observations.std(0, ddof=1) + 1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="positive"):
         synther.augment(real, 0, config)
 

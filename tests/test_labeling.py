@@ -74,6 +74,8 @@ def test_reward_model_learns_the_order_of_pendulum_segments(tmp_path):
     np.savez(tmp_path / "bad.npz", **bad)
     with pytest.raises(DatasetError, match="query 3: its first segment"):
         prefs.read_preferences(tmp_path / "bad.npz", dataset)
+    # The file indexes states and actions: it labels a reward-free copy of the data.
+    prefs.read_preferences(path, dataset.replace(rewards=None))
     other = write_minari(dataset.select_episodes(range(5)), tmp_path / "other")
     with pytest.raises(DatasetError, match="other data"):
         prefs.read_preferences(path, read_minari(other))
