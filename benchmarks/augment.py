@@ -32,7 +32,6 @@ import time
 
 import numpy as np
 
-from offrl.algos import td3_bc
 from offrl.curate import synther
 from offrl.data.dataset import concatenate
 from offrl.data.loading import load_dataset
@@ -66,7 +65,8 @@ def physics_errors(dataset) -> dict:
     }
 
 
-def score(dataset_for_seed, args, workdir, name) -> dict:
+def score(dataset_for_seed, args, workdir, name, algorithm="td3_bc", config=None) -> dict:
+    """Each seed's agent on its own dataset; final and best held-out scores."""
     final, best = [], []
     for seed in SEEDS:
         train_config = TrainConfig(
@@ -79,23 +79,16 @@ def score(dataset_for_seed, args, workdir, name) -> dict:
             progress=False,
         )
         summary = train(
-            "td3_bc", dataset_for_seed(seed), workdir / f"{name}-{seed}", td3_bc.Config(),
-            train_config,
-        )  # fmt: skip
+            algorithm, dataset_for_seed(seed), workdir / f"{name}-{seed}", config, train_config
+        )
         final.append(float(summary["final_per_seed"][0]))
         best.append(float(summary["best_per_seed"][0]))
-    return {
-        "final": {
-            "mean": float(np.mean(final)),
-            "std": float(np.std(final, ddof=1)),
-            "per_seed": final,
-        },
-        "best": {
-            "mean": float(np.mean(best)),
-            "std": float(np.std(best, ddof=1)),
-            "per_seed": best,
-        },
+    result = {
+        kind: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)), "per_seed": v}
+        for kind, v in (("final", final), ("best", best))
     }
+    print(name, result, flush=True)
+    return result
 
 
 def synthetic_sets(real, count, args, label) -> tuple[dict, dict]:
@@ -135,23 +128,19 @@ def synther_section(args, workdir) -> dict:
     }
     small, out["subset_diffusion"] = synthetic_sets(subset, args.upsample, args, "subset")
     out["subset_real"] = score(lambda s: subset, args, workdir, "subset-real")
-    print("subset real", out["subset_real"], flush=True)
 
     def mixed(seed):
         synthetic = small[seed].replace(info=subset.info)
         return concatenate([subset.replace(weights=None), synthetic], subset.info)
 
     out["subset_upsampled"] = score(mixed, args, workdir, "subset-upsampled")
-    print("subset upsampled", out["subset_upsampled"], flush=True)
     if args.subset_only:
         return out
     full, out["full_diffusion"] = synthetic_sets(data, args.synthetic, args, "full")
     out["full_real"] = score(lambda s: data, args, workdir, "full-real")
-    print("full real", out["full_real"], flush=True)
     out["full_synthetic_only"] = score(
         lambda s: full[s].replace(info=data.info), args, workdir, "full-synthetic"
     )
-    print("full synthetic", out["full_synthetic_only"], flush=True)
     return out
 
 
@@ -216,33 +205,7 @@ def guda_section(args, workdir) -> dict:
         print(kind, reports, flush=True)
 
     def scored(dataset_for_seed, name):
-        final, best = [], []
-        for seed in SEEDS:
-            train_config = TrainConfig(
-                steps=args.steps, eval_every=1000, eval_episodes=5,
-                checkpoint_every=args.steps, seeds=(seed,), heldout_episodes=args.heldout,
-                progress=False,
-            )  # fmt: skip
-            summary = train(
-                "iql", dataset_for_seed(seed), workdir / f"{name}-{seed}",
-                iql.Config(hidden_dims=(256, 256)), train_config,
-            )  # fmt: skip
-            final.append(float(summary["final_per_seed"][0]))
-            best.append(float(summary["best_per_seed"][0]))
-        result = {
-            "final": {
-                "mean": float(np.mean(final)),
-                "std": float(np.std(final, ddof=1)),
-                "per_seed": final,
-            },
-            "best": {
-                "mean": float(np.mean(best)),
-                "std": float(np.std(best, ddof=1)),
-                "per_seed": best,
-            },
-        }
-        print(name, result, flush=True)
-        return result
+        return score(dataset_for_seed, args, workdir, name, "iql", iql.Config())
 
     out["iql_none"] = scored(lambda s: small, "none")
     out["iql_unguided"] = scored(lambda s: augmented["unguided"][s], "unguided")

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from offrl.curate.preferences import segment_starts
 from offrl.data.dataset import Dataset, concatenate, from_episodes
 from offrl.data.validate import DatasetError
 from offrl.envs.pointmaze import MazeGeometry, goal_reward, is_pointmaze
@@ -50,14 +51,6 @@ class Config:
     """Seed of the segments and the operations."""
 
 
-def segment_starts(dataset: Dataset, length: int) -> np.ndarray:
-    """Rows where ``length`` steps fit inside one episode."""
-    starts, lengths = np.asarray(dataset.episode_starts), np.asarray(dataset.episode_lengths)
-    return np.concatenate(
-        [np.arange(s, s + n - length + 1) for s, n in zip(starts, lengths, strict=True)]
-    ).astype(np.int64)
-
-
 def take_segment(dataset: Dataset, start: int, length: int) -> Segment:
     rows = slice(start, start + length)
     observations = np.concatenate(
@@ -81,13 +74,6 @@ def augment(
     host = dataset.to_numpy()
     rng = np.random.default_rng(config.seed)
     starts = segment_starts(host, config.length)
-    if starts.size == 0:
-        raise DatasetError(
-            f"has no episode of {config.length} steps or more",
-            field="episode_lengths",
-            source=host.info.location,
-            fix="pass a shorter --length",
-        )
     kept: list[dict] = []
     counts = {"tried": 0, "invalid": 0, "rejected": 0}
     while len(kept) < config.segments and counts["tried"] < config.max_tries * config.segments:
