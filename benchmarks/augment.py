@@ -155,6 +155,7 @@ def main() -> None:
     parser.add_argument("--segments", type=int, default=300)
     parser.add_argument("--subset-every", type=int, default=10, help="every k-th episode")
     parser.add_argument("--subset-only", action="store_true")
+    parser.add_argument("--per-operator", type=int, default=5, help="GuDA: episodes per operator")
     parser.add_argument("--key", default=None, help="results key (default: --only)")
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
@@ -174,8 +175,8 @@ def main() -> None:
 
 
 def guda_section(args, workdir) -> dict:
-    """GuDA on a small, poor PointMaze dataset: the first 5 episodes of each of the two
-    ``worse`` operators of ``suite:pointmaze-operators`` (UMaze, dense reward, a fixed
+    """GuDA on a small, poor PointMaze dataset: the first ``--per-operator`` (5) episodes of
+    each of the two ``worse`` operators of ``suite:pointmaze-operators`` (UMaze, dense reward, a fixed
     target; 10 episodes, 3,000 transitions), alone, with ``--segments`` augmented
     20-step segments kept by GuDA's progress predicate, and with as many kept without
     it (random augmentation). IQL, ``--steps`` updates; augmentation seed = agent seed."""
@@ -183,7 +184,9 @@ def guda_section(args, workdir) -> dict:
     from offrl.curate import guda
 
     operators = load_dataset("suite:pointmaze-operators")
-    ids = np.concatenate([operators.subset_episodes(name)[:5] for name in ("worse_1", "worse_2")])
+    ids = np.concatenate(
+        [operators.subset_episodes(name)[: args.per_operator] for name in ("worse_1", "worse_2")]
+    )
     small = operators.select_episodes(ids)
     out = {
         "dataset": "suite:pointmaze-operators, episodes " + ", ".join(map(str, ids)),
