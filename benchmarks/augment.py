@@ -175,11 +175,12 @@ def main() -> None:
 
 
 def guda_section(args, workdir) -> dict:
-    """GuDA on a small, poor PointMaze dataset: the first ``--per-operator`` (5) episodes of
-    each of the two ``worse`` operators of ``suite:pointmaze-operators`` (UMaze, dense reward, a fixed
-    target; 10 episodes, 3,000 transitions), alone, with ``--segments`` augmented
-    20-step segments kept by GuDA's progress predicate, and with as many kept without
-    it (random augmentation). IQL, ``--steps`` updates; augmentation seed = agent seed."""
+    """GuDA on a small, poor PointMaze dataset: the first ``--per-operator`` (5)
+    episodes of each of the two ``worse`` operators of ``suite:pointmaze-operators``
+    (UMaze, dense reward, a fixed target; 5 each: 10 episodes, 3,000 transitions),
+    alone, with ``--segments`` augmented 20-step segments kept by GuDA's progress
+    predicate, and with as many kept without it (random augmentation). IQL,
+    ``--steps`` updates; augmentation seed = agent seed."""
     from offrl.algos import iql
     from offrl.curate import guda
 
