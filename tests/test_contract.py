@@ -29,6 +29,7 @@ SMALL = {
         "critic_warmup": 0,
     },
     "h2o": {"hidden_dims": (16, 16), "gap_samples": 2},
+    "rebrac": {"hidden_dims": (16, 16, 16)},
 }
 ALGORITHMS = registry.names()
 
@@ -54,6 +55,8 @@ def device_dataset():
                 # safety fields, for the algorithms that need them (vocbf, td3_bc_lag)
                 "margins": rng.normal(size=length).astype(np.float32),
                 "costs": (rng.random(length) < 0.3).astype(np.float32),
+                # derived, for the algorithms that read it (rebrac)
+                "next_actions": rng.uniform(-1, 1, size=(length, 2)).astype(np.float32),
             }
         )
     return from_episodes(episodes, DatasetInfo(name="contract")).to_device()

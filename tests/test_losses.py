@@ -1,13 +1,16 @@
 """Each loss against a NumPy reference on a hand-made batch."""
 
+import dataclasses
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from conftest import make_episodes
 
 from offrl.algos import bc, cql, iql, sac, td3_bc
 from offrl.core.state import scalar_state, update_if
+from offrl.data import DatasetInfo, from_episodes
 from offrl.nn import gaussian_log_prob, tanh_gaussian_log_prob
 
 
@@ -453,3 +456,53 @@ def test_metrics_count_only_the_updates_that_measured_them():
     assert float(means["actor/loss"]) == 3.0  # (4 + 2) / 2: the updates that ran
     never = finish_means(*masked_sums({"actor/loss": jnp.float32(7.0), "_valid/actor": 0.0}))
     assert np.isnan(float(never["actor/loss"]))
+
+
+# ----------------------------------------------------------------------------- ReBRAC
+def test_rebrac_losses_match_numpy():
+    """Actor: beta_a * sum-of-squares BC minus the min-Q over its batch mean |min-Q|;
+    critic: the target's min-Q minus beta_c times the squared distance of the target
+    action to the dataset's next action (without smoothing noise)."""
+    from offrl.algos import rebrac
+
+    config = rebrac.Config(
+        hidden_dims=(8, 8, 8), policy_noise=0.0, actor_bc_coef=0.3, critic_bc_coef=0.7
+    )
+    b = batch()
+    b["next_actions"] = jnp.asarray(np.random.default_rng(5).uniform(-1, 1, (6, 2)), jnp.float32)
+    state = rebrac.init(config, b, jax.random.PRNGKey(0))
+    loss, metrics = rebrac.actor_loss(state.actor.params, state, b, config)
+    pi = np64(state.actor.apply_fn(state.actor.params, b["observations"]))
+    q = np64(
+        state.critic.apply_fn(state.critic.params, b["observations"], jnp.asarray(pi, jnp.float32))
+    ).min(0)
+    bc_term = ((pi - np64(b["actions"])) ** 2).sum(-1)
+    expected = (0.3 * bc_term - q / np.abs(q).mean()).mean()
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+    unnormalized = dataclasses.replace(config, normalize_q=False)
+    loss, _ = rebrac.actor_loss(state.actor.params, state, b, unnormalized)
+    np.testing.assert_allclose(float(loss), (0.3 * bc_term - q).mean(), rtol=1e-5)
+
+    loss, metrics = rebrac.critic_loss(state.critic.params, state, b, config, jax.random.PRNGKey(2))
+    next_a = np64(state.actor.apply_fn(state.target_actor_params, b["next_observations"]))
+    next_q = np64(
+        state.critic.apply_fn(
+            state.target_critic_params, b["next_observations"], jnp.asarray(next_a, jnp.float32)
+        )
+    ).min(0)
+    penalty = ((next_a - np64(b["next_actions"])) ** 2).sum(-1)
+    y = np64(b["rewards"]) + 0.99 * (1 - np64(b["terminations"])) * (next_q - 0.7 * penalty)
+    q_data = np64(state.critic.apply_fn(state.critic.params, b["observations"], b["actions"]))
+    np.testing.assert_allclose(float(loss), ((q_data - y) ** 2).mean(1).sum(), rtol=1e-5)
+    np.testing.assert_allclose(
+        float(metrics["critic/next_action_penalty"]), penalty.mean(), rtol=1e-5
+    )
+
+
+def test_next_actions_stay_inside_episodes():
+    from offrl.data.returns import next_actions
+
+    episodes = make_episodes(num_episodes=2, length=3, act_dim=1)
+    data = from_episodes(episodes, DatasetInfo())
+    a = np.asarray(data.actions)[:, 0]
+    np.testing.assert_array_equal(next_actions(data)[:, 0], [a[1], a[2], a[2], a[4], a[5], a[5]])

@@ -191,13 +191,15 @@ def test_eval_of_a_run_matches_training_evaluation(tmp_path):
         ("bc", "suite:pendulum-expert", 2000, 80.0),
         ("td3_bc", "suite:pendulum-mixed", 4000, 55.0),
         ("iql", "suite:pendulum-mixed", 4000, 70.0),
+        ("rebrac", "suite:pendulum-mixed", 4000, 60.0),
     ],
 )
 def test_learning_on_the_tiny_task(tmp_path, algorithm, dataset, steps, bound):
     """Normalized score (0 = random, 100 = scripted expert) clears an honest bound.
 
     Measured while writing this test (2 seeds, 10k updates, 5 episodes): BC on mixed
-    data 61-86 and noisy; TD3+BC 93-98; IQL 102 from 4k updates on.
+    data 61-86 and noisy; TD3+BC 93-98; IQL 102 from 4k updates on; ReBRAC (CORL's
+    base config, batch 256) 78-86 at 4k updates (seeds 0, 1; 10 held-out episodes).
     """
     config = TrainConfig(
         heldout_episodes=10,

@@ -43,7 +43,9 @@ LABEL_FIXES = {
     "`offrl label progress` (a progress reward from demonstrations)",
 }
 #: Per-step fields a dataset may have.
-OPTIONAL_STEP_FIELDS = ("costs", "margins", "weights", "mc_returns", "interventions")
+OPTIONAL_STEP_FIELDS = (
+    "costs", "margins", "weights", "mc_returns", "interventions", "next_actions",
+)  # fmt: skip
 
 Batch = dict[str, jax.Array]
 
@@ -138,6 +140,7 @@ class Dataset:
     weights: Any = None  # [N] float32, optional (per-step loss weights)
     mc_returns: Any = None  # [N] float32, optional (derived: discounted return-to-go, Cal-QL)
     interventions: Any = None  # [N] float32 0/1, optional (1: a person took over for this step)
+    next_actions: Any = None  # [N, act_dim] float32, optional (derived: a_{t+1}, ReBRAC)
     info: DatasetInfo = struct.field(pytree_node=False, default=DatasetInfo())
 
     # ----------------------------------------------------------------- sizes

@@ -1,5 +1,6 @@
-"""Discounted returns-to-go of a dataset's steps (Cal-QL's floor, the fine-tuning
-replay's ``mc_returns``)."""
+"""Per-step fields derived from a dataset: discounted returns-to-go (Cal-QL's floor,
+the fine-tuning replay's ``mc_returns``) and the next step's action (ReBRAC's critic
+penalty)."""
 
 from __future__ import annotations
 
@@ -35,3 +36,16 @@ def dataset_returns_to_go(dataset: Dataset, discount: float) -> np.ndarray:
         np.asarray(dataset.episode_lengths),
         discount,
     )
+
+
+def next_actions(dataset: Dataset) -> np.ndarray:
+    """``a_{t+1}`` of every step: the action of the next row of the same episode. The
+    last step of an episode has no recorded next action; it gets its own action (after
+    a termination the target ignores it; after a truncation this is the nearest logged
+    behaviour: 1 row per episode)."""
+    dataset.require("actions", "the next step's action")
+    actions = np.asarray(dataset.actions, np.float32)
+    out = np.concatenate([actions[1:], actions[-1:]], axis=0)
+    last = np.asarray(dataset.episode_starts) + np.asarray(dataset.episode_lengths) - 1
+    out[last] = actions[last]
+    return out

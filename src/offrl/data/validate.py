@@ -53,6 +53,7 @@ _FLOAT_FIELDS = (
     "margins",
     "interventions",
     "weights",
+    "next_actions",
 )
 _FLAG_FIELDS = ("terminations", "truncations")
 # Actions may exceed the bounds by float round-off when they were written as float64.
@@ -167,7 +168,7 @@ def validate(
                 field=name,
                 fix="store one scalar per step",
             )
-    for name in ("observations", "next_observations", "actions"):
+    for name in ("observations", "next_observations", "actions", "next_actions"):
         if name in fields and fields[name].ndim != 2:
             fail(
                 f"has shape {fields[name].shape}, expected (steps, dim)",
