@@ -30,6 +30,7 @@ SMALL = {
     },
     "h2o": {"hidden_dims": (16, 16), "gap_samples": 2},
     "rebrac": {"hidden_dims": (16, 16, 16)},
+    "awac": {"hidden_dims": (16, 16)},
 }
 ALGORITHMS = registry.names()
 

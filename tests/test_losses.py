@@ -506,3 +506,44 @@ def test_next_actions_stay_inside_episodes():
     data = from_episodes(episodes, DatasetInfo())
     a = np.asarray(data.actions)[:, 0]
     np.testing.assert_array_equal(next_actions(data)[:, 0], [a[1], a[2], a[2], a[4], a[5], a[5]])
+
+
+# ------------------------------------------------------------------------------- AWAC
+def test_awac_losses_match_numpy():
+    """Critic: the target's min-Q at a clipped policy sample; actor: the data actions'
+    Gaussian log-likelihood weighted by min(exp((Q(s, a) - Q(s, a_pi)) / lambda), 100)."""
+    from offrl.algos import awac
+
+    config = awac.Config(hidden_dims=(8, 8), awac_lambda=0.5)
+    b = batch()
+    state = awac.init(config, b, jax.random.PRNGKey(0))
+    key = jax.random.PRNGKey(3)
+
+    def clipped_sample(observations):
+        mean, log_std = (np64(x) for x in state.actor.apply_fn(state.actor.params, observations))
+        noise = np64(jax.random.normal(key, mean.shape))
+        return np.clip(mean + np.exp(log_std) * noise, -1, 1)
+
+    def min_q(params, observations, actions):
+        return np64(
+            state.critic.apply_fn(params, observations, jnp.asarray(actions, jnp.float32))
+        ).min(0)
+
+    loss, _ = awac.critic_loss(state.critic.params, state, b, config, key)
+    next_q = min_q(state.target_critic_params, b["next_observations"],
+                   clipped_sample(b["next_observations"]))  # fmt: skip
+    y = np64(b["rewards"]) + 0.99 * (1 - np64(b["terminations"])) * next_q
+    q = np64(state.critic.apply_fn(state.critic.params, b["observations"], b["actions"]))
+    np.testing.assert_allclose(float(loss), ((q - y) ** 2).mean(1).sum(), rtol=1e-5)
+
+    loss, metrics = awac.actor_loss(state.actor.params, state, b, config, key)
+    q_pi = min_q(state.critic.params, b["observations"], clipped_sample(b["observations"]))
+    q_data = min_q(state.critic.params, b["observations"], b["actions"])
+    weights = np.minimum(np.exp((q_data - q_pi) / 0.5), 100.0)
+    mean, log_std = (np64(x) for x in state.actor.apply_fn(state.actor.params, b["observations"]))
+    z = (np64(b["actions"]) - mean) / np.exp(log_std)
+    log_prob = (-0.5 * z**2 - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
+    np.testing.assert_allclose(float(loss), (-weights * log_prob).mean(), rtol=1e-5)
+    np.testing.assert_allclose(float(metrics["actor/weight_mean"]), weights.mean(), rtol=1e-5)
+    capped = awac.advantage_weights(jnp.asarray([10.0]), jnp.asarray([0.0]), 1.0, 100.0)
+    assert float(capped[0]) == 100.0

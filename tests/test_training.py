@@ -192,6 +192,7 @@ def test_eval_of_a_run_matches_training_evaluation(tmp_path):
         ("td3_bc", "suite:pendulum-mixed", 4000, 55.0),
         ("iql", "suite:pendulum-mixed", 4000, 70.0),
         ("rebrac", "suite:pendulum-mixed", 4000, 60.0),
+        ("awac", "suite:pendulum-mixed", 4000, 80.0),
     ],
 )
 def test_learning_on_the_tiny_task(tmp_path, algorithm, dataset, steps, bound):
@@ -199,7 +200,8 @@ def test_learning_on_the_tiny_task(tmp_path, algorithm, dataset, steps, bound):
 
     Measured while writing this test (2 seeds, 10k updates, 5 episodes): BC on mixed
     data 61-86 and noisy; TD3+BC 93-98; IQL 102 from 4k updates on; ReBRAC (CORL's
-    base config, batch 256) 78-86 at 4k updates (seeds 0, 1; 10 held-out episodes).
+    base config, batch 256) 78-86 and AWAC 103 at 4k updates (seeds 0, 1; 10 held-out
+    episodes).
     """
     config = TrainConfig(
         heldout_episodes=10,

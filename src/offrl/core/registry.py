@@ -61,9 +61,10 @@ _ALGORITHMS: dict[str, str] = {
     "resfit": "offrl.algos.resfit",
     "h2o": "offrl.algos.h2o",
     "rebrac": "offrl.algos.rebrac",
+    "awac": "offrl.algos.awac",
 }
 #: Algorithms that learn from a fixed dataset (``offrl train``); SAC is online.
-OFFLINE_ALGORITHMS = ("bc", "td3_bc", "iql", "cql", "vocbf", "td3_bc_lag", "calql", "rebrac")
+OFFLINE_ALGORITHMS = ("bc", "td3_bc", "iql", "cql", "vocbf", "td3_bc_lag", "calql", "rebrac", "awac")
 #: Algorithms ``offrl finetune`` runs (offline-to-online or hybrid).
 FINETUNE_ALGORITHMS = ("iql", "cql", "calql", "rlpd", "resfit", "h2o", "sac")
 #: Algorithms ``offrl online`` trains with no offline data at all.
