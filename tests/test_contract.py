@@ -31,6 +31,8 @@ SMALL = {
     "h2o": {"hidden_dims": (16, 16), "gap_samples": 2},
     "rebrac": {"hidden_dims": (16, 16, 16)},
     "awac": {"hidden_dims": (16, 16)},
+    "edac": {"hidden_dims": (16, 16), "num_critics": 4},
+    "sac_n": {"hidden_dims": (16, 16), "num_critics": 4},
 }
 ALGORITHMS = registry.names()
 

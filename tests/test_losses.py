@@ -547,3 +547,48 @@ def test_awac_losses_match_numpy():
     np.testing.assert_allclose(float(metrics["actor/weight_mean"]), weights.mean(), rtol=1e-5)
     capped = awac.advantage_weights(jnp.asarray([10.0]), jnp.asarray([0.0]), 1.0, 100.0)
     assert float(capped[0]) == 100.0
+
+
+# ----------------------------------------------------------------------- EDAC / SAC-N
+def test_edac_diversity_term_matches_finite_differences():
+    """The members' action gradients (central differences here), normalized, summed
+    pairwise over i != j, averaged over the batch, divided by N - 1; identical members
+    give exactly N; SAC-N's critic loss is SAC's, EDAC's adds eta times the term."""
+    from offrl.algos import edac, sac_n
+
+    assert sac_n.Config().eta == 0.0 and sac_n.update is edac.update
+    from offrl.nn import QNetwork
+
+    config = edac.Config(hidden_dims=(8, 8), num_critics=3, eta=2.0)
+    b = batch()
+    state = edac.init(config, b, jax.random.PRNGKey(0))
+    params = state.critic.params
+    got = float(edac.diversity_loss(params, b["observations"], b["actions"], config))
+    members = params["params"]["VmapQNetwork_0"]
+    network = QNetwork((8, 8))
+    obs, actions = np64(b["observations"]), np64(b["actions"])
+    grads = []
+    for i in range(3):
+        member = jax.tree_util.tree_map(lambda x, i=i: x[i], members)
+
+        def q(a, member=member):
+            return np64(network.apply({"params": member}, obs, jnp.asarray(a, jnp.float32)))
+
+        g = np.stack([(q(actions + e) - q(actions - e)) / 2e-2 for e in 1e-2 * np.eye(2)], -1)
+        grads.append(g / np.linalg.norm(g, axis=-1, keepdims=True))
+    grads = np.stack(grads)  # [N, B, A]
+    similarity = np.einsum("ibk,jbk->bij", grads, grads) * (1 - np.eye(3))
+    np.testing.assert_allclose(got, similarity.sum((1, 2)).mean() / 2, rtol=2e-2, atol=2e-3)
+
+    same = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x[:1], x.shape), params)
+    np.testing.assert_allclose(
+        float(edac.diversity_loss(same, b["observations"], b["actions"], config)), 3.0, rtol=1e-5
+    )
+    # A member whose gradient is zero at the data (all ReLUs off) gives a finite gradient.
+    dead = jax.tree_util.tree_map(lambda x: x.at[0].set(0.0), params)
+    grads = jax.grad(edac.diversity_loss)(dead, b["observations"], b["actions"], config)
+    assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree_util.tree_leaves(grads))
+    key = jax.random.PRNGKey(4)
+    total, _ = edac.critic_loss(params, state, b, config, key)
+    plain, _ = sac.critic_loss(params, state, b, config, key)  # SAC-N's critic loss
+    np.testing.assert_allclose(float(total), float(plain) + 2.0 * got, rtol=1e-5)

@@ -62,9 +62,14 @@ _ALGORITHMS: dict[str, str] = {
     "h2o": "offrl.algos.h2o",
     "rebrac": "offrl.algos.rebrac",
     "awac": "offrl.algos.awac",
+    "edac": "offrl.algos.edac",
+    "sac_n": "offrl.algos.sac_n",
 }
 #: Algorithms that learn from a fixed dataset (``offrl train``); SAC is online.
-OFFLINE_ALGORITHMS = ("bc", "td3_bc", "iql", "cql", "vocbf", "td3_bc_lag", "calql", "rebrac", "awac")
+OFFLINE_ALGORITHMS = (
+    "bc", "td3_bc", "iql", "cql", "vocbf", "td3_bc_lag", "calql", "rebrac", "awac", "edac",
+    "sac_n",
+)  # fmt: skip
 #: Algorithms ``offrl finetune`` runs (offline-to-online or hybrid).
 FINETUNE_ALGORITHMS = ("iql", "cql", "calql", "rlpd", "resfit", "h2o", "sac")
 #: Algorithms ``offrl online`` trains with no offline data at all.
