@@ -6,6 +6,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from offrl.core.state import polyak, update_if
+
 
 def sample_mean(values, batch):
     """The batch mean of per-sample values ``[B]``; where the dataset carries per-sample
@@ -57,3 +59,34 @@ def expectile_loss(diff, expectile: float):
     """``|tau - 1(diff < 0)| * diff^2``, elementwise (IQL's value loss, V-OCBF's)."""
     weight = jnp.where(diff < 0, 1.0 - expectile, expectile)
     return weight * diff**2
+
+
+def delayed_actor_update(state, batch, config, critic_loss, actor_loss):
+    """TD3's update (TD3+BC, ReBRAC): a critic step on ``critic_loss(params, state,
+    batch, config, noise_key)`` every call; every ``config.policy_frequency`` calls an
+    actor step on ``actor_loss(params, state, batch, config)`` and Polyak averaging of
+    both targets with ``config.tau``. ``state`` has ``actor``, ``critic``,
+    ``target_actor_params``, ``target_critic_params``, ``key`` and ``step``."""
+    key, noise_key = jax.random.split(state.key)
+    grads, critic_metrics = jax.grad(critic_loss, has_aux=True)(
+        state.critic.params, state, batch, config, noise_key
+    )
+    state = state.replace(critic=state.critic.apply_gradients(grads=grads), key=key)
+
+    def actor_and_targets(state):
+        grads, metrics = jax.grad(actor_loss, has_aux=True)(
+            state.actor.params, state, batch, config
+        )
+        actor = state.actor.apply_gradients(grads=grads)
+        tau = config.tau
+        return state.replace(
+            actor=actor,
+            target_actor_params=polyak(state.target_actor_params, actor.params, tau),
+            target_critic_params=polyak(state.target_critic_params, state.critic.params, tau),
+        ), metrics
+
+    do_actor = state.step % config.policy_frequency == 0
+    state, actor_metrics = update_if(do_actor, actor_and_targets, state)
+    # The trainer averages actor/* metrics over the updates where they were measured.
+    metrics = {**critic_metrics, **actor_metrics, "_valid/actor": do_actor.astype(jnp.float32)}
+    return state.replace(step=state.step + 1), metrics

@@ -30,8 +30,8 @@ import jax.numpy as jnp
 from flax import struct
 from flax.training.train_state import TrainState
 
-from offrl.algos.common import ensemble_mse, sample_mean, td_target
-from offrl.core.state import create_train_state, polyak, update_if
+from offrl.algos.common import delayed_actor_update, ensemble_mse, sample_mean, td_target
+from offrl.core.state import create_train_state
 from offrl.nn import DeterministicPolicy, QEnsemble
 
 DEFAULT_REWARD_SCALING = "none"
@@ -130,31 +130,8 @@ def actor_loss(actor_params, state: State, batch, config: Config):
     }
 
 
-def _actor_and_targets(state: State, batch, config: Config):
-    grads, metrics = jax.grad(actor_loss, has_aux=True)(state.actor.params, state, batch, config)
-    actor = state.actor.apply_gradients(grads=grads)
-    state = state.replace(
-        actor=actor,
-        target_actor_params=polyak(state.target_actor_params, actor.params, config.tau),
-        target_critic_params=polyak(state.target_critic_params, state.critic.params, config.tau),
-    )
-    return state, metrics
-
-
 def update(state: State, batch, config: Config):
-    key, noise_key = jax.random.split(state.key)
-    grads, critic_metrics = jax.grad(critic_loss, has_aux=True)(
-        state.critic.params, state, batch, config, noise_key
-    )
-    state = state.replace(critic=state.critic.apply_gradients(grads=grads), key=key)
-
-    do_actor = state.step % config.policy_frequency == 0
-    state, actor_metrics = update_if(
-        do_actor, lambda s: _actor_and_targets(s, batch, config), state
-    )
-    # The trainer averages actor/* metrics over the updates where they were measured.
-    metrics = {**critic_metrics, **actor_metrics, "_valid/actor": do_actor.astype(jnp.float32)}
-    return state.replace(step=state.step + 1), metrics
+    return delayed_actor_update(state, batch, config, critic_loss, actor_loss)
 
 
 def act(state: State, observations, key, deterministic: bool, config: Config):
