@@ -90,3 +90,15 @@ def delayed_actor_update(state, batch, config, critic_loss, actor_loss):
     # The trainer averages actor/* metrics over the updates where they were measured.
     metrics = {**critic_metrics, **actor_metrics, "_valid/actor": do_actor.astype(jnp.float32)}
     return state.replace(step=state.step + 1), metrics
+
+
+def smoothed_target_actions(state, next_observations, config, key):
+    """TD3's target policy smoothing: ``clip(pi_targ(s') + clip(eps, -c, c), -1, 1)``,
+    ``eps ~ N(0, policy_noise^2)``, ``c = noise_clip``."""
+    next_actions = state.actor.apply_fn(state.target_actor_params, next_observations)
+    noise = jnp.clip(
+        config.policy_noise * jax.random.normal(key, next_actions.shape),
+        -config.noise_clip,
+        config.noise_clip,
+    )
+    return jnp.clip(next_actions + noise, -1.0, 1.0)

@@ -39,7 +39,12 @@ import jax.numpy as jnp
 from flax import struct
 from flax.training.train_state import TrainState
 
-from offrl.algos.common import delayed_actor_update, ensemble_mse, sample_mean
+from offrl.algos.common import (
+    delayed_actor_update,
+    ensemble_mse,
+    sample_mean,
+    smoothed_target_actions,
+)
 from offrl.core.state import create_train_state
 from offrl.data.returns import next_actions
 from offrl.nn import DeterministicPolicy, QEnsemble
@@ -149,13 +154,7 @@ def init(config: Config, example_batch, key: jax.Array) -> State:
 
 
 def critic_loss(critic_params, state: State, batch, config: Config, noise_key):
-    next_actions = state.actor.apply_fn(state.target_actor_params, batch["next_observations"])
-    noise = jnp.clip(
-        config.policy_noise * jax.random.normal(noise_key, next_actions.shape),
-        -config.noise_clip,
-        config.noise_clip,
-    )
-    next_actions = jnp.clip(next_actions + noise, -1.0, 1.0)  # [B, A]
+    next_actions = smoothed_target_actions(state, batch["next_observations"], config, noise_key)
     penalty = jnp.sum((next_actions - batch["next_actions"]) ** 2, axis=-1)  # [B]
     next_q = state.critic.apply_fn(
         state.target_critic_params, batch["next_observations"], next_actions

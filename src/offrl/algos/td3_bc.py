@@ -30,7 +30,13 @@ import jax.numpy as jnp
 from flax import struct
 from flax.training.train_state import TrainState
 
-from offrl.algos.common import delayed_actor_update, ensemble_mse, sample_mean, td_target
+from offrl.algos.common import (
+    delayed_actor_update,
+    ensemble_mse,
+    sample_mean,
+    smoothed_target_actions,
+    td_target,
+)
 from offrl.core.state import create_train_state
 from offrl.nn import DeterministicPolicy, QEnsemble
 
@@ -96,13 +102,7 @@ def init(config: Config, example_batch, key: jax.Array) -> State:
 
 
 def critic_loss(critic_params, state: State, batch, config: Config, noise_key):
-    next_actions = state.actor.apply_fn(state.target_actor_params, batch["next_observations"])
-    noise = jnp.clip(
-        config.policy_noise * jax.random.normal(noise_key, next_actions.shape),
-        -config.noise_clip,
-        config.noise_clip,
-    )
-    next_actions = jnp.clip(next_actions + noise, -1.0, 1.0)  # [B, A]
+    next_actions = smoothed_target_actions(state, batch["next_observations"], config, noise_key)
     next_q = state.critic.apply_fn(
         state.target_critic_params, batch["next_observations"], next_actions
     ).min(axis=0)  # [B]

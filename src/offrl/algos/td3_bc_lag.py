@@ -39,7 +39,7 @@ from flax import struct
 from flax.training.train_state import TrainState
 
 from offrl.algos import td3_bc
-from offrl.algos.common import ensemble_mse, sample_mean
+from offrl.algos.common import ensemble_mse, sample_mean, smoothed_target_actions
 from offrl.core.state import create_train_state, polyak, update_if
 from offrl.nn import DeterministicPolicy, QEnsemble
 
@@ -106,13 +106,7 @@ def init(config: Config, example_batch, key: jax.Array) -> State:
 
 
 def _next_actions(state: State, batch, config: Config, noise_key):
-    next_actions = state.actor.apply_fn(state.target_actor_params, batch["next_observations"])
-    noise = jnp.clip(
-        config.policy_noise * jax.random.normal(noise_key, next_actions.shape),
-        -config.noise_clip,
-        config.noise_clip,
-    )
-    return jnp.clip(next_actions + noise, -1.0, 1.0)
+    return smoothed_target_actions(state, batch["next_observations"], config, noise_key)
 
 
 def critic_losses(params, state: State, batch, config: Config, next_actions):
