@@ -36,18 +36,15 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-from flax import struct
-from flax.training.train_state import TrainState
 
+from offrl.algos import td3_bc
 from offrl.algos.common import (
     delayed_actor_update,
     ensemble_mse,
     sample_mean,
     smoothed_target_actions,
 )
-from offrl.core.state import create_train_state
 from offrl.data.returns import next_actions
-from offrl.nn import DeterministicPolicy, QEnsemble
 
 DEFAULT_REWARD_SCALING = "none"
 #: Per-sample dataset weights reach the actor's behaviour-cloning term.
@@ -119,14 +116,7 @@ class Config:
         return cls(actor_bc_coef=actor, critic_bc_coef=critic, **overrides)
 
 
-@struct.dataclass
-class State:
-    actor: TrainState
-    critic: TrainState
-    target_actor_params: dict
-    target_critic_params: dict
-    key: jax.Array
-    step: jax.Array
+State = td3_bc.State
 
 
 def prepare_dataset(dataset, config: Config):
@@ -135,22 +125,8 @@ def prepare_dataset(dataset, config: Config):
 
 
 def init(config: Config, example_batch, key: jax.Array) -> State:
-    key, actor_key, critic_key = jax.random.split(key, 3)
-    observations, actions = example_batch["observations"], example_batch["actions"]
-    actor_module = DeterministicPolicy(
-        actions.shape[-1], config.hidden_dims, config.actor_layer_norm
-    )
-    critic_module = QEnsemble(config.hidden_dims, config.num_critics, config.critic_layer_norm)
-    actor_params = actor_module.init(actor_key, observations)
-    critic_params = critic_module.init(critic_key, observations, actions)
-    return State(
-        actor=create_train_state(actor_module, actor_params, config.actor_learning_rate),
-        critic=create_train_state(critic_module, critic_params, config.critic_learning_rate),
-        target_actor_params=actor_params,
-        target_critic_params=critic_params,
-        key=key,
-        step=jnp.zeros((), jnp.int32),
-    )
+    """TD3+BC's networks and targets, with ReBRAC's depth and LayerNorm settings."""
+    return td3_bc.init(config, example_batch, key, config.actor_layer_norm)
 
 
 def critic_loss(critic_params, state: State, batch, config: Config, noise_key):

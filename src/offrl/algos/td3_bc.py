@@ -84,10 +84,11 @@ class State:
     step: jax.Array
 
 
-def init(config: Config, example_batch, key: jax.Array) -> State:
+def init(config: Config, example_batch, key: jax.Array, actor_layer_norm: bool = False) -> State:
+    """Actor, critic ensemble and their targets (ReBRAC's too, with its actor LayerNorm)."""
     key, actor_key, critic_key = jax.random.split(key, 3)
     observations, actions = example_batch["observations"], example_batch["actions"]
-    actor_module = DeterministicPolicy(actions.shape[-1], config.hidden_dims)
+    actor_module = DeterministicPolicy(actions.shape[-1], config.hidden_dims, actor_layer_norm)
     critic_module = QEnsemble(config.hidden_dims, config.num_critics, config.critic_layer_norm)
     actor_params = actor_module.init(actor_key, observations)
     critic_params = critic_module.init(critic_key, observations, actions)
