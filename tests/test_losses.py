@@ -592,3 +592,23 @@ def test_edac_diversity_term_matches_finite_differences():
     total, _ = edac.critic_loss(params, state, b, config, key)
     plain, _ = sac.critic_loss(params, state, b, config, key)  # SAC-N's critic loss
     np.testing.assert_allclose(float(total), float(plain) + 2.0 * got, rtol=1e-5)
+
+
+def test_td3_target_smoothing_clips_noise_and_action():
+    """clip(pi_targ(s') + clip(sigma eps, -c, c), -1, 1) against NumPy, with noise large
+    enough that both clips act."""
+    from offrl.algos.common import smoothed_target_actions
+
+    config = td3_bc.Config(hidden_dims=(8, 8), policy_noise=3.0, noise_clip=0.5)
+    b = batch()
+    state = td3_bc.init(config, b, jax.random.PRNGKey(0))
+    key = jax.random.PRNGKey(7)
+    got = np64(smoothed_target_actions(state, b["next_observations"], config, key))
+    pi = np64(state.actor.apply_fn(state.target_actor_params, b["next_observations"]))
+    noise = np.clip(3.0 * np64(jax.random.normal(key, pi.shape)), -0.5, 0.5)
+    np.testing.assert_allclose(got, np.clip(pi + noise, -1.0, 1.0), rtol=1e-5, atol=1e-6)
+    shifted = state.replace(
+        target_actor_params=jax.tree_util.tree_map(lambda x: x * 50.0, state.target_actor_params)
+    )
+    saturated = np64(smoothed_target_actions(shifted, b["next_observations"], config, key))
+    assert np.abs(saturated).max() <= 1.0 and (np.abs(saturated) == 1.0).any()
