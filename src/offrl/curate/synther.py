@@ -112,19 +112,23 @@ class Model:
     info: DatasetInfo
     losses: np.ndarray
 
+    def __post_init__(self):
+        # One compiled sampler per model (a jit built per call would compile every call).
+        draw = jax.jit(
+            lambda params, k, n: sample(
+                self.network.apply, params, k, n, self.layout.width, self.config.edm
+            ),
+            static_argnums=2,
+        )
+        object.__setattr__(self, "_draw", draw)
+
     def sample_vectors(self, count: int, key: jax.Array) -> np.ndarray:
         """``count`` synthetic transition vectors in the data's units."""
-        draw = jax.jit(
-            lambda k, n: sample(
-                self.network.apply, self.params, k, n, self.layout.width, self.config.edm
-            ),
-            static_argnums=1,
-        )
         chunks, done = [], 0
         while done < count:
             n = min(self.config.sample_batch, count - done)
             key, chunk_key = jax.random.split(key)
-            chunks.append(np.asarray(draw(chunk_key, n)))
+            chunks.append(np.asarray(self._draw(self.params, chunk_key, n)))
             done += n
         standardized = np.concatenate(chunks) if chunks else np.zeros((0, self.layout.width))
         return (standardized * self.std + self.mean).astype(np.float32)
