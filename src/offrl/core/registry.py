@@ -11,7 +11,11 @@ field), ``State`` (a pytree), ``init(config, example_batch, key) -> State``,
 pre-trained weights the config names), ``ONLINE`` (an :class:`OnlineSpec`: mixing,
 update-to-data ratio and warm-ups in
 the interaction loop), ``RUN_KIND`` (``"barrier"`` for a safety filter) and
-``USES_WEIGHTS`` (its loss takes the dataset's per-sample weights: ``--weights``).
+``USES_WEIGHTS`` (its loss takes the dataset's per-sample weights: ``--weights``),
+``window_length(config)`` (a sequence algorithm: it learns from windows of that
+many steps, :mod:`offrl.data.windows`, and ``act`` reads a window, kept during
+rollouts by :mod:`offrl.core.history`) and ``prepare_dataset(dataset, config)``
+(derived fields it reads, e.g. returns-to-go).
 The CLI and the trainer know nothing else about an algorithm.
 """
 
@@ -64,11 +68,14 @@ _ALGORITHMS: dict[str, str] = {
     "awac": "offrl.algos.awac",
     "edac": "offrl.algos.edac",
     "sac_n": "offrl.algos.sac_n",
+    "dt": "offrl.algos.dt",
+    "mo_dt": "offrl.algos.mo_dt",
+    "dmamba": "offrl.algos.dmamba",
 }
 #: Algorithms that learn from a fixed dataset (``offrl train``); SAC is online.
 OFFLINE_ALGORITHMS = (
     "bc", "td3_bc", "iql", "cql", "vocbf", "td3_bc_lag", "calql", "rebrac", "awac", "edac",
-    "sac_n",
+    "sac_n", "dt", "mo_dt", "dmamba",
 )  # fmt: skip
 #: Algorithms ``offrl finetune`` runs (offline-to-online or hybrid).
 FINETUNE_ALGORITHMS = ("iql", "cql", "calql", "rlpd", "resfit", "h2o", "sac")

@@ -30,6 +30,30 @@ def adam(
 
 
 @functools.cache
+def adamw(
+    learning_rate: float,
+    weight_decay: float,
+    warmup_steps: int = 0,
+    grad_clip: float | None = None,
+    betas: tuple[float, float] = (0.9, 0.999),
+) -> optax.GradientTransformation:
+    """AdamW with a linear warm-up from 0 over ``warmup_steps`` then a constant rate
+    (CORL's Decision Transformer: ``LambdaLR(min((step + 1) / warmup, 1))``), and
+    optional global-norm clipping first. Cached as :func:`adam` is."""
+    if warmup_steps > 0:
+
+        def schedule(step):
+            return learning_rate * jnp.minimum((step + 1.0) / warmup_steps, 1.0)
+
+    else:
+        schedule = learning_rate
+    tx = optax.adamw(schedule, b1=betas[0], b2=betas[1], weight_decay=weight_decay)
+    if grad_clip is not None:
+        tx = optax.chain(optax.clip_by_global_norm(grad_clip), tx)
+    return tx
+
+
+@functools.cache
 def _apply(module: nn.Module):
     # One bound method per (equal) module, for the same reason as ``adam``'s cache.
     return module.apply
@@ -41,11 +65,11 @@ def create_train_state(
     learning_rate: float,
     decay_steps: int | None = None,
     grad_clip: float | None = None,
+    tx: optax.GradientTransformation | None = None,
 ) -> TrainState:
-    """An Adam train state for ``module``."""
-    return TrainState.create(
-        apply_fn=_apply(module), params=params, tx=adam(learning_rate, decay_steps, grad_clip)
-    )
+    """A train state for ``module``: Adam unless ``tx`` gives another optimizer."""
+    tx = tx if tx is not None else adam(learning_rate, decay_steps, grad_clip)
+    return TrainState.create(apply_fn=_apply(module), params=params, tx=tx)
 
 
 def polyak(target, online, tau: float):

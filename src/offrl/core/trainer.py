@@ -22,6 +22,7 @@ import numpy as np
 from offrl.data.dataset import Dataset, sample
 from offrl.data.normalization import is_locomotion_task
 from offrl.data.preprocess import Preprocessor
+from offrl.data.windows import sample_windows
 
 
 def resolve_reward_scaling(algo: ModuleType, reward_scaling: str, env_id: str | None) -> str:
@@ -47,6 +48,31 @@ def fill_run_length(config, total_steps: int):
     if hasattr(config, "decay_steps") and config.decay_steps is None:
         return dataclasses.replace(config, decay_steps=total_steps)
     return config
+
+
+def fill_from_data(config, dataset: Dataset):
+    """Set settings left as ``None`` that the data decides: a return-conditioned policy's
+    ``target_return`` becomes the best episode return in the (raw) training data."""
+    if getattr(config, "target_return", 0.0) is None:
+        best = float(np.max(dataset.episode_returns()))
+        return dataclasses.replace(config, target_return=best)
+    return config
+
+
+def window_length(algo: ModuleType, config) -> int | None:
+    """The number of steps a sequence algorithm learns from and acts on (its module's
+    ``window_length(config)``), or ``None`` for an algorithm of single transitions."""
+    length = getattr(algo, "window_length", None)
+    return None if length is None else int(length(config))
+
+
+def batch_sampler(algo: ModuleType, config) -> Callable:
+    """``(dataset, key, batch_size) -> batch``: transitions, or windows of
+    :func:`window_length` steps (:func:`offrl.data.windows.sample_windows`)."""
+    length = window_length(algo, config)
+    if length is None:
+        return sample
+    return lambda dataset, key, batch_size: sample_windows(dataset, key, batch_size, length)
 
 
 def example_batch(observation_dim: int, action_dim: int) -> dict[str, jax.Array]:
@@ -136,10 +162,12 @@ def build_chunk(
     means over the ``length`` updates (``[S]`` per metric).
     """
 
+    draw = batch_sampler(algo, config)
+
     def one_seed(state, key, dataset: Dataset):
         def step(state, key):
             key, batch_key = jax.random.split(key)
-            batch = _as_float_batch(sample(dataset, batch_key, batch_size))
+            batch = _as_float_batch(draw(dataset, batch_key, batch_size))
             state, metrics = algo.update(state, batch, config)
             return state, key, metrics
 
@@ -167,8 +195,10 @@ def build_chunk(
 def build_validation(algo: ModuleType, config, batch_size: int) -> Callable:
     """Metrics of one update on a held-out batch (the state is discarded), ``[S]`` each."""
 
+    draw = batch_sampler(algo, config)
+
     def one_seed(state, key, dataset: Dataset):
-        batch = _as_float_batch(sample(dataset, key, batch_size))
+        batch = _as_float_batch(draw(dataset, key, batch_size))
         _, metrics = algo.update(state, batch, config)
         return {k: v for k, v in metrics.items() if not k.startswith("_")}
 
@@ -181,18 +211,41 @@ def build_policy(algo: ModuleType, config, deterministic: bool = True) -> Callab
     all seeds. Cached, so equal arguments share one compiled function.
 
     ``(states, preprocessor, observations[S, N, obs_dim], key) -> actions[S, N, act_dim]``
+
+    For a sequence algorithm (:func:`window_length`) ``observations`` is a window
+    (:func:`offrl.core.history.HistoryPolicy` keeps it): a dict of ``observations
+    [S, N, K, obs_dim]`` and ``actions [S, N, K, act_dim]`` in environment units,
+    ``returns_to_go``, ``timesteps`` and ``mask`` ``[S, N, K]``; the action is the
+    one for the window's last real step.
     """
 
     def one_seed(state, pre: Preprocessor, observations, key):
-        actions = algo.act(state, pre.observation(observations), key, deterministic, config)
+        if isinstance(observations, dict):
+            window = dict(observations)
+            window["observations"] = pre.observation(window["observations"])
+            window["actions"] = jnp.clip(pre.action_from_env(window["actions"]), -1.0, 1.0)
+            actions = algo.act(state, window, key, deterministic, config)
+        else:
+            actions = algo.act(state, pre.observation(observations), key, deterministic, config)
         return pre.action_to_env(jnp.clip(actions, -1.0, 1.0))
 
     def policy(states, pre, observations, key):
-        num_seeds = observations.shape[0]
+        num_seeds = jax.tree_util.tree_leaves(observations)[0].shape[0]
         keys = jax.random.split(key, num_seeds)
         return jax.vmap(one_seed, in_axes=(0, None, 0, 0))(states, pre, observations, keys)
 
-    return jax.jit(policy)
+    jitted = jax.jit(policy)
+    length = window_length(algo, config)
+    if length is None:
+        return jitted
+
+    def windowed(states, pre, window, key):
+        return jitted(states, pre, window, key)
+
+    # What offrl.core.history.bind_policy needs to keep the history.
+    windowed.window_length = length
+    windowed.target_return = getattr(config, "target_return", None)
+    return windowed
 
 
 def chunk_length(total_steps: int, steps_per_call: int, *intervals: int) -> int:

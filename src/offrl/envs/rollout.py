@@ -2,8 +2,12 @@
 
 ``policy(observations[S, N, obs_dim], key) -> actions[S, N, act_dim]`` acts for
 ``S`` policies (seeds) in ``N`` environments each in one call; the
-environments are stepped on the host. Episode ``i`` of every seed starts from
-``reset(seed=seed + i)``, so all seeds face the same initial states.
+environments are stepped on the host. A policy that reads a history (a sequence
+policy, :class:`offrl.core.history.HistoryPolicy`) also has
+``reset_history()``, called when a block of episodes starts, and
+``record(actions, rewards)``, called after every step with ``[S, N]`` rewards.
+Episode ``i`` of every seed starts from ``reset(seed=seed + i)``, so all seeds
+face the same initial states.
 
 Three disjoint blocks of reset seeds keep reported scores honest:
 ``PERIODIC_SEED`` for the evaluations during training (curves, and choosing the
@@ -102,6 +106,7 @@ def evaluate(
     lengths = np.zeros((num_seeds, num_episodes), dtype=np.int64)
     violations = np.zeros((num_seeds, num_episodes), dtype=np.int64)
     has_margin = False
+    history = hasattr(policy, "record")  # a sequence policy keeps each episode's history
     for first in range(0, num_episodes, max_parallel):
         episodes = list(range(first, min(num_episodes, first + max_parallel)))
         envs = [[make_env(env_id) for _ in episodes] for _ in range(num_seeds)]
@@ -114,14 +119,18 @@ def evaluate(
             ]
         ).astype(np.float32)  # [S, N, obs_dim]
         done = np.zeros((num_seeds, len(episodes)), dtype=bool)
+        if history:
+            policy.reset_history()
         while not done.all():
             key, act_key = jax.random.split(key)
             actions = np.asarray(policy(obs, act_key))
+            step_rewards = np.zeros(done.shape, np.float32)
             for s, row in enumerate(envs):
                 for n, env in enumerate(row):
                     if done[s, n]:
                         continue
                     next_obs, reward, terminated, truncated, info = env.step(actions[s, n])
+                    step_rewards[s, n] = reward
                     if "margin" in info:
                         has_margin = True
                         violations[s, first + n] += info["margin"] < 0
@@ -130,6 +139,8 @@ def evaluate(
                     lengths[s, first + n] += 1
                     obs[s, n] = next_obs
                     done[s, n] = terminated or truncated
+            if history:
+                policy.record(actions, step_rewards)
         for row in envs:
             for env in row:
                 env.close()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pathlib
 
 import jax
-import jax.numpy as jnp
 
+from offrl.core.history import bind_policy
 from offrl.core.trainer import build_policy
 from offrl.envs.registry import EnvError, check_env_id
 from offrl.envs.rollout import evaluate
@@ -21,12 +21,7 @@ def load_policy(run_dir: str | pathlib.Path, step: int | None = None):
     """
     context = load_run(run_dir, step)
     batched = build_policy(context.algo, context.algo_config)
-    states, pre = context.states, context.preprocessor
-
-    def policy(observations, key):
-        return batched(states, pre, jnp.asarray(observations, jnp.float32), key)
-
-    return policy, context
+    return bind_policy(batched, context.states, context.preprocessor), context
 
 
 def evaluate_run(

@@ -38,6 +38,7 @@ import numpy as np
 
 from offrl import __version__
 from offrl.core import registry
+from offrl.core.history import bind_policy
 from offrl.core.trainer import init_states, seed_keys
 from offrl.data.preprocess import Preprocessor
 from offrl.envs.rollout import HELDOUT_SEED, PERIODIC_SEED, EvaluationResult, evaluate
@@ -426,7 +427,7 @@ def evaluations_from_metrics(records: list[dict], prefix: str = "eval") -> list[
 def run_evaluation(policy, states, pre, env_id: str, num_seeds: int, episodes: int, seed: int):
     """``evaluate`` of a stacked ``states`` through ``policy`` (``build_policy``)."""
     return evaluate(
-        lambda obs, key: policy(states, pre, jnp.asarray(obs), key),
+        bind_policy(policy, states, pre),
         env_id,
         num_seeds=num_seeds,
         num_episodes=episodes,

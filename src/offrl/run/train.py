@@ -25,6 +25,7 @@ from offrl.core.trainer import (
     build_policy,
     build_validation,
     chunk_length,
+    fill_from_data,
     fill_run_length,
     init_states,
     resolve_reward_scaling,
@@ -147,6 +148,7 @@ def train(
             f"data's actions); --weights works with {', '.join(takes)}. Nothing was written"
         )
     algo_config = fill_run_length(algo_config or algo.Config(), train_config.steps)
+    algo_config = fill_from_data(algo_config, data)  # e.g. DT's target return
     if type(algo_config) is not algo.Config:  # Cal-QL's Config is a CQL Config too
         raise RunError(
             f"algo_config is a {type(algo_config).__name__}, expected {algo.__name__}.Config"

@@ -83,4 +83,7 @@ def shielded_policy(
         observations = jnp.asarray(observations, jnp.float32)
         return filtered(states, observations, jnp.asarray(policy(observations, key)))[1]
 
+    if hasattr(policy, "record"):  # a sequence policy records the filtered actions taken
+        shielded.reset_history = policy.reset_history
+        shielded.record = policy.record
     return shielded, diagnose

@@ -41,6 +41,11 @@ def collect_from_run(
     if context.env_id is None:
         raise ValueError(f"{run_dir} records no environment to collect in")
     policy = build_policy(context.algo, context.algo_config, deterministic)
+    if hasattr(policy, "window_length"):
+        raise ValueError(
+            f"{run_dir}: collecting data with a sequence policy ({context.algorithm}) is not "
+            "supported yet; collect with a policy of single observations"
+        )
     states = jax.tree_util.tree_map(lambda x: x[seed_index : seed_index + 1], context.states)
     env = make_env(context.env_id)
     key = [jax.random.PRNGKey(seed)]
