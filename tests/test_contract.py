@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from offrl.core import registry
-from offrl.core.trainer import build_chunk, fill_run_length, init_states, seed_keys
+from offrl.core.trainer import (
+    build_chunk,
+    fill_run_length,
+    init_states,
+    seed_keys,
+    window_length,
+)
 from offrl.data import DatasetInfo, from_episodes
 from offrl.run import checkpoint
 
@@ -33,6 +39,17 @@ SMALL = {
     "awac": {"hidden_dims": (16, 16)},
     "edac": {"hidden_dims": (16, 16), "num_critics": 4},
     "sac_n": {"hidden_dims": (16, 16), "num_critics": 4},
+    "dt": {"embedding_dim": 8, "num_layers": 1, "context_length": 3, "warmup_steps": 0},
+    "mo_dt": {"embedding_dim": 8, "num_layers": 1, "context_length": 3, "warmup_steps": 0},
+    "dmamba": {
+        "embedding_dim": 8,
+        "num_layers": 1,
+        "context_length": 3,
+        "warmup_steps": 0,
+        "evolve_every": 2,
+    },
+    "bc_rnn": {"hidden_dim": 8, "num_layers": 1, "context_length": 3},
+    "iql_history": {"encoder_dim": 8, "hidden_dims": (16, 16), "context_length": 3},
 }
 ALGORITHMS = registry.names()
 
@@ -60,6 +77,8 @@ def device_dataset():
                 "costs": (rng.random(length) < 0.3).astype(np.float32),
                 # derived, for the algorithms that read it (rebrac)
                 "next_actions": rng.uniform(-1, 1, size=(length, 2)).astype(np.float32),
+                # derived, for the sequence algorithms (returns-to-go)
+                "mc_returns": rng.normal(size=length).astype(np.float32),
             }
         )
     return from_episodes(episodes, DatasetInfo(name="contract")).to_device()
@@ -90,7 +109,7 @@ def test_update_finite_and_changes_parameters(name, device_dataset):
     algo, config = small_config(name)
     init_keys, keys = seed_keys((0,))
     states = init_states(algo, config, 3, 2, init_keys)
-    chunk = build_chunk(algo, config, 16, 5)
+    chunk = build_chunk(algo, config, 16, 3)
     new_states, _, metrics = chunk(states, keys, device_dataset)
     for key, value in metrics.items():
         assert np.all(np.isfinite(np.asarray(value))), f"{name}: {key} = {value}"
@@ -100,7 +119,7 @@ def test_update_finite_and_changes_parameters(name, device_dataset):
         for a, b in zip(leaves(states.actor.params), leaves(new_states.actor.params), strict=True)
     ]
     assert all(changed), f"{name}: some actor parameters did not change"
-    assert int(new_states.step[0]) == 5
+    assert int(new_states.step[0]) == 3
 
 
 @pytest.mark.parametrize("name", ALGORITHMS)
@@ -108,9 +127,9 @@ def test_jit_equals_no_jit(name, device_dataset):
     algo, config = small_config(name)
     init_keys, keys = seed_keys((0,))
     states = init_states(algo, config, 3, 2, init_keys)
-    jitted = build_chunk(algo, config, 16, 5, jit=True)(states, keys, device_dataset)
+    jitted = build_chunk(algo, config, 16, 3, jit=True)(states, keys, device_dataset)
     with jax.disable_jit():
-        plain = build_chunk(algo, config, 16, 5, jit=False)(states, keys, device_dataset)
+        plain = build_chunk(algo, config, 16, 3, jit=False)(states, keys, device_dataset)
     for a, b in zip(leaves(jitted[0]), leaves(plain[0]), strict=True):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
     for key in jitted[2]:
@@ -122,12 +141,21 @@ def test_save_load_gives_identical_actions(name, device_dataset, tmp_path):
     algo, config = small_config(name)
     init_keys, keys = seed_keys((0, 1))
     states = init_states(algo, config, 3, 2, init_keys)
-    states, keys, _ = build_chunk(algo, config, 16, 5)(states, keys, device_dataset)
-    checkpoint.save(tmp_path, 5, {"states": states, "keys": keys})
+    states, keys, _ = build_chunk(algo, config, 16, 3)(states, keys, device_dataset)
+    checkpoint.save(tmp_path, 3, {"states": states, "keys": keys})
     template = {"states": init_states(algo, config, 3, 2, seed_keys((7, 8))[0]), "keys": keys}
-    restored = checkpoint.restore(tmp_path, 5, template)
+    restored = checkpoint.restore(tmp_path, 3, template)
     observations = jnp.asarray(np.random.default_rng(1).normal(size=(2, 9, 3)), jnp.float32)
-    act = jax.vmap(lambda s, o: algo.act(s, o, jax.random.PRNGKey(0), True, config))
+    length = window_length(algo, config)
+    if length is not None:  # a sequence algorithm acts on windows: [2 seeds, 9, K, ...]
+        observations = {
+            "observations": jnp.repeat(observations[:, :, None], length, axis=2),
+            "actions": jnp.zeros((2, 9, length, 2)),
+            "returns_to_go": jnp.ones((2, 9, length)),
+            "timesteps": jnp.broadcast_to(jnp.arange(length), (2, 9, length)),
+            "mask": jnp.ones((2, 9, length)),
+        }
+    act = jax.jit(jax.vmap(lambda s, o: algo.act(s, o, jax.random.PRNGKey(0), True, config)))
     np.testing.assert_array_equal(act(states, observations), act(restored["states"], observations))
     for a, b in zip(leaves(states), leaves(restored["states"]), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -136,7 +164,7 @@ def test_save_load_gives_identical_actions(name, device_dataset, tmp_path):
 @pytest.mark.parametrize("name", ALGORITHMS)
 def test_two_seeds_under_vmap_equal_separate_runs(name, device_dataset):
     algo, config = small_config(name)
-    chunk = build_chunk(algo, config, 16, 5)
+    chunk = build_chunk(algo, config, 16, 3)
     init_keys, keys = seed_keys((0, 1))
     together, _, metrics = chunk(init_states(algo, config, 3, 2, init_keys), keys, device_dataset)
     for index, seed in enumerate((0, 1)):

@@ -102,3 +102,17 @@ def smoothed_target_actions(state, next_observations, config, key):
         config.noise_clip,
     )
     return jnp.clip(next_actions + noise, -1.0, 1.0)
+
+
+def at_last_step(values, mask):
+    """``values [N, K, ...]`` at the last real step of each window (``mask [N, K]``):
+    what a sequence policy acts on."""
+    last = jnp.maximum(jnp.sum(mask, axis=-1).astype(jnp.int32) - 1, 0)
+    return values[jnp.arange(last.shape[0]), last]
+
+
+def window_mean(values, mask):
+    """Mean of ``values [B, K, ...]`` over the real steps of a window batch (``mask
+    [B, K]``), averaging any trailing axes first."""
+    per_step = values.reshape(values.shape[:2] + (-1,)).mean(axis=-1)
+    return jnp.sum(per_step * mask) / jnp.maximum(jnp.sum(mask), 1.0)

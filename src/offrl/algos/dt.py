@@ -56,6 +56,7 @@ import optax
 from flax import struct
 from flax.training.train_state import TrainState
 
+from offrl.algos.common import at_last_step, window_mean
 from offrl.core.state import adamw, create_train_state
 from offrl.data.windows import with_returns_to_go
 from offrl.nn.sequence import SSMBlock, TransformerBlock, small_normal
@@ -224,13 +225,6 @@ def init(config: Config, example_batch, key: jax.Array) -> State:
     )
 
 
-def masked_mean(values, mask):
-    """Mean of ``values [B, K, ...]`` over the real steps (``mask [B, K]``), averaging
-    any trailing axes first."""
-    per_step = values.reshape(values.shape[:2] + (-1,)).mean(axis=-1)
-    return jnp.sum(per_step * mask) / jnp.maximum(jnp.sum(mask), 1.0)
-
-
 def evolve_share(step, config: Config):
     """``b_k``: the previous iterate's share of the action target at update ``step``."""
     if not config.evolve_weight:
@@ -243,24 +237,24 @@ def sequence_loss(predictions, batch, targets, config: Config):
     """``(loss, metrics)`` of the predictions on a window batch, given the action
     ``targets`` (see the module docstring for every term)."""
     mask = batch["mask"]
-    action = masked_mean((predictions["actions"] - targets) ** 2, mask)
+    action = window_mean((predictions["actions"] - targets) ** 2, mask)
     loss, metrics = action, {"actor/action_mse": action}
     if "next_observations" in predictions:
-        state = masked_mean(
+        state = window_mean(
             (predictions["next_observations"] - batch["next_observations"]) ** 2, mask
         )  # noqa: E501
         loss = loss + config.state_loss_weight * state
         metrics["actor/state_mse"] = state
     if "next_returns" in predictions:
         next_returns = (batch["returns_to_go"] - batch["rewards"]) * config.return_scale
-        ret = masked_mean((predictions["next_returns"] - next_returns) ** 2, mask)
+        ret = window_mean((predictions["next_returns"] - next_returns) ** 2, mask)
         loss = loss + config.return_loss_weight * ret
         metrics["actor/return_mse"] = ret
     if "region_logits" in predictions:
         labels = action_regions(batch["actions"], config.action_regions)
         log_p = jax.nn.log_softmax(predictions["region_logits"], axis=-1)
         nll = -jnp.take_along_axis(log_p, labels[..., None], axis=-1)[..., 0]
-        region = masked_mean(nll, mask)
+        region = window_mean(nll, mask)
         loss = loss + config.region_loss_weight * region
         metrics["actor/region_nll"] = region
     metrics["actor/loss"] = loss
@@ -284,7 +278,7 @@ def update(state: State, batch, config: Config):
 
     grads, metrics = jax.grad(loss_fn, has_aux=True)(state.actor.params)
     actor = state.actor.apply_gradients(grads=grads)
-    metrics["actor/grad_norm"] = optax.global_norm(grads)
+    metrics["actor/grad_norm"] = optax.tree.norm(grads)
     if config.evolve_weight:
         metrics["actor/evolve_share"] = share
     step = state.step + 1
@@ -301,7 +295,7 @@ def act(state: State, window, key, deterministic: bool, config: Config):
     """The action for the last real step of every window (``window`` as in
     :func:`offrl.core.trainer.build_policy`, in the networks' units)."""
     last = jnp.maximum(jnp.sum(window["mask"], axis=-1).astype(jnp.int32) - 1, 0)  # [N]
-    rows = jnp.arange(last.shape[0])
+    rows = jnp.arange(last.shape[0])  # (the region pass writes at the last step)
     observations, actions, returns, timesteps, regions = _inputs(window, config)
     apply = state.actor.apply_fn
     params = state.actor.params
@@ -310,4 +304,4 @@ def act(state: State, window, key, deterministic: bool, config: Config):
         chosen = jnp.argmax(out["region_logits"][rows, last], axis=-1)  # [N, A]
         regions = regions.at[rows, last].set(chosen)
         out = apply(params, observations, actions, returns, timesteps, regions)
-    return out["actions"][rows, last]
+    return at_last_step(out["actions"], window["mask"])

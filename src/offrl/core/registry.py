@@ -71,11 +71,13 @@ _ALGORITHMS: dict[str, str] = {
     "dt": "offrl.algos.dt",
     "mo_dt": "offrl.algos.mo_dt",
     "dmamba": "offrl.algos.dmamba",
+    "bc_rnn": "offrl.algos.bc_rnn",
+    "iql_history": "offrl.algos.iql_history",
 }
 #: Algorithms that learn from a fixed dataset (``offrl train``); SAC is online.
 OFFLINE_ALGORITHMS = (
     "bc", "td3_bc", "iql", "cql", "vocbf", "td3_bc_lag", "calql", "rebrac", "awac", "edac",
-    "sac_n", "dt", "mo_dt", "dmamba",
+    "sac_n", "dt", "mo_dt", "dmamba", "bc_rnn", "iql_history",
 )  # fmt: skip
 #: Algorithms ``offrl finetune`` runs (offline-to-online or hybrid).
 FINETUNE_ALGORITHMS = ("iql", "cql", "calql", "rlpd", "resfit", "h2o", "sac")

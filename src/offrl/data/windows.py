@@ -54,10 +54,9 @@ def window_rows(dataset: Dataset, starts: jax.Array, length: int):
     return rows, timesteps, mask
 
 
-def sample_windows(dataset: Dataset, key: jax.Array, batch_size: int, length: int) -> Batch:
-    """``batch_size`` windows of ``length`` steps (see the module docstring). Pure;
-    jit-able. Padding positions are zero in every field (``timesteps`` included)."""
-    starts = jax.random.randint(key, (batch_size,), 0, dataset.observations.shape[0])
+def windows_at(dataset: Dataset, starts: jax.Array, length: int) -> Batch:
+    """The windows of ``length`` steps starting at rows ``starts [B]`` (see the module
+    docstring). Padding positions are zero in every field (``timesteps`` included)."""
     rows, timesteps, mask = window_rows(dataset, starts, length)
     fields = dict(dataset.step_fields())
     if "mc_returns" in fields:
@@ -70,3 +69,10 @@ def sample_windows(dataset: Dataset, key: jax.Array, batch_size: int, length: in
     out["timesteps"] = jnp.where(mask, timesteps, 0)
     out["mask"] = mask.astype(jnp.float32)
     return out
+
+
+def sample_windows(dataset: Dataset, key: jax.Array, batch_size: int, length: int) -> Batch:
+    """``batch_size`` windows of ``length`` steps, each starting at a row drawn
+    uniformly. Pure; jit-able."""
+    starts = jax.random.randint(key, (batch_size,), 0, dataset.observations.shape[0])
+    return windows_at(dataset, starts, length)

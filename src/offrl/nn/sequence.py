@@ -89,6 +89,8 @@ class SelectiveSSM(nn.Module):
     state_dim: int = 16
     expand: int = 2
     conv_width: int = 4
+    parallel: bool = True
+    """Associative scan (``False``: the sequential loop, for tests)."""
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -107,7 +109,8 @@ class SelectiveSSM(nn.Module):
         skip = self.param("D", nn.initializers.ones, (inner,))
         decay = jnp.exp(delta[..., None] * -jnp.exp(a_log))  # [B, T, E, N]
         drive = (delta * u)[..., None] * b_t[..., None, :]  # [B, T, E, N]
-        h = linear_recurrence(decay, drive, axis=1)
+        recurrence = linear_recurrence if self.parallel else linear_recurrence_loop
+        h = recurrence(decay, drive, axis=1)
         y = jnp.einsum("bten,btn->bte", h, c_t) + skip * u
         return nn.Dense(width, use_bias=False)(y * nn.silu(z))
 
@@ -125,24 +128,36 @@ class SSMBlock(nn.Module):
 
 
 class HistoryEncoder(nn.Module):
-    """A recurrent encoder of an observation history: ``phi_t = GRU(phi_{t-1}, e(o_t))``
-    with ``phi_{-1} = 0`` and ``e`` a one-layer ReLU embedding.
+    """A recurrent encoder of an observation history: stacked GRU or LSTM cells,
+    ``phi_t = cell(phi_{t-1}, e(o_t))`` from a zero state, with ``e`` a one-layer ReLU
+    embedding (or the observation itself, ``embed=False``: robomimic's BC-RNN).
 
     ``__call__(observations[B, K, O], next_observations=None)`` returns ``phi [B, K, Z]``
-    and, given ``next_observations``, ``phi_next [B, K, Z]``: the encoding of the history
-    ``o_0..o_t, o'_t`` (the cell applied once more to ``phi_t`` and ``o'_t``), which is
-    the next step's history even where the episode ends at ``t``.
+    (the top cell's output) and, given ``next_observations``, ``phi_next [B, K, Z]``:
+    the encoding of the history ``o_0..o_t, o'_t`` (the cells applied once more to
+    the state after ``o_t`` and to ``o'_t``), the next step's history even where the
+    episode ends at ``t``.
     """
 
     features: int = 64
     layers: int = 1
+    cell: str = "gru"
+    embed: bool = True
 
     def setup(self):
-        self.embed = nn.Dense(self.features)
-        self.cells = [nn.GRUCell(self.features) for _ in range(self.layers)]
+        if self.cell not in ("gru", "lstm"):
+            raise ValueError(f"cell must be 'gru' or 'lstm', got '{self.cell}'")
+        self.embedding = nn.Dense(self.features) if self.embed else None
+        make = nn.GRUCell if self.cell == "gru" else nn.OptimizedLSTMCell
+        self.cells = [make(self.features) for _ in range(self.layers)]
+
+    def _zeros(self, batch: int, dtype):
+        zeros = jnp.zeros((batch, self.features), dtype)
+        return [zeros if self.cell == "gru" else (zeros, zeros) for _ in self.cells]
 
     def _step(self, carries, x):
-        x = nn.relu(self.embed(x))
+        if self.embedding is not None:
+            x = nn.relu(self.embedding(x))
         new = []
         for cell, carry in zip(self.cells, carries, strict=True):
             carry, x = cell(carry, x)
@@ -150,8 +165,7 @@ class HistoryEncoder(nn.Module):
         return new, x
 
     def __call__(self, observations: jax.Array, next_observations: jax.Array | None = None):
-        batch = observations.shape[0]
-        carries = [jnp.zeros((batch, self.features), observations.dtype) for _ in self.cells]
+        carries = self._zeros(observations.shape[0], observations.dtype)
         all_carries, outputs = [], []
         for t in range(observations.shape[1]):
             carries, out = self._step(carries, observations[:, t])

@@ -1,0 +1,292 @@
+"""Sequence policies: the window sampler, the rollout history, the state-space scan and
+the losses of DT / MO-DT / Decision Mamba / BC-RNN / history IQL against NumPy."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from offrl.algos import bc_rnn, dt, iql_history
+from offrl.core.history import HistoryPolicy
+from offrl.data import DatasetInfo, from_episodes
+from offrl.data.preprocess import Preprocessor
+from offrl.data.windows import sample_windows, windows_at, with_returns_to_go
+from offrl.nn.sequence import (
+    SelectiveSSM,
+    linear_recurrence,
+    linear_recurrence_loop,
+)
+
+
+def _episodes(lengths, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for length in lengths:
+        out.append(
+            {
+                "observations": rng.normal(size=(length + 1, 2)).astype(np.float32),
+                "actions": rng.uniform(-1, 1, size=(length, 1)).astype(np.float32),
+                "rewards": rng.integers(1, 5, size=length).astype(np.float32),
+                "terminations": np.r_[np.zeros(length - 1, bool), True],
+                "truncations": np.zeros(length, bool),
+            }
+        )
+    return out
+
+
+def test_windows_shorter_episodes_returns_to_go_timesteps_and_masks():
+    """Episodes of 2, 5 and 3 steps, windows of 4: every start row checked by hand."""
+    episodes = _episodes((2, 5, 3))
+    data = with_returns_to_go(from_episodes(episodes, DatasetInfo(name="w")))
+    starts = jnp.arange(10)
+    w = {k: np.asarray(v) for k, v in windows_at(data.to_device(), starts, 4).items()}
+    firsts = [0, 2, 7]
+    lengths = [2, 5, 3]
+    for row in range(10):
+        e = max(i for i, f in enumerate(firsts) if f <= row)
+        t0 = row - firsts[e]
+        ep = episodes[e]
+        real = min(4, lengths[e] - t0)
+        np.testing.assert_array_equal(w["mask"][row], [1.0] * real + [0.0] * (4 - real))
+        np.testing.assert_array_equal(
+            w["timesteps"][row], list(range(t0, t0 + real)) + [0] * (4 - real)
+        )  # noqa: E501
+        rtg = [ep["rewards"][t:].sum() for t in range(t0, t0 + real)]
+        np.testing.assert_allclose(w["returns_to_go"][row], rtg + [0.0] * (4 - real))
+        np.testing.assert_allclose(
+            w["observations"][row, :real], ep["observations"][t0 : t0 + real]
+        )  # noqa: E501
+        np.testing.assert_allclose(
+            w["next_observations"][row, :real], ep["observations"][t0 + 1 : t0 + real + 1]
+        )  # noqa: E501
+        np.testing.assert_array_equal(w["observations"][row, real:], 0.0)
+        np.testing.assert_array_equal(w["actions"][row, real:], 0.0)
+        np.testing.assert_array_equal(
+            w["terminations"][row, :real], [t == lengths[e] - 1 for t in range(t0, t0 + real)]
+        )  # noqa: E501
+    assert "mc_returns" not in w
+
+
+def test_sample_windows_draws_start_rows_uniformly_under_jit():
+    data = with_returns_to_go(from_episodes(_episodes((2, 5, 3)), DatasetInfo(name="w")))
+    batch = jax.jit(sample_windows, static_argnums=(2, 3))(
+        data.to_device(), jax.random.PRNGKey(0), 4000, 3
+    )  # noqa: E501
+    # The first position of every window is a uniformly drawn row: timestep 0 is the
+    # start of an episode, 3 of the 10 rows.
+    first_t = np.asarray(batch["timesteps"][:, 0])
+    assert abs(np.mean(first_t == 0) - 0.3) < 0.03
+    assert np.all(np.asarray(batch["mask"][:, 0]) == 1.0)
+
+
+def test_linear_recurrence_scan_equals_loop():
+    key_a, key_b = jax.random.split(jax.random.PRNGKey(3))
+    a = jax.random.uniform(key_a, (3, 17, 4, 5))
+    b = jax.random.normal(key_b, (3, 17, 4, 5))
+    np.testing.assert_allclose(linear_recurrence(a, b), linear_recurrence_loop(a, b), atol=1e-5)
+    # and the loop is the recurrence itself
+    h = np.zeros((3, 4, 5))
+    for t in range(17):
+        h = np.asarray(a[:, t]) * h + np.asarray(b[:, t])
+    np.testing.assert_allclose(linear_recurrence(a, b)[:, -1], h, atol=1e-5)
+
+
+def test_selective_ssm_scan_equals_loop_and_is_causal():
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 11, 6))
+    params = SelectiveSSM(4).init(jax.random.PRNGKey(1), x)
+    parallel = SelectiveSSM(4).apply(params, x)
+    loop = SelectiveSSM(4, parallel=False).apply(params, x)
+    np.testing.assert_allclose(parallel, loop, atol=1e-5)
+    changed = SelectiveSSM(4).apply(params, x.at[:, 6:].set(50.0))
+    np.testing.assert_allclose(changed[:, :6], parallel[:, :6], atol=1e-6)
+    assert not np.allclose(changed[:, 6:], parallel[:, 6:])
+
+
+def test_action_regions():
+    a = jnp.array([-1.0, -0.61, -0.59, 0.0, 0.2, 0.99, 1.0, 1.5])
+    np.testing.assert_array_equal(dt.action_regions(a, 5), [0, 0, 1, 2, 3, 4, 4, 4])
+
+
+def test_dt_and_mo_dt_loss_against_numpy():
+    rng = np.random.default_rng(0)
+    b, k, o, a, m = 3, 4, 2, 2, 3
+    mask = np.array([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]], np.float32)
+    batch = {
+        "mask": mask,
+        "actions": rng.uniform(-1, 1, (b, k, a)).astype(np.float32),
+        "next_observations": rng.normal(size=(b, k, o)).astype(np.float32),
+        "returns_to_go": rng.normal(size=(b, k)).astype(np.float32) * 100,
+        "rewards": rng.normal(size=(b, k)).astype(np.float32),
+    }
+    pred = {
+        "actions": rng.uniform(-1, 1, (b, k, a)).astype(np.float32),
+        "next_observations": rng.normal(size=(b, k, o)).astype(np.float32),
+        "next_returns": rng.normal(size=(b, k)).astype(np.float32),
+        "region_logits": rng.normal(size=(b, k, a, m)).astype(np.float32),
+    }
+    targets = rng.uniform(-1, 1, (b, k, a)).astype(np.float32)
+    config = dt.Config(state_loss_weight=0.7, return_loss_weight=0.3, action_regions=m,
+                       region_loss_weight=0.2, return_scale=0.01)  # fmt: skip
+    loss, metrics = dt.sequence_loss({k_: jnp.asarray(v) for k_, v in pred.items()},
+                                     {k_: jnp.asarray(v) for k_, v in batch.items()},
+                                     jnp.asarray(targets), config)  # fmt: skip
+    real = mask.astype(bool)
+    action = ((pred["actions"] - targets) ** 2).mean(-1)[real].mean()
+    state = ((pred["next_observations"] - batch["next_observations"]) ** 2).mean(-1)[real].mean()
+    next_r = (batch["returns_to_go"] - batch["rewards"]) * 0.01
+    ret = ((pred["next_returns"] - next_r) ** 2)[real].mean()
+    labels = np.clip(np.floor((batch["actions"] + 1) / 2 * m), 0, m - 1).astype(int)
+    logits = pred["region_logits"]
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    nll = -np.take_along_axis(log_p, labels[..., None], -1)[..., 0].mean(-1)[real].mean()
+    expected = action + 0.7 * state + 0.3 * ret + 0.2 * nll
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(metrics["actor/region_nll"]), nll, rtol=1e-5)
+    # Plain DT: the action term alone.
+    plain, _ = dt.sequence_loss({"actions": jnp.asarray(pred["actions"])},
+                                {k_: jnp.asarray(v) for k_, v in batch.items()},
+                                jnp.asarray(targets), dt.Config())  # fmt: skip
+    np.testing.assert_allclose(float(plain), action, rtol=1e-5)
+
+
+def test_self_evolving_target_share_and_snapshots():
+    """The share grows linearly to evolve_weight over decay_steps; the target mixes the
+    data action with the snapshot's prediction; the snapshot refreshes every
+    evolve_every updates and only then."""
+    config = dt.Config(evolve_weight=0.4, decay_steps=100)
+    np.testing.assert_allclose([float(dt.evolve_share(s, config)) for s in (0, 50, 100, 400)],
+                               [0.0, 0.2, 0.4, 0.4], rtol=1e-6)  # fmt: skip
+    assert float(dt.evolve_share(50, dt.Config())) == 0.0
+    data = with_returns_to_go(from_episodes(_episodes((6, 6)), DatasetInfo(name="w"))).to_device()
+    config = dt.Config(embedding_dim=8, num_layers=1, context_length=3, evolve_weight=0.5,
+                       evolve_every=2, decay_steps=4, warmup_steps=0, dropout=0.0)  # fmt: skip
+    state = dt.init(config, {"observations": jnp.zeros((1, 2)), "actions": jnp.zeros((1, 1))},
+                    jax.random.PRNGKey(0))  # fmt: skip
+    batch = sample_windows(data, jax.random.PRNGKey(1), 4, 3)
+    batch = {k: v.astype(jnp.float32) if k in ("terminations", "truncations") else v
+             for k, v in batch.items()}  # fmt: skip
+    state = state.replace(step=jnp.int32(2))  # share 0.25
+    previous = state.actor.apply_fn(state.previous, *dt._inputs(batch, config))["actions"]
+    targets = 0.75 * batch["actions"] + 0.25 * previous
+    predictions = state.actor.apply_fn(state.actor.params, *dt._inputs(batch, config))
+    expected, _ = dt.sequence_loss(predictions, batch, targets, config)
+    update = jax.jit(dt.update, static_argnums=2)
+    new, metrics = update(state, batch, config)
+    np.testing.assert_allclose(float(metrics["actor/loss"]), float(expected), rtol=1e-5)
+    np.testing.assert_allclose(float(metrics["actor/evolve_share"]), 0.25)
+    leaf = lambda tree: np.asarray(jax.tree_util.tree_leaves(tree)[0])  # noqa: E731
+    np.testing.assert_array_equal(leaf(new.previous), leaf(state.previous))  # step 3: kept
+    newer, _ = update(new, batch, config)  # step 4: snapshot of the new parameters
+    np.testing.assert_array_equal(leaf(newer.previous), leaf(newer.actor.params))
+
+
+def test_bisimulation_loss_against_numpy():
+    rng = np.random.default_rng(1)
+    phi = rng.normal(size=(6, 3)).astype(np.float32)
+    nxt = rng.normal(size=(6, 3)).astype(np.float32)
+    r = rng.normal(size=6).astype(np.float32)
+    mask = np.array([1, 1, 1, 0, 1, 1], np.float32)
+    perm = np.array([2, 0, 1, 5, 3, 4])
+    loss = iql_history.bisimulation_loss(*map(jnp.asarray, (phi, nxt, r, mask, perm)), 0.9)
+    d = np.linalg.norm(phi - phi[perm], axis=-1)
+    target = np.abs(r - r[perm]) + 0.9 * np.linalg.norm(nxt - nxt[perm], axis=-1)
+    both = mask * mask[perm]
+    np.testing.assert_allclose(
+        float(loss), (both * (d - target) ** 2).sum() / both.sum(), rtol=1e-4
+    )  # noqa: E501
+
+
+def test_bc_rnn_loss_is_masked_mse():
+    config = bc_rnn.Config(hidden_dim=8, num_layers=1, context_length=3)
+    state = bc_rnn.init(config, {"observations": jnp.zeros((1, 2)), "actions": jnp.zeros((1, 1))},
+                        jax.random.PRNGKey(0))  # fmt: skip
+    rng = np.random.default_rng(2)
+    batch = {
+        "observations": jnp.asarray(rng.normal(size=(2, 3, 2)), jnp.float32),
+        "actions": jnp.asarray(rng.uniform(-1, 1, (2, 3, 1)), jnp.float32),
+        "mask": jnp.asarray([[1, 1, 1], [1, 0, 0]], jnp.float32),
+    }
+    predicted = np.asarray(state.actor.apply_fn(state.actor.params, batch["observations"]))
+    err = ((predicted - np.asarray(batch["actions"])) ** 2).mean(-1)
+    expected = (err[0].sum() + err[1, 0]) / 4
+    _, metrics = bc_rnn.update(state, batch, config)
+    np.testing.assert_allclose(float(metrics["actor/loss"]), expected, rtol=1e-5)
+
+
+class _Recorder:
+    """A batched window policy that records the windows it is given."""
+
+    window_length = 3
+    target_return = None
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, states, pre, window, key):
+        self.seen.append({k: np.array(v) for k, v in window.items()})
+        return jnp.zeros(window["actions"].shape[:2] + window["actions"].shape[-1:])
+
+
+def test_history_policy_matches_training_windows():
+    """A rollout replaying one logged episode gives the policy, at every step, the
+    training window that ends at that step (real positions), with returns-to-go that
+    start at the episode's return and fall by each reward."""
+    (episode,) = _episodes((7,))
+    data = with_returns_to_go(from_episodes([episode], DatasetInfo(name="w")))
+    recorder = _Recorder()
+    policy = HistoryPolicy(
+        recorder, None, Preprocessor.identity(2, 1), 3, float(episode["rewards"].sum())
+    )  # noqa: E501
+    policy.reset_history()
+    for t in range(7):
+        policy(episode["observations"][t][None, None], None)
+        policy.record(episode["actions"][t][None, None], np.array([[episode["rewards"][t]]]))
+    for t, seen in enumerate(recorder.seen):
+        start = max(0, t - 2)
+        real = t - start + 1
+        train = {
+            k: np.asarray(v)[0]
+            for k, v in windows_at(data.to_device(), jnp.array([start]), 3).items()
+        }  # noqa: E501
+        assert seen["mask"][0, 0].tolist() == [1.0] * real + [0.0] * (3 - real)
+        for name in ("observations", "returns_to_go", "timesteps"):
+            np.testing.assert_allclose(seen[name][0, 0, :real], train[name][:real], rtol=1e-6)
+        # actions known so far (the current step's is not yet taken)
+        np.testing.assert_allclose(seen["actions"][0, 0, : real - 1], train["actions"][: real - 1])
+
+
+@pytest.mark.parametrize("name", ["dt", "mo_dt", "dmamba", "bc_rnn", "iql_history"])
+def test_window_act_ignores_padding_after_the_last_step(name):
+    """A causal model acts the same on a window padded with garbage after its last
+    real step: what left-aligned evaluation windows rely on."""
+    from offrl.core import registry
+
+    algo = registry.get(name)
+    small = (
+        {"embedding_dim": 8, "num_layers": 1, "context_length": 4}
+        if "dt" in name or name == "dmamba"
+        else {"context_length": 4}
+    )  # noqa: E501
+    if name == "bc_rnn":
+        small.update(hidden_dim=8, num_layers=1)
+    if name == "iql_history":
+        small.update(encoder_dim=8, hidden_dims=(8,))
+    config = algo.Config(**small)
+    state = algo.init(config, {"observations": jnp.zeros((1, 3)), "actions": jnp.zeros((1, 2))},
+                      jax.random.PRNGKey(0))  # fmt: skip
+    rng = np.random.default_rng(0)
+    window = {
+        "observations": jnp.asarray(rng.normal(size=(2, 4, 3)), jnp.float32),
+        "actions": jnp.asarray(rng.uniform(-1, 1, (2, 4, 2)), jnp.float32),
+        "returns_to_go": jnp.asarray(rng.normal(size=(2, 4)), jnp.float32),
+        "timesteps": jnp.asarray([[0, 1, 0, 0], [5, 6, 7, 8]], jnp.int32),
+        "mask": jnp.asarray([[1, 1, 0, 0], [1, 1, 1, 1]], jnp.float32),
+    }
+    garbage = dict(window)
+    garbage["observations"] = window["observations"].at[0, 2:].set(9.0)
+    garbage["actions"] = window["actions"].at[0, 1:].set(0.5)  # the current step's too
+    garbage["returns_to_go"] = window["returns_to_go"].at[0, 2:].set(-7.0)
+    act = jax.jit(algo.act, static_argnums=(3, 4))
+    first = act(state, window, jax.random.PRNGKey(1), True, config)
+    second = act(state, garbage, jax.random.PRNGKey(1), True, config)
+    np.testing.assert_allclose(first, second, atol=1e-6)
