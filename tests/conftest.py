@@ -16,7 +16,7 @@ import pytest
 # test took 36 s without it, under 5 s with it). Only compiles over a second are
 # stored (the op-by-op no-jit tests would otherwise write thousands of entries). A
 # new directory per session (per worker process under pytest-xdist, the README's
-# `-n 2 --dist loadfile`), so nothing carries over between runs of the suite.
+# `-n 2 --dist loadgroup`), so nothing carries over between runs of the suite.
 _CACHE = tempfile.mkdtemp(prefix="offrl-jax-cache-")
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 jax.config.update("jax_compilation_cache_dir", _CACHE)
@@ -91,3 +91,17 @@ def train_tiny_sac(run_dir, env_id: str, steps: int, start_steps: int, interval:
     )
     finetune("sac", run_dir, config, algo_config=sac.Config(hidden_dims=(32, 32)))
     return run_dir
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Groups for the README's ``-n 2 --dist loadgroup``: a file's tests stay in one
+    worker (they share compiled functions and module fixtures, as ``loadfile`` keeps
+    them), except the contract tests, grouped per algorithm so that the largest file
+    spreads over the workers."""
+    for item in items:
+        group = item.path.name
+        params = getattr(item, "callspec", None)
+        if group == "test_contract.py" and params is not None and "name" in params.params:
+            group = f"contract-{params.params['name']}"
+        item.add_marker(pytest.mark.xdist_group(group))

@@ -290,3 +290,73 @@ def test_window_act_ignores_padding_after_the_last_step(name):
     first = act(state, window, jax.random.PRNGKey(1), True, config)
     second = act(state, garbage, jax.random.PRNGKey(1), True, config)
     np.testing.assert_allclose(first, second, atol=1e-6)
+
+
+def test_chunk_target_and_log_prob_against_numpy():
+    from offrl.algos import chunked_iql
+
+    rng = np.random.default_rng(4)
+    b, h, a = 3, 4, 2
+    mask = np.array([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]], np.float32)
+    batch = {
+        "mask": mask,
+        "rewards": rng.normal(size=(b, h)).astype(np.float32) * mask,
+        "terminations": np.array([[0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]], np.float32),
+        "next_observations": rng.normal(size=(b, h, 3)).astype(np.float32),
+    }
+    v = lambda o: jnp.sum(o, axis=-1)  # noqa: E731
+    target, last = chunked_iql.chunk_target({k: jnp.asarray(x) for k, x in batch.items()}, 0.9, v)
+    for i, n in enumerate((4, 2, 1)):
+        ret = sum(0.9**k * batch["rewards"][i, k] for k in range(n))
+        done = batch["terminations"][i, n - 1]
+        nxt = batch["next_observations"][i, n - 1]
+        np.testing.assert_allclose(
+            float(target[i]), ret + 0.9**n * (1 - done) * nxt.sum(), rtol=1e-5
+        )  # noqa: E501
+        np.testing.assert_allclose(last[i], nxt)
+    chunk = rng.uniform(-1, 1, (b, h, a)).astype(np.float32)
+    mean = rng.normal(size=(b, h * a)).astype(np.float32)
+    log_std = rng.normal(size=(h * a,)).astype(np.float32) * 0.3
+    got = chunked_iql.chunk_log_prob(
+        jnp.asarray(mean), jnp.asarray(log_std), jnp.asarray(chunk), jnp.asarray(mask)
+    )  # noqa: E501
+    m, s = mean.reshape(b, h, a), np.exp(log_std).reshape(h, a)
+    per = -0.5 * ((chunk - m) / s) ** 2 - np.log(s) - 0.5 * np.log(2 * np.pi)
+    np.testing.assert_allclose(got, (per.sum(-1) * mask).sum(-1), rtol=1e-5)
+
+
+def test_delayed_actions_act_k_steps_late_and_are_observed():
+    from offrl.envs import make_env
+
+    env = make_env("Pendulum-v1@delay=2")
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (5,) and np.all(obs[3:] == 0.0)
+    applied = []
+    for torque in (1.0, -0.5, 2.0, 0.25):
+        obs, _, _, _, info = env.step(np.array([torque], np.float32))
+        applied.append(float(info["applied_action"][0]))
+        pending = obs[3:].tolist()
+    assert applied == [0.0, 0.0, 1.0, -0.5]
+    assert pending == [2.0, 0.25]
+    # The same torques without the delay, shifted by two steps, give the same states.
+    plain = make_env("Pendulum-v1")
+    plain.reset(seed=0)
+    for torque in applied:
+        plain_obs, *_ = plain.step(np.array([torque], np.float32))
+    np.testing.assert_allclose(obs[:3], plain_obs, rtol=1e-6)
+
+
+def test_hidden_velocities_task_and_dataset(tmp_path):
+    from offrl.envs import get_task, make_env
+
+    env = make_env("Pendulum-v1@novel")
+    obs, _ = env.reset(seed=3)
+    full = make_env("Pendulum-v1")
+    full_obs, _ = full.reset(seed=3)
+    np.testing.assert_allclose(obs, full_obs[:2])
+    assert env.observation_space.shape == (2,)
+    assert get_task("Hopper-v5@novel").env_id == "Hopper-v5"
+    with pytest.raises(ValueError, match="novel"):
+        make_env("Pendulum-v1@nothing")
+    with pytest.raises(ValueError, match="velocities"):
+        make_env("CartPole-v1@novel")

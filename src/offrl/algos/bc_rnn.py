@@ -58,6 +58,9 @@ def window_length(config: Config) -> int:
     return config.context_length
 
 
+history_length = window_length  # acts on the episode's last K steps
+
+
 class RecurrentPolicy(nn.Module):
     action_dim: int
     config: Config

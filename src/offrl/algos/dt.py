@@ -119,6 +119,9 @@ def window_length(config: Config) -> int:
     return config.context_length
 
 
+history_length = window_length  # acts on the episode's last K steps
+
+
 def prepare_dataset(dataset, config: Config):
     """Undiscounted returns-to-go (in the run's reward units) for the windows."""
     return with_returns_to_go(dataset)

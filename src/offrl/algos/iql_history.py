@@ -83,6 +83,9 @@ def window_length(config: Config) -> int:
     return config.context_length
 
 
+history_length = window_length  # acts on the episode's last K steps
+
+
 class EncodedCritic(nn.Module):
     """The encoder and the critic ensemble as one module (one optimizer, as the
     encoder is trained through the critic loss)."""

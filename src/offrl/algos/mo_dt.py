@@ -25,6 +25,7 @@ init = dt.init
 update = dt.update
 act = dt.act
 window_length = dt.window_length
+history_length = dt.history_length
 prepare_dataset = dt.prepare_dataset
 
 

@@ -12,10 +12,11 @@ pre-trained weights the config names), ``ONLINE`` (an :class:`OnlineSpec`: mixin
 update-to-data ratio and warm-ups in
 the interaction loop), ``RUN_KIND`` (``"barrier"`` for a safety filter) and
 ``USES_WEIGHTS`` (its loss takes the dataset's per-sample weights: ``--weights``),
-``window_length(config)`` (a sequence algorithm: it learns from windows of that
-many steps, :mod:`offrl.data.windows`, and ``act`` reads a window, kept during
-rollouts by :mod:`offrl.core.history`) and ``prepare_dataset(dataset, config)``
-(derived fields it reads, e.g. returns-to-go).
+``window_length(config)`` (it learns from windows of that many steps,
+:mod:`offrl.data.windows`, not single transitions), ``history_length(config)``
+(``act`` reads a window of the episode's last steps, kept during rollouts by
+:mod:`offrl.core.history`) and ``prepare_dataset(dataset, config)`` (derived
+fields it reads, e.g. returns-to-go).
 The CLI and the trainer know nothing else about an algorithm.
 """
 
@@ -73,11 +74,13 @@ _ALGORITHMS: dict[str, str] = {
     "dmamba": "offrl.algos.dmamba",
     "bc_rnn": "offrl.algos.bc_rnn",
     "iql_history": "offrl.algos.iql_history",
+    "chunked_iql": "offrl.algos.chunked_iql",
 }
 #: Algorithms that learn from a fixed dataset (``offrl train``); SAC is online.
 OFFLINE_ALGORITHMS = (
     "bc", "td3_bc", "iql", "cql", "vocbf", "td3_bc_lag", "calql", "rebrac", "awac", "edac",
     "sac_n", "dt", "mo_dt", "dmamba", "bc_rnn", "iql_history",
+    "chunked_iql",
 )  # fmt: skip
 #: Algorithms ``offrl finetune`` runs (offline-to-online or hybrid).
 FINETUNE_ALGORITHMS = ("iql", "cql", "calql", "rlpd", "resfit", "h2o", "sac")

@@ -66,6 +66,14 @@ def window_length(algo: ModuleType, config) -> int | None:
     return None if length is None else int(length(config))
 
 
+def history_length(algo: ModuleType, config) -> int | None:
+    """The number of steps a policy acts on (its module's ``history_length(config)``:
+    ``act`` reads a window of the episode so far, kept by :mod:`offrl.core.history`),
+    or ``None`` for a policy of the current observation."""
+    length = getattr(algo, "history_length", None)
+    return None if length is None else int(length(config))
+
+
 def batch_sampler(algo: ModuleType, config) -> Callable:
     """``(dataset, key, batch_size) -> batch``: transitions, or windows of
     :func:`window_length` steps (:func:`offrl.data.windows.sample_windows`)."""
@@ -212,7 +220,7 @@ def build_policy(algo: ModuleType, config, deterministic: bool = True) -> Callab
 
     ``(states, preprocessor, observations[S, N, obs_dim], key) -> actions[S, N, act_dim]``
 
-    For a sequence algorithm (:func:`window_length`) ``observations`` is a window
+    For a policy over histories (:func:`history_length`) ``observations`` is a window
     (:func:`offrl.core.history.HistoryPolicy` keeps it): a dict of ``observations
     [S, N, K, obs_dim]`` and ``actions [S, N, K, act_dim]`` in environment units,
     ``returns_to_go``, ``timesteps`` and ``mask`` ``[S, N, K]``; the action is the
@@ -235,7 +243,7 @@ def build_policy(algo: ModuleType, config, deterministic: bool = True) -> Callab
         return jax.vmap(one_seed, in_axes=(0, None, 0, 0))(states, pre, observations, keys)
 
     jitted = jax.jit(policy)
-    length = window_length(algo, config)
+    length = history_length(algo, config)
     if length is None:
         return jitted
 

@@ -380,9 +380,37 @@ def concatenate(datasets: Sequence[Dataset], info: DatasetInfo | None = None) ->
     return joined.with_subsets(subsets)
 
 
+def num_rows(dataset: Dataset):
+    """The rows that hold data: one past the last episode's last row (the array length,
+    unless :func:`pad_rows` padded the arrays). Works on traced arrays."""
+    return dataset.episode_starts[-1] + dataset.episode_lengths[-1]
+
+
+def pad_rows(dataset: Dataset, rows: int) -> Dataset:
+    """``dataset`` with its per-step arrays zero-padded to ``rows`` rows and one empty
+    episode appended after the last, so datasets of different sizes stack on a leading
+    axis (``jax.vmap`` over datasets) while :func:`sample` and the window sampler
+    still draw real rows only."""
+    size = int(dataset.size)
+    if rows < size:
+        raise ValueError(f"cannot pad {size} rows to {rows}")
+    padded = {
+        name: np.concatenate(
+            [np.asarray(v), np.zeros((rows - size, *np.shape(v)[1:]), np.asarray(v).dtype)]
+        )  # noqa: E501
+        for name, v in dataset.step_fields().items()
+    }
+    return dataset.replace(
+        **padded,
+        episode_starts=np.append(np.asarray(dataset.episode_starts), size),
+        episode_lengths=np.append(np.asarray(dataset.episode_lengths), 0),
+    )
+
+
 def sample(dataset: Dataset, key: jax.Array, batch_size: int) -> Batch:
-    """Draw ``batch_size`` transitions uniformly with replacement. Pure; jit-able."""
-    indices = jax.random.randint(key, (batch_size,), 0, dataset.observations.shape[0])
+    """Draw ``batch_size`` transitions uniformly with replacement from the rows that hold
+    data (:func:`num_rows`). Pure; jit-able."""
+    indices = jax.random.randint(key, (batch_size,), 0, num_rows(dataset))
     return {name: jnp.take(v, indices, axis=0) for name, v in dataset.step_fields().items()}
 
 

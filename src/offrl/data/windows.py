@@ -26,7 +26,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from offrl.data.dataset import Batch, Dataset
+from offrl.data.dataset import Batch, Dataset, num_rows
 from offrl.data.returns import dataset_returns_to_go
 
 
@@ -74,5 +74,5 @@ def windows_at(dataset: Dataset, starts: jax.Array, length: int) -> Batch:
 def sample_windows(dataset: Dataset, key: jax.Array, batch_size: int, length: int) -> Batch:
     """``batch_size`` windows of ``length`` steps, each starting at a row drawn
     uniformly. Pure; jit-able."""
-    starts = jax.random.randint(key, (batch_size,), 0, dataset.observations.shape[0])
+    starts = jax.random.randint(key, (batch_size,), 0, num_rows(dataset))
     return windows_at(dataset, starts, length)

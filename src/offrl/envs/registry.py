@@ -169,7 +169,9 @@ def get_task(name_or_env_id: str | None) -> Task | None:
         return None
     if name_or_env_id in TASKS:
         return TASKS[name_or_env_id]
-    name = _ENV_TO_TASK.get(name_or_env_id)
+    # BASE@...: changed physics, hidden velocities or late actions keep the base
+    # task's rewards, so its time limit and references (offrl.envs.gap).
+    name = _ENV_TO_TASK.get(name_or_env_id.split("@", 1)[0])
     return TASKS[name] if name else None
 
 
@@ -287,7 +289,7 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
         from offrl.envs import gap
 
         base, changes = gap.parse(env_id)
-        return gap.apply(make_env(base, **kwargs), changes)
+        return gap.apply(make_env(base, **kwargs), changes, env_id)
     task = get_task(env_id)
     if task is not None and "max_episode_steps" not in kwargs:
         kwargs["max_episode_steps"] = task.max_episode_steps

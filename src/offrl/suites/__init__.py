@@ -111,9 +111,21 @@ def build_suite_dataset(name: str, force: bool = False) -> pathlib.Path:
 
 
 def load_suite_dataset(name: str) -> Dataset:
+    """A built-in dataset; ``NAME@novel`` is NAME with the velocities of its
+    observations hidden, for the task ``ENV@novel`` (:mod:`offrl.envs.partial`)."""
     from offrl.data.formats.minari import read_minari
     from offrl.data.validate import DatasetError
 
+    base, at, modifier = name.partition("@")
+    if at:
+        if modifier != "novel":
+            raise DatasetError(
+                f"suite:{name}: a suite dataset takes only @novel (velocities hidden); "
+                f"'{modifier}' changes what the data would have been, so it needs new data",
+                field="dataset",
+                fix=f"use suite:{base} or suite:{base}@novel",
+            )
+        return without_velocities(load_suite_dataset(base), name)
     if name not in available():
         raise DatasetError(
             f"unknown suite dataset 'suite:{name}'",
@@ -126,6 +138,21 @@ def load_suite_dataset(name: str) -> Dataset:
         dataset.info, name=name, source=f"suite:{name}", path=dataset.info.source
     )
     return dataset.replace(info=info)
+
+
+def without_velocities(dataset: Dataset, name: str) -> Dataset:
+    """``dataset`` as logged in ``ENV@novel``: the same steps, velocities hidden."""
+    from offrl.envs.partial import hide_velocities
+
+    env_id = dataset.info.env_id
+    info = dataclasses.replace(
+        dataset.info, name=name, source=f"suite:{name}", path="", env_id=f"{env_id}@novel"
+    )
+    return dataset.replace(
+        observations=hide_velocities(np.asarray(dataset.observations), env_id),
+        next_observations=hide_velocities(np.asarray(dataset.next_observations), env_id),
+        info=info,
+    )
 
 
 def array_digest(dataset: Dataset) -> str:

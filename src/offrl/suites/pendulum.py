@@ -25,6 +25,7 @@ import gymnasium as gym
 import numpy as np
 
 from offrl.data.dataset import Dataset
+from offrl.envs.registry import make_env
 from offrl.suites.collect import record_episode, suite_dataset
 
 ENV_ID = "Pendulum-v1"
@@ -61,12 +62,14 @@ def collect(
     noise_std: float = 0.0,
     random_fraction: float = 0.0,
     first_reset_seed: int = 0,
+    env_id: str = ENV_ID,
 ) -> list[dict[str, np.ndarray]]:
-    """Roll out one behavior deterministically.
+    """Roll out one behavior deterministically (in ``env_id``: Pendulum, or Pendulum
+    with modifiers such as ``@delay=3``).
 
     Episode ``i`` resets with ``first_reset_seed + i``.
     """
-    env = gym.make(ENV_ID)
+    env = make_env(env_id) if env_id != ENV_ID else gym.make(ENV_ID)
     rng = np.random.default_rng(seed)
     controller = SwingUpController()
     low, high = env.action_space.low, env.action_space.high
@@ -74,7 +77,7 @@ def collect(
     def choose_action(observation):
         if behavior == "random" or rng.random() < random_fraction:
             return rng.uniform(low, high).astype(np.float32)
-        action = controller(observation)
+        action = controller(observation[:3])  # (a delayed task appends pending actions)
         if noise_std > 0:
             action = action + noise_std * rng.standard_normal(action.shape)
         return np.clip(action, low, high).astype(np.float32)
@@ -97,6 +100,14 @@ RECIPES = {
         dict(behavior="random", num_episodes=40, seed=5, first_reset_seed=2000),
     ],
 }
+#: Pendulum whose torques act 3 steps (0.15 s) late, the observation carrying the
+#: pending torques (offrl.envs.partial): the swing-up controller, noisy and mixed with
+#: random torques as in pendulum-mixed, but blind to the delay (it reads the angle and
+#: velocity only), so its catch often overshoots.
+DELAYED_ENV_ID = "Pendulum-v1@delay=3"
+RECIPES["pendulum-delayed-mixed"] = [
+    {**part, "env_id": DELAYED_ENV_ID} for part in RECIPES["pendulum-mixed"]
+]
 
 
 def build(name: str) -> Dataset:
@@ -105,7 +116,7 @@ def build(name: str) -> Dataset:
     if name not in RECIPES:
         raise KeyError(f"unknown Pendulum recipe '{name}'; available: {', '.join(RECIPES)}")
     episodes = [ep for part in RECIPES[name] for ep in collect(**part)]
-    return suite_dataset(name, ENV_ID, episodes)
+    return suite_dataset(name, RECIPES[name][0].get("env_id", ENV_ID), episodes)
 
 
 def measure_references(num_episodes: int = 100) -> dict[str, float]:
