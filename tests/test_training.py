@@ -219,14 +219,14 @@ def test_learning_on_the_tiny_task(tmp_path, algorithm, dataset, steps, bound):
         ("rebrac", {"hidden_dims": (128, 128, 128)}, 50.0),
         ("awac", {"hidden_dims": (128, 128)}, 80.0),
         ("edac", {"hidden_dims": (128, 128), "num_critics": 5}, 80.0),
-        ("sac_n", {"hidden_dims": (128, 128), "num_critics": 5}, 80.0),
     ],
 )
 def test_strong_baselines_learn_the_tiny_task(tmp_path, algorithm, overrides, bound):
-    """ReBRAC, AWAC, EDAC and SAC-N at a CPU size, 3,000 updates on pendulum-mixed,
+    """ReBRAC, AWAC and EDAC at a CPU size, 3,000 updates on pendulum-mixed,
     seeds 0 and 1, 10 held-out episodes, measured: ReBRAC (CORL's base penalties)
     71.5-78.3, AWAC 100.6-100.7, EDAC 102.9-103.0, SAC-N 102.9-103.0 (at CORL's sizes:
-    ReBRAC 78-86 and AWAC 103 at 4,000 updates, EDAC 103.3)."""
+    ReBRAC 78-86 and AWAC 103 at 4,000 updates, EDAC 103.3). SAC-N is EDAC's update
+    with eta = 0, so EDAC's bound covers its code (16 s of the suite saved)."""
     from offrl.core import registry
 
     algo = registry.get(algorithm)
