@@ -46,15 +46,38 @@ def main() -> None:
         "td3_bc": lambda: d3rlpy.algos.TD3PlusBCConfig(**common),
         "iql": lambda: d3rlpy.algos.IQLConfig(**common, value_encoder_factory=encoder),
         "cql": lambda: d3rlpy.algos.CQLConfig(**common),
+        "rebrac": lambda: d3rlpy.algos.ReBRACConfig(**common),
+        "awac": lambda: d3rlpy.algos.AWACConfig(**common),
+        # d3rlpy has no SAC-N or EDAC: its SAC with 10 critics is SAC-N's computation
+        # (EDAC adds the gradient-diversity term to it).
+        "sac_n": lambda: d3rlpy.algos.SACConfig(**common, n_critics=10),
+        "edac": lambda: d3rlpy.algos.SACConfig(**common, n_critics=10),
+        "dt": lambda: d3rlpy.algos.DecisionTransformerConfig(
+            batch_size=64,
+            context_size=20,
+            num_layers=3,
+            num_heads=1,
+            encoder_factory=d3rlpy.models.encoders.VectorEncoderFactory(hidden_units=[128]),
+        ),
     }
     algo = configs[algorithm]().create(device="cpu:0")
     algo.build_with_dataset(dataset)
     torch.manual_seed(0)
+    if algorithm == "dt":
+
+        def batch():
+            return dataset.sample_trajectory_batch(64, length=20)
+
+    else:
+
+        def batch():
+            return dataset.sample_transition_batch(256)
+
     for _ in range(warmup):
-        algo.update(dataset.sample_transition_batch(256))
+        algo.update(batch())
     start = time.perf_counter()
     for _ in range(updates):
-        algo.update(dataset.sample_transition_batch(256))
+        algo.update(batch())
     seconds = time.perf_counter() - start
     print(
         json.dumps(

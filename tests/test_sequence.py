@@ -407,3 +407,20 @@ def test_chunked_and_history_iql_learn_the_tiny_task(tmp_path):
     history = _train(tmp_path, "iql_history", "suite:pendulum-mixed", 4000, 64,
                      encoder_dim=32, hidden_dims=(64, 64), context_length=4)  # fmt: skip
     assert chunked >= 40.0 and history >= 70.0, (chunked, history)
+
+
+def test_a_changed_task_survives_a_minari_round_trip(tmp_path):
+    """ENV@delay=k is no Gymnasium id: written with its base task's spec and read back
+    whole (the suite's delayed dataset evaluated nowhere before this)."""
+    from offrl.data.formats.minari import read_minari, write_minari
+    from offrl.envs import make_env
+
+    env = make_env("Pendulum-v1@delay=2")
+    episodes = _episodes((4, 3))
+    for episode in episodes:
+        episode["observations"] = np.zeros((len(episode["rewards"]) + 1, 5), np.float32)
+    low, high = env.action_space.low, env.action_space.high
+    info = DatasetInfo(name="delayed", env_id="Pendulum-v1@delay=2", action_low=tuple(low),
+                       action_high=tuple(high))  # fmt: skip
+    write_minari(from_episodes(episodes, info), tmp_path / "delayed")
+    assert read_minari(tmp_path / "delayed").info.env_id == "Pendulum-v1@delay=2"

@@ -227,7 +227,11 @@ def write_subsets_file(data_path: pathlib.Path, dataset: Dataset) -> None:
 
 def _spec_id(metadata: dict) -> str | None:
     """The environment id in ``metadata["env_spec"]``, read as plain JSON: the
-    spec's ``entry_point`` and ``kwargs`` are never used (they name code)."""
+    spec's ``entry_point`` and ``kwargs`` are never used (they name code). A task with
+    changes (``BASE@...``, written by offrl) is in ``metadata["offrl_env_id"]``."""
+    full = metadata.get("offrl_env_id")
+    if isinstance(full, str) and "@" in full:
+        return full
     spec_json = metadata.get("env_spec")
     if not isinstance(spec_json, str):
         return None
@@ -350,8 +354,10 @@ def write_minari(
             action_space = gym.spaces.Box(-np.inf, np.inf, (host.action_dim,), np.float32)
     env_spec = None
     if dataset.info.env_id is not None:
+        # BASE@changes (offrl.envs.gap) is no Gymnasium id: the spec is BASE's and the
+        # full id goes in offrl's own metadata key.
         try:
-            env_spec = gym.spec(dataset.info.env_id)
+            env_spec = gym.spec(dataset.info.env_id.split("@", 1)[0])
         except gym.error.Error:
             env_spec = None
 
@@ -369,6 +375,8 @@ def write_minari(
         missing = list(host.missing_fields())
         if missing:
             meta["offrl_missing_fields"] = missing
+        if dataset.info.env_id is not None and "@" in dataset.info.env_id:
+            meta["offrl_env_id"] = dataset.info.env_id
         meta.update(metadata or {})
         storage.update_metadata(meta)
         buffers = []
