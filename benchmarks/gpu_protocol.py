@@ -5,8 +5,8 @@ batched under ``jax.vmap`` (one compiled call trains 3 datasets x S seeds).
 
 Each dataset is preprocessed on its own (standardization, the algorithm's reward
 scaling, its derived fields), zero-padded to the largest of the three with an
-empty episode after its last (``offrl.data.dataset.pad_rows``: the samplers draw
-real rows only), and stacked. Periodic evaluations (``--eval-every``) choose each
+empty episode after its last, and stacked (``offrl.data.dataset.stack_padded``:
+the samplers draw real rows only). Periodic evaluations (``--eval-every``) choose each
 seed's best policy; the final and best policies are then scored on held-out
 episodes nothing was chosen on, as ``offrl train`` does. The table has the same
 rows and files as ``offrl bench`` (results.md / .csv / .json under ``--output``)
@@ -15,10 +15,12 @@ plus ``device.json`` with the accelerator's name.
     python benchmarks/gpu_protocol.py --output runs/gpu-protocol            # the protocol
     python benchmarks/gpu_protocol.py --tiny --output /tmp/gpu-tiny         # a CPU check
 
-``--tiny`` runs the same code at a size a CPU finishes in about a minute (one
-algorithm, Hopper's three datasets cut to 20 episodes, 200 updates, 2 seeds,
-2 evaluation episodes); the test suite runs it. The budget is the caller's: at
-1M updates the wall time is what the table reports, per cell.
+``--tiny`` runs the same code at a size a CPU finishes in seconds (one algorithm,
+Pendulum's expert, mixed and random datasets cut to 12, 8 and 5 episodes so that
+the padding is used, 200 updates, 2 seeds, 2 evaluation episodes; building
+Hopper's datasets alone takes minutes on a CPU); the test suite runs it. The
+budget is the caller's: at 1M updates the wall time is what the table reports,
+per cell.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from offrl.core.trainer import (
     resolve_reward_scaling,
     seed_keys,
 )
-from offrl.data.dataset import pad_rows
+from offrl.data.dataset import stack_padded
 from offrl.data.loading import load_dataset
 from offrl.data.preprocess import apply_preprocessor, fit_preprocessor
 from offrl.envs.rollout import HELDOUT_SEED, PERIODIC_SEED
@@ -74,24 +76,25 @@ def device_info() -> dict:
     }
 
 
-def prepared_task(algo, config, task: str, levels, max_episodes: int | None):
+def prepared_task(algo, config, task: str, levels, max_episodes):
     """The task's datasets in network units, padded and stacked on a leading axis,
-    with their preprocessors, raw datasets and the (data-filled) config."""
+    with their preprocessors and raw datasets. ``max_episodes``: ``None``, or the first
+    episodes to keep of every dataset (one number) or of each (one per level)."""
     raws, pres, prepared = [], [], []
-    for level in levels:
+    if max_episodes is not None and len(max_episodes) == 1:
+        max_episodes = list(max_episodes) * len(levels)
+    for index, level in enumerate(levels):
         data = load_dataset(f"suite:{task}-{level}")
         if max_episodes is not None:
-            data = data.select_episodes(range(min(max_episodes, data.num_episodes)))
+            keep = min(max_episodes[index], data.num_episodes)
+            data = data.select_episodes(range(keep))
         scaling = resolve_reward_scaling(algo, "auto", data.info.env_id)
         pre = fit_preprocessor(data, True, scaling)
         prepare = getattr(algo, "prepare_dataset", lambda d, c: d)
         raws.append(data)
         pres.append(pre)
         prepared.append(prepare(apply_preprocessor(data, pre), config))
-    rows = max(d.size for d in prepared)
-    padded = [pad_rows(d, rows) for d in prepared]
-    stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *padded)
-    return stacked, pres, raws
+    return stack_padded(prepared), pres, raws
 
 
 def run_task(name: str, task: str, args) -> dict[str, dict]:
@@ -199,18 +202,18 @@ def main(argv=None) -> dict:
     parser.add_argument("--eval-every", type=int, default=100_000)
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--heldout-episodes", type=int, default=100)
-    parser.add_argument("--max-episodes", type=int, default=None,
-                        help="keep the first N episodes of every dataset (a smaller check)")  # fmt: skip  # noqa: E501
+    parser.add_argument("--max-episodes", type=int, nargs="+", default=None,
+                        help="keep the first N episodes of every dataset, or of each")  # fmt: skip
     parser.add_argument("--config", default=None, help="algorithm settings as JSON")
     parser.add_argument("--output", default="runs/gpu-protocol")
     parser.add_argument("--tiny", action="store_true",
                         help="a CPU-sized check of the same code (see the docstring)")  # fmt: skip
     args = parser.parse_args(argv)
-    if args.tiny:
+    if args.tiny:  # Pendulum's three levels, cut to three sizes (the padding is used)
         args.algorithms = args.algorithms or ["td3_bc"]
-        args.tasks, args.seeds = ["hopper"], [0, 1]
+        args.tasks, args.levels, args.seeds = ["pendulum"], ["expert", "mixed", "random"], [0, 1]
         args.steps, args.steps_per_call, args.eval_every = 200, 100, 100
-        args.eval_episodes, args.heldout_episodes, args.max_episodes = 2, 2, 20
+        args.eval_episodes, args.heldout_episodes, args.max_episodes = 2, 2, [12, 8, 5]
         args.batch_size = 64
     algorithms = tuple(args.algorithms or default_algorithms())
     output = pathlib.Path(args.output)

@@ -386,25 +386,38 @@ def num_rows(dataset: Dataset):
     return dataset.episode_starts[-1] + dataset.episode_lengths[-1]
 
 
-def pad_rows(dataset: Dataset, rows: int) -> Dataset:
-    """``dataset`` with its per-step arrays zero-padded to ``rows`` rows and one empty
-    episode appended after the last, so datasets of different sizes stack on a leading
-    axis (``jax.vmap`` over datasets) while :func:`sample` and the window sampler
-    still draw real rows only."""
-    size = int(dataset.size)
-    if rows < size:
-        raise ValueError(f"cannot pad {size} rows to {rows}")
-    padded = {
-        name: np.concatenate(
-            [np.asarray(v), np.zeros((rows - size, *np.shape(v)[1:]), np.asarray(v).dtype)]
+def pad_rows(dataset: Dataset, rows: int, episodes: int | None = None) -> Dataset:
+    """``dataset`` with its per-step arrays zero-padded to ``rows`` rows and empty
+    episodes appended after the last (one, or up to ``episodes`` episodes in all), so
+    datasets of different sizes stack on a leading axis (``jax.vmap`` over datasets)
+    while :func:`sample` and the window sampler still draw real rows only."""
+    size, count = int(dataset.size), int(dataset.num_episodes)
+    episodes = count + 1 if episodes is None else episodes
+    if rows < size or episodes <= count:
+        raise ValueError(
+            f"cannot pad {size} rows and {count} episodes to {rows} rows and {episodes} episodes"
+        )
+    padded = {}
+    for name, values in dataset.step_fields().items():
+        values = np.asarray(values)
+        padded[name] = np.concatenate(
+            [values, np.zeros((rows - size, *values.shape[1:]), values.dtype)]
         )  # noqa: E501
-        for name, v in dataset.step_fields().items()
-    }
     return dataset.replace(
         **padded,
-        episode_starts=np.append(np.asarray(dataset.episode_starts), size),
-        episode_lengths=np.append(np.asarray(dataset.episode_lengths), 0),
+        episode_starts=np.append(np.asarray(dataset.episode_starts), [size] * (episodes - count)),
+        episode_lengths=np.append(np.asarray(dataset.episode_lengths), [0] * (episodes - count)),
     )
+
+
+def stack_padded(datasets: Sequence[Dataset]) -> Dataset:
+    """Datasets of one task (equal observation and action sizes and fields) as one
+    with a leading dataset axis, each zero-padded by :func:`pad_rows` to the largest:
+    what ``jax.vmap`` over datasets takes. The result carries the first one's info."""
+    rows = max(d.size for d in datasets)
+    episodes = max(d.num_episodes for d in datasets) + 1
+    padded = [pad_rows(d, rows, episodes).replace(info=datasets[0].info) for d in datasets]
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *padded)
 
 
 def sample(dataset: Dataset, key: jax.Array, batch_size: int) -> Batch:
