@@ -424,3 +424,19 @@ def test_a_changed_task_survives_a_minari_round_trip(tmp_path):
                        action_high=tuple(high))  # fmt: skip
     write_minari(from_episodes(episodes, info), tmp_path / "delayed")
     assert read_minari(tmp_path / "delayed").info.env_id == "Pendulum-v1@delay=2"
+
+
+def test_a_window_policy_acts_for_its_last_real_step():
+    from offrl.algos.common import at_last_step
+
+    values = jnp.arange(12.0).reshape(3, 4)
+    mask = jnp.asarray([[1, 0, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1]], jnp.float32)
+    np.testing.assert_array_equal(at_last_step(values, mask), [0.0, 6.0, 11.0])
+    # and BC-RNN's action is its prediction at that step
+    config = bc_rnn.Config(hidden_dim=8, num_layers=1, context_length=4)
+    state = bc_rnn.init(config, {"observations": jnp.zeros((1, 2)), "actions": jnp.zeros((1, 1))},
+                        jax.random.PRNGKey(0))  # fmt: skip
+    window = {"observations": jax.random.normal(jax.random.PRNGKey(1), (3, 4, 2)), "mask": mask}
+    predicted = state.actor.apply_fn(state.actor.params, window["observations"])
+    np.testing.assert_allclose(bc_rnn.act(state, window, None, True, config),
+                               predicted[jnp.arange(3), jnp.array([0, 2, 3])])  # fmt: skip
