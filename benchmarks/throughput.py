@@ -83,7 +83,6 @@ class OffrlBench:
         from offrl.core import registry
         from offrl.core.trainer import (
             build_chunk,
-            example_batch,
             fill_run_length,
             init_states,
             seed_keys,
@@ -113,9 +112,9 @@ class OffrlBench:
         self.compile_seconds = time.perf_counter() - start
         self.flops_per_update = float("nan")
         if window_length(self.algo, self.config) is None:  # XLA's count of one update
-            batch = {
+            batch = {  # every field the update reads (ReBRAC's next_actions too)
                 k: jnp.zeros((256,) + v.shape[1:], jnp.float32)
-                for k, v in example_batch(11, 3).items()
+                for k, v in self.dataset.step_fields().items()
             }
             state = jax.tree_util.tree_map(lambda x: x[0], self.states)
             update = jax.jit(lambda s, b: self.algo.update(s, b, self.config))
