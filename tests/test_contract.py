@@ -123,13 +123,18 @@ def test_update_finite_and_changes_parameters(name, device_dataset):
     assert int(new_states.step[0]) == 3
 
 
-#: Algorithms whose update is another's function, run with other settings (SAC-N is
-#: EDAC with eta = 0, MO-DT is DT with its heads): op-by-op execution costs 5-25 s per
-#: algorithm, and theirs runs the code the other's test already runs op by op.
-ALIASES = ("sac_n", "mo_dt")
+#: Op-by-op execution is the suite's most expensive check (10-50 s per algorithm: the
+#: one-time compilation of every primitive, not the updates) and guards against
+#: Python-level side effects in an update. It runs for one algorithm per family of
+#: update code: BC, the TD3 update (TD3+BC; ReBRAC, TD3+BC-Lag and ResFiT share
+#: ``delayed_actor_update``), IQL (AWAC shares its weights, Cal-QL is CQL), CQL, SAC
+#: (RLPD, H2O, EDAC and SAC-N are SAC variants), V-OCBF, and one of each kind of
+#: windowed update (BC-RNN's recurrence, chunked IQL's chunks). DT, MO-DT, Decision
+#: Mamba and history IQL are functional flax code on the same window path.
+OP_BY_OP = ("bc", "td3_bc", "iql", "cql", "sac", "vocbf", "bc_rnn", "chunked_iql")
 
 
-@pytest.mark.parametrize("name", [n for n in ALGORITHMS if n not in ALIASES])
+@pytest.mark.parametrize("name", OP_BY_OP)
 def test_jit_equals_no_jit(name, device_dataset):
     algo, config = small_config(name)
     init_keys, keys = seed_keys((0,))

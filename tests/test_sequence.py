@@ -401,12 +401,13 @@ def test_decision_transformer_learns_the_tiny_task(tmp_path):
 def test_chunked_and_history_iql_learn_the_tiny_task(tmp_path):
     """pendulum-mixed, seeds 0 and 1, 10 held-out episodes, measured: chunked IQL
     (h = 4, 128x128, 500 BC updates) 54.2 / 70.3 at 3,000 updates of 256; history IQL
-    (GRU 32, K = 4, 64x64) 103.0 / 95.7 at 4,000 updates of 64 windows."""
+    (GRU 32, K = 4, 64x64) 40.4 / 25.2 at 2,000 updates of 64 windows (103.0 / 95.7 at
+    4,000; random is 0)."""
     chunked = _train(tmp_path, "chunked_iql", "suite:pendulum-mixed", 3000, 256,
                      hidden_dims=(128, 128), chunk_length=4, bc_steps=500)  # fmt: skip
-    history = _train(tmp_path, "iql_history", "suite:pendulum-mixed", 4000, 64,
+    history = _train(tmp_path, "iql_history", "suite:pendulum-mixed", 2000, 64,
                      encoder_dim=32, hidden_dims=(64, 64), context_length=4)  # fmt: skip
-    assert chunked >= 40.0 and history >= 70.0, (chunked, history)
+    assert chunked >= 40.0 and history >= 20.0, (chunked, history)
 
 
 def test_a_changed_task_survives_a_minari_round_trip(tmp_path):
