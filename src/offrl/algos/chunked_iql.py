@@ -40,10 +40,11 @@ import jax.numpy as jnp
 from flax import struct
 from flax.training.train_state import TrainState
 
+from offrl.algos import iql
 from offrl.algos.common import expectile_loss
 from offrl.algos.iql import advantage_weights
 from offrl.core.state import create_train_state, polyak
-from offrl.nn import GaussianPolicy, QEnsemble, VNetwork
+from offrl.nn import QEnsemble, VNetwork, gaussian_log_prob
 
 DEFAULT_REWARD_SCALING = "locomotion"
 
@@ -96,14 +97,7 @@ def init(config: Config, example_batch, key: jax.Array) -> State:
     key, actor_key, critic_key, value_key = jax.random.split(key, 4)
     observations = example_batch["observations"]
     chunk = jnp.tile(example_batch["actions"], (1, config.chunk_length))
-    actor = GaussianPolicy(
-        chunk.shape[-1],
-        config.hidden_dims,
-        tanh_squash=False,
-        state_dependent_std=False,
-        log_std_min=-5.0,
-        log_std_max=2.0,
-    )
+    actor = iql.gaussian_actor(chunk.shape[-1], config.hidden_dims)
     critic = QEnsemble(config.hidden_dims, config.num_critics)
     value = VNetwork(config.hidden_dims)
     critic_params = critic.init(critic_key, observations, chunk)
@@ -138,11 +132,10 @@ def chunk_target(batch, discount: float, next_value_fn):
 def chunk_log_prob(mean, log_std, chunk, mask):
     """The Gaussian log-likelihood of a chunk's real steps (``chunk [B, h, A]``,
     ``mean [B, h A]``, state-independent ``log_std``)."""
-    batch, steps, dim = chunk.shape
-    mean = mean.reshape(batch, steps, dim)
-    log_std = jnp.broadcast_to(log_std, (batch, steps * dim)).reshape(batch, steps, dim)
-    per = -0.5 * ((chunk - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi)
-    return jnp.sum(per.sum(-1) * mask, axis=1)
+    shape = chunk.shape
+    log_std = jnp.broadcast_to(log_std, mean.shape).reshape(shape)
+    per_step = gaussian_log_prob(mean.reshape(shape), log_std, chunk)  # [B, h]
+    return jnp.sum(per_step * mask, axis=1)
 
 
 def update(state: State, batch, config: Config):

@@ -108,18 +108,24 @@ class State:
     step: jax.Array
 
 
-def init(config: Config, example_batch, key: jax.Array) -> State:
-    key, actor_key, critic_key, value_key = jax.random.split(key, 4)
-    observations, actions = example_batch["observations"], example_batch["actions"]
-    actor_module = GaussianPolicy(
-        actions.shape[-1],
-        config.hidden_dims,
+def gaussian_actor(action_dim: int, hidden_dims, dropout_rate: float = 0.0) -> GaussianPolicy:
+    """IQL's policy: a Gaussian with an untransformed mean and a state-independent
+    log-std clipped to [-5, 2] (also history and chunked IQL's)."""
+    return GaussianPolicy(
+        action_dim,
+        hidden_dims,
         tanh_squash=False,
         state_dependent_std=False,
         log_std_min=-5.0,
         log_std_max=2.0,
-        dropout_rate=config.dropout_rate,
+        dropout_rate=dropout_rate,
     )
+
+
+def init(config: Config, example_batch, key: jax.Array) -> State:
+    key, actor_key, critic_key, value_key = jax.random.split(key, 4)
+    observations, actions = example_batch["observations"], example_batch["actions"]
+    actor_module = gaussian_actor(actions.shape[-1], config.hidden_dims, config.dropout_rate)
     critic_module = QEnsemble(config.hidden_dims, config.num_critics, config.critic_layer_norm)
     value_module = VNetwork(config.hidden_dims)
     actor_params = actor_module.init(actor_key, observations)

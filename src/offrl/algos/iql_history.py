@@ -38,10 +38,11 @@ import jax.numpy as jnp
 from flax import struct
 from flax.training.train_state import TrainState
 
+from offrl.algos import iql
 from offrl.algos.common import at_last_step, expectile_loss
 from offrl.algos.iql import advantage_weights
 from offrl.core.state import create_train_state, polyak
-from offrl.nn import GaussianPolicy, QEnsemble, VNetwork, gaussian_log_prob
+from offrl.nn import QEnsemble, VNetwork, gaussian_log_prob
 from offrl.nn.sequence import HistoryEncoder
 
 DEFAULT_REWARD_SCALING = "locomotion"
@@ -123,14 +124,7 @@ def init(config: Config, example_batch, key: jax.Array) -> State:
     observations = example_batch["observations"][:, None]
     actions = example_batch["actions"][:, None]
     features = jnp.zeros(observations.shape[:2] + (config.encoder_dim,))
-    actor = GaussianPolicy(
-        actions.shape[-1],
-        config.hidden_dims,
-        tanh_squash=False,
-        state_dependent_std=False,
-        log_std_min=-5.0,
-        log_std_max=2.0,
-    )
+    actor = iql.gaussian_actor(actions.shape[-1], config.hidden_dims)
     critic = EncodedCritic(config)
     value = VNetwork(config.hidden_dims)
     critic_params = critic.init(critic_key, observations, observations, actions)
