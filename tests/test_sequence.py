@@ -441,3 +441,46 @@ def test_a_window_policy_acts_for_its_last_real_step():
     predicted = state.actor.apply_fn(state.actor.params, window["observations"])
     np.testing.assert_allclose(bc_rnn.act(state, window, None, True, config),
                                predicted[jnp.arange(3), jnp.array([0, 2, 3])])  # fmt: skip
+
+
+def test_chunked_iql_clones_behavior_first_then_weights_by_advantage():
+    from offrl.algos import chunked_iql
+
+    data = with_returns_to_go(from_episodes(_episodes((6, 6)), DatasetInfo(name="w"))).to_device()
+    batch = sample_windows(data, jax.random.PRNGKey(1), 8, 2)
+    batch = {k: v.astype(jnp.float32) if k in ("terminations", "truncations") else v
+             for k, v in batch.items()}  # fmt: skip
+    example = {"observations": jnp.zeros((1, 2)), "actions": jnp.zeros((1, 1))}
+    config = chunked_iql.Config(hidden_dims=(8,), chunk_length=2, bc_steps=5, temperature=10.0)
+    state = chunked_iql.init(config, example, jax.random.PRNGKey(0))
+    # a critic far from the value: advantage weights far from 1
+    state = state.replace(
+        target_critic_params=jax.tree_util.tree_map(lambda x: x + 0.3, state.target_critic_params)
+    )  # noqa: E501
+    _, early = chunked_iql.update(state, batch, config)
+    _, late = chunked_iql.update(state.replace(step=jnp.int32(5)), batch, config)
+    assert float(early["actor/weight_mean"]) == 1.0
+    assert abs(float(late["actor/weight_mean"]) - 1.0) > 1e-3
+
+
+def test_history_returns_to_go_in_the_runs_reward_units():
+    """With rewards scaled r' = 2 r + 0.5, the target and every reward are mapped."""
+    recorder = _Recorder()
+    pre = Preprocessor.identity(2, 1).replace(reward_scale=np.float32(2.0),
+                                              reward_shift=np.float32(0.5))  # fmt: skip
+    policy = HistoryPolicy(recorder, None, pre, 3, -10.0)
+    policy(np.zeros((1, 1, 2), np.float32), None)
+    policy.record(np.zeros((1, 1, 1)), np.array([[-1.0]]))
+    policy(np.zeros((1, 1, 2), np.float32), None)
+    np.testing.assert_allclose(recorder.seen[-1]["returns_to_go"][0, 0, :2], [-20.0, -18.5])
+
+
+def test_target_return_defaults_to_the_best_episode_in_the_data():
+    from offrl.core.trainer import fill_from_data
+
+    episodes = _episodes((3, 4, 2))
+    data = from_episodes(episodes, DatasetInfo(name="w"))
+    best = max(float(e["rewards"].sum()) for e in episodes)
+    assert fill_from_data(dt.Config(), data).target_return == pytest.approx(best)
+    assert fill_from_data(dt.Config(target_return=5.0), data).target_return == 5.0
+    assert fill_from_data(bc_rnn.Config(), data) == bc_rnn.Config()
