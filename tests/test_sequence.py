@@ -484,3 +484,29 @@ def test_target_return_defaults_to_the_best_episode_in_the_data():
     assert fill_from_data(dt.Config(), data).target_return == pytest.approx(best)
     assert fill_from_data(dt.Config(target_return=5.0), data).target_return == 5.0
     assert fill_from_data(bc_rnn.Config(), data) == bc_rnn.Config()
+
+
+def test_history_iql_encoder_feels_the_bisimulation_loss_only_with_its_weight():
+    """The pairing permutation enters the update only through the bisimulation loss:
+    two pairing keys give the same critic at weight 0 and different ones at 0.5."""
+    data = with_returns_to_go(from_episodes(_episodes((6, 6)), DatasetInfo(name="w"))).to_device()
+    batch = sample_windows(data, jax.random.PRNGKey(1), 4, 3)
+    batch = {k: v.astype(jnp.float32) if k in ("terminations", "truncations") else v
+             for k, v in batch.items()}  # fmt: skip
+    example = {"observations": jnp.zeros((1, 2)), "actions": jnp.zeros((1, 1))}
+
+    def critic(state):
+        return np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(state.critic.params)])
+
+    for weight, same in ((0.0, True), (0.5, False)):
+        config = iql_history.Config(encoder_dim=4, hidden_dims=(8,), context_length=3,
+                                    bisim_weight=weight)  # fmt: skip
+        start = iql_history.init(config, example, jax.random.PRNGKey(0))
+        ends = []
+        for pairing in (1, 2):  # two updates (Adam's first step is the gradient's sign)
+            state = start.replace(key=jax.random.PRNGKey(pairing))
+            for _ in range(2):
+                state, metrics = iql_history.update(state, batch, config)
+            ends.append(critic(state))
+        assert np.array_equal(ends[0], ends[1]) == same, weight
+        assert np.isfinite(float(metrics["encoder/bisim_loss"]))
