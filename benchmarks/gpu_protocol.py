@@ -94,14 +94,16 @@ def prepared_task(algo, config, task: str, levels, max_episodes):
         raws.append(data)
         pres.append(pre)
         prepared.append(prepare(apply_preprocessor(data, pre), config))
-    return stack_padded(prepared), pres, raws
+    return stack_padded(prepared), pres, raws, prepared
 
 
 def run_task(name: str, task: str, args) -> dict[str, dict]:
     """Train ``name`` on the task's datasets together; summaries per dataset."""
     algo = registry.get(name)
     config = fill_run_length(algo.Config(**json.loads(args.config or "{}")), args.steps)
-    stacked, pres, raws = prepared_task(algo, config, task, args.levels, args.max_episodes)
+    stacked, pres, raws, prepared = prepared_task(
+        algo, config, task, args.levels, args.max_episodes
+    )
     # A data-dependent setting (DT's target return) from each dataset: the protocol
     # keeps one config per task, so the best over the three levels.
     configs = [fill_from_data(config, raw) for raw in raws]
@@ -111,7 +113,20 @@ def run_task(name: str, task: str, args) -> dict[str, dict]:
     init_keys, keys = seed_keys(seeds)
     states = init_states(algo, config, obs_dim, act_dim, init_keys)
     count = len(args.levels)
-    states = jax.tree_util.tree_map(lambda x: jnp.stack([x] * count), states)  # [D, S, ...]
+    if hasattr(algo, "pretrain"):  # a model-based method fits its model to each dataset
+        fitted = [
+            algo.pretrain(
+                states,
+                config,
+                prepared[d].to_device(),
+                jax.tree_util.tree_map(jnp.asarray, pres[d]),
+                jax.vmap(lambda k, d=d: jax.random.fold_in(k, 1000 + d))(init_keys),
+            )[0]
+            for d in range(count)
+        ]
+        states = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *fitted)  # [D, S, ...]
+    else:
+        states = jax.tree_util.tree_map(lambda x: jnp.stack([x] * count), states)  # [D, S, ...]
     keys = jnp.stack(
         [jax.vmap(lambda k, d=d: jax.random.fold_in(k, d))(keys) for d in range(count)]
     )  # noqa: E501

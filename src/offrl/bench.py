@@ -43,6 +43,10 @@ class BenchConfig:
     periodic evaluation uses."""
     output: str = "runs/bench"
     """Directory for the cells' runs and the tables."""
+    presets: bool = False
+    """Train each algorithm with its per-dataset settings from its paper's released
+    configs where it has them for the dataset (ReBRAC's penalties, EDAC's N and eta,
+    MOPO's rollout length and penalty...); its defaults elsewhere."""
 
     def check(self) -> None:
         """Raise ``RunError`` for the first invalid setting, before any cell runs."""
@@ -95,7 +99,22 @@ def run_cell(config: BenchConfig, algorithm: str, dataset: str) -> dict:
         import shutil
 
         shutil.rmtree(run_dir)
-    return train(algorithm, dataset, run_dir, train_config=train_config, resume=resume)
+    algo_config = preset_config(algorithm, dataset) if config.presets else None
+    return train(algorithm, dataset, run_dir, algo_config, train_config=train_config, resume=resume)
+
+
+def preset_config(algorithm: str, dataset: str):
+    """The algorithm's ``Config.preset(dataset)``, or ``None`` (its defaults) when it
+    has no preset for the dataset."""
+    from offrl.core import registry
+
+    preset = getattr(registry.get(algorithm).Config, "preset", None)
+    if preset is None:
+        return None
+    try:
+        return preset(dataset)
+    except KeyError:
+        return None
 
 
 def table(config: BenchConfig, summaries: dict[tuple[str, str], dict]) -> dict:

@@ -16,7 +16,9 @@ the interaction loop), ``RUN_KIND`` (``"barrier"`` for a safety filter) and
 :mod:`offrl.data.windows`, not single transitions), ``history_length(config)``
 (``act`` reads a window of the episode's last steps, kept during rollouts by
 :mod:`offrl.core.history`) and ``prepare_dataset(dataset, config)`` (derived
-fields it reads, e.g. returns-to-go).
+fields it reads, e.g. returns-to-go) and ``pretrain(states, config, dataset,
+preprocessor, keys, log) -> (states, summary)`` (work on the preprocessed training
+data before the first update, e.g. MOPO's dynamics fit; not repeated on resume).
 The CLI and the trainer know nothing else about an algorithm.
 """
 
@@ -75,12 +77,14 @@ _ALGORITHMS: dict[str, str] = {
     "bc_rnn": "offrl.algos.bc_rnn",
     "iql_history": "offrl.algos.iql_history",
     "chunked_iql": "offrl.algos.chunked_iql",
+    "mopo": "offrl.algos.mopo",
+    "mobile": "offrl.algos.mobile",
 }
 #: Algorithms that learn from a fixed dataset (``offrl train``); SAC is online.
 OFFLINE_ALGORITHMS = (
     "bc", "td3_bc", "iql", "cql", "vocbf", "td3_bc_lag", "calql", "rebrac", "awac", "edac",
     "sac_n", "dt", "mo_dt", "dmamba", "bc_rnn", "iql_history",
-    "chunked_iql",
+    "chunked_iql", "mopo", "mobile",
 )  # fmt: skip
 #: Algorithms ``offrl finetune`` runs (offline-to-online or hybrid).
 FINETUNE_ALGORITHMS = ("iql", "cql", "calql", "rlpd", "resfit", "h2o", "sac")

@@ -23,6 +23,7 @@ from offrl.data.dataset import Dataset, sample
 from offrl.data.normalization import is_locomotion_task
 from offrl.data.preprocess import Preprocessor
 from offrl.data.windows import sample_windows
+from offrl.envs import termination
 
 
 def resolve_reward_scaling(algo: ModuleType, reward_scaling: str, env_id: str | None) -> str:
@@ -51,11 +52,28 @@ def fill_run_length(config, total_steps: int):
 
 
 def fill_from_data(config, dataset: Dataset):
-    """Set settings left as ``None`` that the data decides: a return-conditioned policy's
-    ``target_return`` becomes the best episode return in the (raw) training data."""
+    """Set settings that the data decides: a return-conditioned policy's
+    ``target_return`` left as ``None`` becomes the best episode return in the (raw)
+    training data; a model-based method's ``termination`` left as ``"auto"`` becomes the
+    task's own rule (:mod:`offrl.envs.termination`), or ``"never"`` for an unknown task
+    whose data never terminates. Raises ``ValueError`` for an unknown task whose data
+    does terminate (a model's rollouts would not know where to stop)."""
     if getattr(config, "target_return", 0.0) is None:
         best = float(np.max(dataset.episode_returns()))
-        return dataclasses.replace(config, target_return=best)
+        config = dataclasses.replace(config, target_return=best)
+    if getattr(config, "termination", None) == "auto":
+        env_id = dataset.info.env_id
+        rule = termination.rule_name(env_id)
+        if rule is None:
+            if np.any(np.asarray(dataset.terminations)):
+                raise ValueError(
+                    f"offrl does not know where the task {env_id or '(none recorded)'} "
+                    "terminates and the data has terminations, so model rollouts would not "
+                    "know where to stop; pass --termination never (rollouts run their full "
+                    f"length) or one of {', '.join(termination.RULES)}"
+                )
+            rule = "never"
+        config = dataclasses.replace(config, termination=rule)
     return config
 
 

@@ -1,7 +1,7 @@
 """Networks: MLP, the ensemble helper, policies and critics."""
 
 from offrl.nn.critics import QEnsemble, QNetwork, VNetwork
-from offrl.nn.dynamics import ControlAffineDynamics
+from offrl.nn.dynamics import ControlAffineDynamics, GaussianEnsemble
 from offrl.nn.mlp import MLP, ensemble
 from offrl.nn.policies import (
     DeterministicPolicy,
@@ -17,6 +17,7 @@ __all__ = [
     "MLP",
     "ControlAffineDynamics",
     "DeterministicPolicy",
+    "GaussianEnsemble",
     "GaussianPolicy",
     "QEnsemble",
     "QNetwork",

@@ -148,7 +148,10 @@ def train(
             f"data's actions); --weights works with {', '.join(takes)}. Nothing was written"
         )
     algo_config = fill_run_length(algo_config or algo.Config(), train_config.steps)
-    algo_config = fill_from_data(algo_config, data)  # e.g. DT's target return
+    try:
+        algo_config = fill_from_data(algo_config, data)  # DT's target return, MOPO's termination
+    except ValueError as error:
+        raise RunError(f"{error}; nothing was written") from error
     if type(algo_config) is not algo.Config:  # Cal-QL's Config is a CQL Config too
         raise RunError(
             f"algo_config is a {type(algo_config).__name__}, expected {algo.__name__}.Config"
@@ -229,6 +232,12 @@ def train(
         if wall_before is None and not start_step:
             wall_before = 0.0
         previous = [r for r in records if r["step"] <= start_step]
+    pretrained = None
+    if start_step == 0 and hasattr(algo, "pretrain"):  # e.g. MOPO's dynamics fit
+        states, pretrained = algo.pretrain(
+            states, algo_config, device_data, pre, init_keys, log=_pretrain_log(train_config)
+        )
+        rundir.write_json_atomic(run_dir / "pretrain.json", pretrained)
 
     length = chunk_length(
         train_config.steps,
@@ -339,6 +348,8 @@ def train(
         "interrupted": interrupted,
         **rundir.score_summary(evaluations, heldout),
     }
+    if pretrained is not None:
+        summary["pretrain"] = pretrained
     rundir.write_summary(run_dir, summary)
     if interrupted and stop.requested:
         raise RunInterrupted(
@@ -346,3 +357,16 @@ def train(
             stop.signum,
         )
     return summary
+
+
+def _pretrain_log(train_config: TrainConfig):
+    """Per-epoch lines of a pre-training fit (a dynamics model's) on stderr, when the
+    run shows progress."""
+    if not train_config.progress:
+        return None
+
+    def log(epoch: int, values: dict) -> None:
+        parts = [f"{k} {np.mean(v):.4g}" for k, v in values.items()]
+        print(f"model fit, epoch {epoch}: {', '.join(parts)}", file=sys.stderr, flush=True)
+
+    return log
