@@ -252,3 +252,20 @@ def test_one_error_path_and_debug(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("OFFRL_DEBUG", "1")
     with pytest.raises(RunError):
         main(["select", missing])
+
+
+def test_train_preset_takes_the_released_per_dataset_settings(tmp_path, capsys):
+    from offrl.algos import mopo, rebrac
+    from offrl.cli.train import _preset_defaults
+
+    config = _preset_defaults("rebrac", rebrac, "suite:hopper-medium-replay")
+    assert (config.actor_bc_coef, config.critic_bc_coef) == (0.05, 0.5)
+    config = _preset_defaults("mopo", mopo, "suite:hopper-medium")
+    assert (config.rollout_length, config.penalty_coef) == (5, 5.0)
+    code, out = run(["train", "bc", "--dataset", "suite:pendulum-mixed", "--preset"], capsys)
+    assert code == 2 and "bc has no per-dataset presets; --preset works with" in out
+    assert "mopo" in out and "rebrac" in out
+    argv = ["train", "mopo", "--dataset", "suite:pendulum-mixed", "--preset"]
+    code, out = run(argv + ["--run-dir", str(tmp_path / "r")], capsys)
+    assert code == 2 and "--preset: no MOPO preset for 'suite:pendulum-mixed'" in out
+    assert not (tmp_path / "r").exists()

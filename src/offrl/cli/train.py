@@ -59,6 +59,8 @@ def cmd_train(argv: list[str]) -> None:
             )
         dataset_default = saved.get("dataset")
         train_defaults = dataclasses.replace(train_defaults, progress=True)  # not a setting
+    elif "--preset" in rest:
+        algo_defaults = _preset_defaults(name, algo_module, _option_value(rest, "--dataset"))
 
     @dataclasses.dataclass(frozen=True)
     class Args:
@@ -74,6 +76,10 @@ def cmd_train(argv: list[str]) -> None:
         stop_after: int | None = None
         """Stop after this many updates with a checkpoint (time-boxed jobs); continue with
         --resume."""
+        preset: bool = False
+        """Start from the algorithm's per-dataset settings from its paper's released
+        configs (ReBRAC, EDAC, SAC-N, MOPO, MOBILE) for a suite dataset; options given
+        override them."""
         train: Annotated[TrainConfig, tyro.conf.OmitArgPrefixes] = train_defaults
         algo: Annotated[algo_module.Config, tyro.conf.OmitArgPrefixes] = algo_defaults
 
@@ -94,6 +100,21 @@ def cmd_train(argv: list[str]) -> None:
         stop_after=args.stop_after,
     )
     _print_summary(run_dir, summary)
+
+
+def _preset_defaults(name: str, algo_module, dataset: str | None):
+    preset = getattr(algo_module.Config, "preset", None)
+    if preset is None:
+        with_presets = [
+            n for n in registry.OFFLINE_ALGORITHMS if hasattr(registry.get(n).Config, "preset")
+        ]
+        _fail(f"{name} has no per-dataset presets; --preset works with {', '.join(with_presets)}")
+    if dataset is None:
+        _fail("--preset needs --dataset: the presets are per dataset")
+    try:
+        return preset(dataset)
+    except KeyError as error:
+        _fail(f"--preset: {error.args[0]}")
 
 
 def _print_summary(run_dir: str, summary: dict) -> None:
