@@ -1,6 +1,8 @@
 """The dynamics ensemble, its penalties, model rollouts, MOPO and MOBILE."""
 
 import dataclasses
+import json
+import types
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +16,7 @@ from offrl.data import DatasetInfo, from_episodes
 from offrl.envs.termination import RULES, rule_name
 from offrl.model import ensemble, rollouts
 from offrl.nn import sample_tanh_gaussian
+from offrl.run.train import TrainConfig, train
 
 
 def soft_clamp(logvar, low=-10.0, high=0.5):
@@ -244,17 +247,11 @@ def test_mopo_penalizes_model_rewards_by_the_aleatoric_uncertainty():
 
 
 def test_mopo_termination_rule_reads_raw_observations():
-    config = mopo.Config(termination="hopper", hidden_dims=(8,), model_hidden_dims=(4,),
-                         model_weight_decays=(0.0, 0.0))  # fmt: skip
-    batch = {
-        "observations": jnp.zeros((1, 11)),
-        "actions": jnp.zeros((1, 3)),
-    }
-    state = mopo.init(config, batch, jax.random.PRNGKey(0))
+    config = mopo.Config(termination="hopper")
     mean = np.zeros(11, np.float32)
     mean[0] = 1.0
-    std = np.full(11, 0.5, np.float32)
-    state = state.replace(observation_mean=jnp.asarray(mean), observation_std=jnp.asarray(std))
+    # the rule reads only the run's standardization from the state
+    state = types.SimpleNamespace(observation_mean=mean, observation_std=np.full(11, 0.5))
     terminated = mopo.terminated_fn(state, config)
     standardized = np.zeros((2, 11), np.float32)
     standardized[0, 0] = -0.8  # raw z = 0.6: fallen
@@ -314,3 +311,38 @@ def test_mobile_penalty_is_the_spread_of_bellman_targets_across_elites():
     q = q.min(axis=0).reshape(4, 2, 5)
     expected = q.mean(axis=0).std(axis=0, ddof=1)
     np.testing.assert_allclose(u, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_mopo_trains_through_the_run_loop_and_a_resume_keeps_its_model(tmp_path):
+    """The fit runs once, before the first update (pretrain.json, the summary); the
+    buffer starts full; a resume restores the fitted model instead of fitting again."""
+
+    config = mopo.Config(
+        hidden_dims=(16, 16),
+        model_num_models=3,
+        model_num_elites=2,
+        model_hidden_dims=(16,),
+        model_weight_decays=(1e-4, 1e-4),
+        model_max_epochs=2,
+        rollout_batch_size=200,
+        rollout_freq=20,
+        rollout_length=2,
+    )
+    settings = TrainConfig(steps=40, steps_per_call=20, eval_every=0, checkpoint_every=20,
+                           heldout_episodes=0, seeds=(0,), progress=False)  # fmt: skip
+    run_dir = tmp_path / "run"
+    first = train("mopo", "suite:pendulum-mixed", run_dir, config, settings, stop_after=20)
+    assert first["interrupted"] and first["pretrain"]["epochs"] == 2
+    fitted = (run_dir / "pretrain.json").read_text()
+    # 20 rollouts of 10 starts x 2 steps before the first update (Pendulum never ends)
+    assert first["pretrain"]["buffer_rows"] == [400]
+    resumed = train("mopo", "suite:pendulum-mixed", run_dir, config, settings, resume=True)
+    assert resumed["steps"] == 40 and "pretrain" not in resumed
+    assert (run_dir / "pretrain.json").read_text() == fitted
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    # the chunk's mean over updates 21..40, each adding 10 starts x 2 steps
+    assert metrics[-1]["train/model/buffer_rows"] == 400 + 20 * np.mean(np.arange(21, 41))
+    assert (
+        json.loads((run_dir / "config.json").read_text())["algorithm_config"]["termination"]
+        == "never"
+    )
