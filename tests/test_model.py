@@ -14,7 +14,7 @@ from offrl.algos import mobile, mopo
 from offrl.core.trainer import fill_from_data
 from offrl.data import DatasetInfo, from_episodes
 from offrl.envs.termination import RULES, rule_name
-from offrl.model import ensemble, rollouts
+from offrl.model import ensemble, planning, rollouts
 from offrl.nn import sample_tanh_gaussian
 from offrl.run.train import TrainConfig, train
 
@@ -346,3 +346,38 @@ def test_mopo_trains_through_the_run_loop_and_a_resume_keeps_its_model(tmp_path)
         json.loads((run_dir / "config.json").read_text())["algorithm_config"]["termination"]
         == "never"
     )
+
+
+def test_cem_finds_the_minimum_of_a_quadratic():
+    target = jnp.asarray([[0.3, -0.6], [0.5, 0.1], [-0.2, 0.8]])  # H = 3, A = 2
+    weights = jnp.asarray([1.0, 4.0])
+
+    def cost(sequences):
+        return (((sequences - target) ** 2) * weights).sum(axis=(1, 2))
+
+    config = planning.CEMConfig(horizon=3, population=200, elites=20, iterations=12)
+    plan = jax.jit(lambda key: planning.cem(cost, jnp.zeros((3, 2)), key, config))(
+        jax.random.PRNGKey(0)
+    )
+    np.testing.assert_allclose(plan, target, atol=0.03)
+    # the action box holds: a minimum outside it is met at the bound
+    plan = planning.cem(lambda s: ((s - 2.0) ** 2).sum(axis=(1, 2)), jnp.zeros((3, 2)),
+                        jax.random.PRNGKey(1), config)  # fmt: skip
+    np.testing.assert_allclose(plan, 1.0, atol=0.03)
+
+
+def test_goal_cost_follows_the_elites_mean_prediction():
+    # every elite moves the state by the action (and two non-elites elsewhere)
+    spec = ensemble.ModelSpec(num_models=3, num_elites=1, hidden_dims=(4,), weight_decays=(0, 0))
+    model = handmade(spec, 2, 2, np.zeros((3, 3), np.float32), np.full((3, 3), -20.0, np.float32))
+    # a hand-made model ignores its input: make the elite's change +0.5 in x
+    members = dict(model.params["params"]["members"])
+    layer = dict(members["Dense_1"])
+    layer["bias"] = layer["bias"].at[0, 0].set(0.5).at[1, 0].set(-3.0).at[2, 0].set(-3.0)
+    members["Dense_1"] = layer
+    model = model.replace(params={"params": {**model.params["params"], "members": members}},
+                          elites=jnp.asarray([0]))  # fmt: skip
+    sequences = jnp.zeros((1, 4, 2))
+    cost = planning.goal_cost(spec, model, jnp.zeros(2), sequences, jnp.asarray([2.0]), (0,))
+    # x = 0.5, 1.0, 1.5, 2.0: distances 1.5 + 1.0 + 0.5 + 0.0
+    np.testing.assert_allclose(cost, [3.0], atol=0.05)
