@@ -31,8 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from offrl.algos import mopo, sac
-from offrl.algos.common import actor_and_temperature_step, ensemble_mse
-from offrl.core.state import polyak
+from offrl.algos.common import ensemble_mse
 from offrl.model import ensemble
 from offrl.nn import sample_tanh_gaussian
 
@@ -133,31 +132,12 @@ def critic_loss(critic_params, state: State, batch, real: int, config: Config, k
 
 def update(state: State, batch, config: Config):
     state, mixed, real, info = mopo.rollout_and_mix(state, batch, config, 0.0)
-    key, critic_key, actor_key = jax.random.split(state.key, 3)
-    grads, critic_metrics = jax.grad(critic_loss, has_aux=True)(
-        state.critic.params, state, mixed, real, config, critic_key
-    )
-    critic = state.critic.apply_gradients(grads=grads)
-    state = state.replace(critic=critic)
-    entropy_target = sac.target_entropy(config, batch["actions"].shape[-1])
-    actor, log_alpha, actor_metrics, alpha_loss = actor_and_temperature_step(
-        state, sac.actor_loss, (state, mixed, config, actor_key), entropy_target, "log_alpha"
-    )
-    state = state.replace(
-        actor=actor,
-        log_alpha=log_alpha,
-        target_critic_params=polyak(state.target_critic_params, critic.params, config.tau),
-        key=key,
-        step=state.step + 1,
-    )
-    metrics = {
-        **critic_metrics,
-        **actor_metrics,
-        **info,
-        "alpha/loss": alpha_loss,
-        "alpha/value": jnp.exp(log_alpha.params["log_alpha"]),
-    }
-    return state, metrics
+
+    def loss(critic_params, state, batch, config, key):
+        return critic_loss(critic_params, state, batch, real, config, key)
+
+    state, metrics = sac.update(state, mixed, config, loss)
+    return state, {**metrics, **info}
 
 
 def pretrain(states: State, config: Config, dataset, pre, keys, log=None):

@@ -145,9 +145,11 @@ def actor_loss(actor_params, state: State, batch, config: Config, key):
     return loss, ({"actor/loss": loss, "actor/entropy": -log_prob.mean()}, log_prob)
 
 
-def update(state: State, batch, config: Config):
+def update(state: State, batch, config: Config, loss=None):
+    """One SAC update; ``loss`` replaces :func:`critic_loss` (same signature), for
+    methods that change only the critic's target (MOBILE)."""
     key, critic_key, actor_key = jax.random.split(state.key, 3)
-    grads, critic_metrics = jax.grad(critic_loss, has_aux=True)(
+    grads, critic_metrics = jax.grad(loss or critic_loss, has_aux=True)(
         state.critic.params, state, batch, config, critic_key
     )
     critic = state.critic.apply_gradients(grads=grads)
