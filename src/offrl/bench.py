@@ -197,13 +197,27 @@ def write_tables(config: BenchConfig, result: dict) -> list[pathlib.Path]:
         writer = csv.DictWriter(f, fieldnames=list(result["rows"][0]))
         writer.writeheader()
         writer.writerows(result["rows"])
+    if config.heldout_episodes:
+        scored = (
+            f"both scored on {config.heldout_episodes} held-out episodes per seed that "
+            "nothing was chosen on (summary.json: scores_on, heldout)"
+        )
+    else:
+        scored = (
+            "scored on those periodic evaluations (no held-out episodes: the best is "
+            "chosen on the episodes that score it, the final is not)"
+        )
     lines = [
         f"Scores after {config.steps} updates, {len(config.seeds)} seeds, "
         f"{config.eval_episodes} evaluation episodes per seed and periodic evaluation "
         f"(every {config.eval_every} updates). final = the last policy, best = each seed's "
-        "policy of the best periodic evaluation, both scored on held-out episodes that "
-        "nothing was chosen on (summary.json: scores_on, heldout); ± is the sample "
-        "standard deviation across seeds.",
+        f"policy of the best periodic evaluation, {scored}; ± is the sample "
+        "standard deviation across seeds."
+        + (
+            " Per-dataset presets (Config.preset) where the algorithm has one."
+            if config.presets
+            else ""
+        ),
         "",
         "| dataset | algorithm | final (mean ± std) | best (mean ± std) | updates/s per seed |",
         "|---|---|---|---|---|",
