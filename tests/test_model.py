@@ -381,3 +381,19 @@ def test_goal_cost_follows_the_elites_mean_prediction():
     cost = planning.goal_cost(spec, model, jnp.zeros(2), sequences, jnp.asarray([2.0]), (0,))
     # x = 0.5, 1.0, 1.5, 2.0: distances 1.5 + 1.0 + 0.5 + 0.0
     np.testing.assert_allclose(cost, [3.0], atol=0.05)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"penalty": "nope"}, "penalty 'nope' is unknown; choose one of aleatoric"),
+        ({"termination": "cheetah"}, "termination 'cheetah' is unknown"),
+        ({"real_ratio": 1.5}, "real_ratio must be in"),
+        ({"model_num_elites": 9}, "num_elites must be between 1 and num_models"),
+        ({"model_weight_decays": (1e-4,)}, "weight_decays needs one value per layer"),
+    ],
+)
+def test_model_based_settings_are_checked_before_any_fit(settings, message):
+    for module in (mopo, mobile):
+        with pytest.raises(ValueError, match=message):
+            module.Config(**settings)

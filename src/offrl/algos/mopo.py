@@ -108,6 +108,22 @@ class Config(sac.Config):
     model_max_epochs_since_update: int = 5
     """The fit stops after this many epochs without a held-out improvement of 1%."""
 
+    def __post_init__(self):
+        # bad settings fail here, before the model's fit, not at the first update
+        if self.penalty not in ensemble.PENALTIES:
+            choices = ", ".join(ensemble.PENALTIES)
+            raise ValueError(f"penalty '{self.penalty}' is unknown; choose one of {choices}")
+        if self.termination != "auto" and self.termination not in RULES:
+            raise ValueError(
+                f"termination '{self.termination}' is unknown; choose auto or one of "
+                f"{', '.join(RULES)}"
+            )
+        if self.rollout_length < 1 or self.rollout_freq < 1 or self.rollout_batch_size < 1:
+            raise ValueError("rollout_length, rollout_freq and rollout_batch_size must be >= 1")
+        if not 0.0 <= self.real_ratio <= 1.0:
+            raise ValueError(f"real_ratio must be in [0, 1], got {self.real_ratio}")
+        model_spec(self).check()
+
     @classmethod
     def preset(cls, dataset: str, **overrides) -> Config:
         """OfflineRL-Kit's h and lambda for a suite dataset (``hopper-medium``, ``suite:...``)."""
