@@ -164,10 +164,11 @@ def test_jit_equals_no_jit(name, device_dataset):
         np.testing.assert_allclose(jitted[2][key], plain[2][key], rtol=2e-3, atol=1e-4)
 
 
-#: Algorithms whose State, init and update are another's (SAC-N: EDAC's; MO-DT and
-#: Decision Mamba: DT's, with other settings): their checkpoints and seed batching are
-#: the other's code, whose tests below run (20-27 s each of compilation saved).
-SHARED_STATE = ("sac_n", "mo_dt", "dmamba")
+#: Algorithms whose State and init are another's (SAC-N: EDAC's; MO-DT and Decision
+#: Mamba: DT's, with other settings; MOBILE: MOPO's, its update covered above): their
+#: checkpoints and seed batching are the other's code, whose tests below run (20-27 s
+#: each of compilation saved).
+SHARED_STATE = ("sac_n", "mo_dt", "dmamba", "mobile")
 
 
 @pytest.mark.parametrize("name", [n for n in ALGORITHMS if n not in SHARED_STATE])
