@@ -397,3 +397,31 @@ def test_model_based_settings_are_checked_before_any_fit(settings, message):
     for module in (mopo, mobile):
         with pytest.raises(ValueError, match=message):
             module.Config(**settings)
+
+
+def test_fit_keeps_each_models_best_snapshot_and_stops_five_epochs_after_the_last_gain():
+    rng = np.random.default_rng(1)
+    observations = rng.normal(size=(600, 2)).astype(np.float32)
+    actions = rng.uniform(-1, 1, size=(600, 1)).astype(np.float32)
+    next_obs = np.tanh(observations + actions) + 0.3 * rng.normal(size=(600, 2))
+    rewards = observations[:, 0]
+    spec = ensemble.ModelSpec(num_models=3, num_elites=2, hidden_dims=(16,),
+                              weight_decays=(0, 0), batch_size=32, max_epochs=400)  # fmt: skip
+    history = []
+    _, summary = ensemble.fit(spec, observations, actions, rewards, next_obs,
+                              jnp.stack([jax.random.PRNGKey(3)]),
+                              log=lambda epoch, v: history.append(v["holdout_mse"][0]))  # fmt: skip
+    history = np.asarray(history, np.float64)  # [epochs, models]
+    # the rule in NumPy: a model's snapshot moves on a held-out gain above 1%; stop
+    # after 5 epochs in which no model gained
+    best, since, stopped_at = np.full(3, 1e10), 0, None
+    for epoch, losses in enumerate(history, start=1):
+        gained = (best - losses) / best > 0.01
+        best = np.where(gained, losses, best)
+        since = 0 if gained.any() else since + 1
+        if since >= 5:
+            stopped_at = epoch
+            break
+    assert summary["epochs"] == stopped_at == len(history) < 400
+    np.testing.assert_allclose(summary["holdout_mse_elites"][0], np.sort(best)[:2].mean(),
+                               rtol=1e-5)  # fmt: skip
