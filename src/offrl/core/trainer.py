@@ -51,18 +51,19 @@ def fill_run_length(config, total_steps: int):
     return config
 
 
-def fill_from_data(config, dataset: Dataset):
+def fill_from_data(config, dataset: Dataset, env_id: str | None = None):
     """Set settings that the data decides: a return-conditioned policy's
     ``target_return`` left as ``None`` becomes the best episode return in the (raw)
     training data; a model-based method's ``termination`` left as ``"auto"`` becomes the
     task's own rule (:mod:`offrl.envs.termination`), or ``"never"`` for an unknown task
     whose data never terminates. Raises ``ValueError`` for an unknown task whose data
-    does terminate (a model's rollouts would not know where to stop)."""
+    does terminate (a model's rollouts would not know where to stop). ``env_id``: the
+    task when it is not the one the dataset records (``--env-id``)."""
     if getattr(config, "target_return", 0.0) is None:
         best = float(np.max(dataset.episode_returns()))
         config = dataclasses.replace(config, target_return=best)
     if getattr(config, "termination", None) == "auto":
-        env_id = dataset.info.env_id
+        env_id = env_id or dataset.info.env_id
         rule = termination.rule_name(env_id)
         if rule is None:
             if np.any(np.asarray(dataset.terminations)):

@@ -149,7 +149,8 @@ def train(
         )
     algo_config = fill_run_length(algo_config or algo.Config(), train_config.steps)
     try:
-        algo_config = fill_from_data(algo_config, data)  # DT's target return, MOPO's termination
+        # DT's target return, MOPO's termination
+        algo_config = fill_from_data(algo_config, data, train_config.env_id)
     except ValueError as error:
         raise RunError(f"{error}; nothing was written") from error
     if type(algo_config) is not algo.Config:  # Cal-QL's Config is a CQL Config too
