@@ -6,6 +6,7 @@ import jax
 import numpy as np
 import pytest
 
+from offrl.core import registry
 from offrl.run.train import RunError, TrainConfig, load_run, train
 
 
@@ -186,18 +187,21 @@ def test_eval_of_a_run_matches_training_evaluation(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("algorithm", "dataset", "steps", "bound"),
+    ("algorithm", "dataset", "steps", "width", "bound"),
     [
-        ("bc", "suite:pendulum-expert", 2000, 80.0),
-        ("td3_bc", "suite:pendulum-mixed", 4000, 55.0),
-        ("iql", "suite:pendulum-mixed", 4000, 70.0),
+        ("bc", "suite:pendulum-expert", 2000, 256, 80.0),
+        ("td3_bc", "suite:pendulum-mixed", 4000, 64, 55.0),
+        ("iql", "suite:pendulum-mixed", 4000, 128, 60.0),
     ],
 )
-def test_learning_on_the_tiny_task(tmp_path, algorithm, dataset, steps, bound):
+def test_learning_on_the_tiny_task(tmp_path, algorithm, dataset, steps, width, bound):
     """Normalized score (0 = random, 100 = scripted expert) clears an honest bound.
 
-    Measured while writing this test (2 seeds, 10k updates, 5 episodes): BC on mixed
-    data 61-86 and noisy; TD3+BC 93-98; IQL 102 from 4k updates on.
+    Measured while writing this test (2 seeds, 10k updates, 5 episodes, 256x256): BC on
+    mixed data 61-86 and noisy; TD3+BC 93-98; IQL 102 from 4k updates on. At the sizes
+    used here (2026-12-06, seed 0, 4k updates, 10 held-out episodes): TD3+BC 64x64 75.6
+    (73.3 at 256x256, 3x the time), IQL 128x128 74.1 (60.3 at 64x64); the data's mean
+    is 50.5.
     """
     config = TrainConfig(
         heldout_episodes=10,
@@ -209,7 +213,8 @@ def test_learning_on_the_tiny_task(tmp_path, algorithm, dataset, steps, bound):
         seeds=(0,),
         progress=False,
     )
-    summary = train(algorithm, dataset, tmp_path / algorithm, train_config=config)
+    algo_config = registry.get(algorithm).Config(hidden_dims=(width, width))
+    summary = train(algorithm, dataset, tmp_path / algorithm, algo_config, config)
     assert summary["final_mean"] >= bound, summary
 
 
