@@ -37,7 +37,6 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 from flax import struct
-from flax.training.train_state import TrainState
 
 from offrl.algos import sac
 from offrl.core.state import adam
@@ -135,13 +134,9 @@ class Config(sac.Config):
 
 
 @struct.dataclass
-class State:
-    actor: TrainState
-    critic: TrainState
-    log_alpha: TrainState
-    target_critic_params: dict
-    key: jax.Array
-    step: jax.Array
+class State(sac.State):
+    """SAC's state with the model, its buffer and what the rollouts need."""
+
     model: ensemble.Ensemble
     buffer: rollouts.ModelBuffer
     observation_mean: jax.Array  # the run's standardization, for the termination rule
