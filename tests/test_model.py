@@ -425,3 +425,25 @@ def test_fit_keeps_each_models_best_snapshot_and_stops_five_epochs_after_the_las
     assert summary["epochs"] == stopped_at == len(history) < 400
     np.testing.assert_allclose(summary["holdout_mse_elites"][0], np.sort(best)[:2].mean(),
                                rtol=1e-5)  # fmt: skip
+
+
+def test_mobile_target_is_penalized_and_floored_and_the_batch_mixes_data_first():
+    config = mobile.Config(penalty_coef=2.0, discount=0.5, real_ratio=0.25)
+    batch = {"rewards": jnp.asarray([1.0, -3.0, 2.0]), "terminations": jnp.asarray([0.0, 0.0, 1.0])}
+    u, next_q = jnp.asarray([0.5, 0.1, 1.0]), jnp.asarray([4.0, 2.0, 8.0])
+    np.testing.assert_allclose(
+        mobile.penalized_target(batch, u, next_q, config, 0.0), [2.0, 0.0, 0.0]
+    )
+    np.testing.assert_allclose(
+        mobile.penalized_target(batch, u, next_q, config, -jnp.inf), [2.0, -2.2, 0.0]
+    )
+    # 25% of an 8-row batch from the data (first), the rest from the model buffer
+    buffer = rollouts.empty(20, 1, 1)
+    wide = ("observations", "actions", "next_observations")
+    rows = {k: jnp.full((10, 1) if k in wide else (10,), 7.0) for k in rollouts.FIELDS}
+    buffer = rollouts.add(buffer, rows, jnp.ones(10, bool))
+    state = types.SimpleNamespace(buffer=buffer)
+    data = {k: jnp.zeros_like(v[:8]) for k, v in rows.items()} | {"rewards": jnp.zeros(8)}
+    mixed, real = mopo.mixed_batch(state, data, jax.random.PRNGKey(0), config)
+    assert real == 2
+    np.testing.assert_array_equal(mixed["rewards"], [0, 0, 7, 7, 7, 7, 7, 7])

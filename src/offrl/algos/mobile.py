@@ -104,10 +104,20 @@ def bellman_penalty(state: State, observations, actions, key, config: Config) ->
     return q.mean(axis=0).std(axis=0, ddof=1)
 
 
+def penalized_target(batch, u, next_q, config: Config, floor) -> jax.Array:
+    """``max(r - beta u + gamma (1 - terminated) next_q, floor)``."""
+    target = (
+        batch["rewards"]
+        - config.penalty_coef * u
+        + config.discount * (1.0 - batch["terminations"]) * next_q
+    )
+    return jnp.maximum(target, floor)
+
+
 def critic_loss(critic_params, state: State, batch, real: int, config: Config, key):
     penalty_key, next_key = jax.random.split(key)
     u = bellman_penalty(state, batch["observations"], batch["actions"], penalty_key, config)
-    u = u.at[:real].set(0.0)
+    u = u.at[:real].set(0.0)  # the data's rows are not penalized
     mean, log_std = state.actor.apply_fn(state.actor.params, batch["next_observations"])
     next_actions, next_log_prob = sample_tanh_gaussian(mean, log_std, next_key)
     next_q = state.critic.apply_fn(
@@ -115,12 +125,7 @@ def critic_loss(critic_params, state: State, batch, real: int, config: Config, k
     ).min(axis=0)
     if config.backup_entropy:
         next_q = next_q - jnp.exp(state.log_alpha.params["log_alpha"]) * next_log_prob
-    target = (
-        batch["rewards"]
-        - config.penalty_coef * u
-        + config.discount * (1.0 - batch["terminations"]) * next_q
-    )
-    target = jnp.maximum(target, state.target_floor)
+    target = penalized_target(batch, u, next_q, config, state.target_floor)
     q = state.critic.apply_fn(critic_params, batch["observations"], batch["actions"])
     loss = ensemble_mse(q, target)
     return loss, {
