@@ -447,3 +447,14 @@ def test_mobile_target_is_penalized_and_floored_and_the_batch_mixes_data_first()
     mixed, real = mopo.mixed_batch(state, data, jax.random.PRNGKey(0), config)
     assert real == 2
     np.testing.assert_array_equal(mixed["rewards"], [0, 0, 7, 7, 7, 7, 7, 7])
+
+
+def test_termination_follows_the_env_id_given_and_bench_presets_resolve():
+    from offrl.bench import preset_config
+
+    unknown = from_episodes(make_episodes(last="termination"), DatasetInfo(name="u", env_id="X-v0"))
+    assert fill_from_data(mopo.Config(), unknown, env_id="Walker2d-v5").termination == "walker2d"
+    assert preset_config("mobile", "suite:hopper-medium").initial_temperature == 0.2
+    assert preset_config("rebrac", "suite:hopper-medium-replay").critic_bc_coef == 0.5
+    assert preset_config("iql", "suite:hopper-medium") is None  # no presets: its defaults
+    assert preset_config("mopo", "suite:pendulum-mixed") is None  # no preset for the data
