@@ -450,7 +450,7 @@ def test_mobile_target_is_penalized_and_floored_and_the_batch_mixes_data_first()
 
 
 def test_termination_follows_the_env_id_given_and_bench_presets_resolve():
-    from offrl.bench import preset_config
+    from offrl.core.registry import preset_config
 
     unknown = from_episodes(make_episodes(last="termination"), DatasetInfo(name="u", env_id="X-v0"))
     assert fill_from_data(mopo.Config(), unknown, env_id="Walker2d-v5").termination == "walker2d"

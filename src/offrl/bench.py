@@ -81,6 +81,7 @@ def _cell_name(dataset: str) -> str:
 
 
 def run_cell(config: BenchConfig, algorithm: str, dataset: str) -> dict:
+    from offrl.core import registry
     from offrl.run import checkpoint
     from offrl.run.train import train
 
@@ -99,22 +100,8 @@ def run_cell(config: BenchConfig, algorithm: str, dataset: str) -> dict:
         import shutil
 
         shutil.rmtree(run_dir)
-    algo_config = preset_config(algorithm, dataset) if config.presets else None
+    algo_config = registry.preset_config(algorithm, dataset) if config.presets else None
     return train(algorithm, dataset, run_dir, algo_config, train_config=train_config, resume=resume)
-
-
-def preset_config(algorithm: str, dataset: str):
-    """The algorithm's ``Config.preset(dataset)``, or ``None`` (its defaults) when it
-    has no preset for the dataset."""
-    from offrl.core import registry
-
-    preset = getattr(registry.get(algorithm).Config, "preset", None)
-    if preset is None:
-        return None
-    try:
-        return preset(dataset)
-    except KeyError:
-        return None
 
 
 def table(config: BenchConfig, summaries: dict[tuple[str, str], dict]) -> dict:

@@ -16,6 +16,7 @@
     offrl finetune ALGO --dataset D [options]      online with offline data (rlpd, h2o)
     offrl suite list|build|card [NAME]             the built-in datasets and their cards
     offrl bench --algorithms ... --datasets ...    algorithms x datasets x seeds, one table
+    offrl search --algorithm A --dataset D          search settings offline (Optuna; FQE, AM-Q)
     offrl quickstart                               the small end-to-end demo
 
 ``offrl COMMAND --help`` lists every option with its documentation. An error is
@@ -30,7 +31,7 @@ from offrl.cli.common import _fail, _message, _option_value
 from offrl.cli.data import cmd_data
 from offrl.cli.evaluate import cmd_eval
 from offrl.cli.interact import cmd_finetune, cmd_online
-from offrl.cli.jobs import cmd_bench, cmd_quickstart
+from offrl.cli.jobs import cmd_bench, cmd_quickstart, cmd_search
 from offrl.cli.label import cmd_label
 from offrl.cli.offline import cmd_report, cmd_select
 from offrl.cli.suite import cmd_suite
@@ -59,6 +60,7 @@ COMMANDS = {
     "select": cmd_select,
     "report": cmd_report,
     "bench": cmd_bench,
+    "search": cmd_search,
     "quickstart": cmd_quickstart,
     "safety": cmd_safety,
     "pretrain": cmd_pretrain,

@@ -16,6 +16,21 @@ def cmd_bench(argv: list[str]) -> None:
     print("written:", ", ".join(result["files"]))
 
 
+def cmd_search(argv: list[str]) -> None:
+    from rich.console import Console
+
+    from offrl.search import SearchConfig, run_search
+
+    args = tyro.cli(SearchConfig, args=argv, prog="offrl search")
+    console = Console(stderr=True)
+    result = run_search(args, progress=lambda message: console.print(f"[dim]{message}[/]"))
+    output = pathlib.Path(args.output)
+    print((output / "search.md").read_text())
+    print("written:", output / "search.md", output / "search.json")
+    if result["objective_uses_environment"]:
+        print("note: the objective used the environment (a study, not an offline search)")
+
+
 def cmd_quickstart(argv: list[str]) -> None:
     from offrl.quickstart import QuickstartConfig, run_quickstart
 

@@ -30,6 +30,20 @@ class _OfflineArgs:
     """Seed of the FQE fits and resamples."""
     steps: tuple[int, ...] | None = None
     """Analyze only these checkpoint steps (default: every checkpoint)."""
+    model_ope: bool = False
+    """Also score every checkpoint by model-based OPE (Uni-O4's AM-Q and the model's
+    discounted value): fits a dynamics ensemble and a behavior critic to the dataset
+    once (minutes on a CPU for locomotion data), then rolls each policy out in it."""
+    model_horizon: int = 100
+    """Model steps per rollout for --model-ope."""
+    model_starts: int = 512
+    """Data states the --model-ope rollouts start from."""
+    termination: str = "auto"
+    """Where --model-ope rollouts end: auto (the task's own rule) or never, hopper,
+    walker2d."""
+    selector: str = "fqe"
+    """The signal that picks the checkpoint to deploy: fqe, or amq / model_value (with
+    --model-ope)."""
 
 
 def _fqe_config(args: _OfflineArgs):
@@ -50,6 +64,33 @@ def _fqe_config(args: _OfflineArgs):
     return FQEConfig.thorough(**overrides) if args.thorough else FQEConfig(**overrides)
 
 
+def _model_ope_config(args: _OfflineArgs):
+    from offrl.envs.termination import RULES
+    from offrl.evaluate.model_ope import ModelOPEConfig
+
+    choices = ("fqe", "amq", "model_value")
+    if args.selector not in choices:
+        _fail(f"--selector must be one of {', '.join(choices)}, got '{args.selector}'")
+    if args.selector != "fqe" and not args.model_ope:
+        _fail(f"--selector {args.selector} needs --model-ope (its scores come from a model)")
+    if not args.model_ope:
+        return None
+    if args.model_horizon < 1 or args.model_starts < 1:
+        _fail(
+            f"--model-horizon and --model-starts must be positive integers, got "
+            f"{args.model_horizon} and {args.model_starts}"
+        )
+    if args.termination != "auto" and args.termination not in RULES:
+        _fail(f"--termination must be auto or one of {', '.join(RULES)}, got '{args.termination}'")
+    return ModelOPEConfig(
+        horizon=args.model_horizon,
+        starts=args.model_starts,
+        discount=args.fqe_discount,
+        termination=args.termination,
+        seed=args.seed,
+    )
+
+
 def _progress_printer():
     from rich.console import Console
 
@@ -61,44 +102,58 @@ def cmd_select(argv: list[str]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from offrl.evaluate.selection import analyze_run, choose, rank_selectors
+    from offrl.evaluate.selection import SELECTORS, analyze_run, choose, rank_selectors
 
     args = tyro.cli(_OfflineArgs, args=argv, prog="offrl select")
     if not args.run_dirs:
         _fail("offrl select needs at least one run directory: offrl select RUN_DIR ...")
+    model_config = _model_ope_config(args)
+    fqe_config = _fqe_config(args)
     console = Console()
+    fitted_models: dict = {}  # runs on the same data share one model
     for run_dir in args.run_dirs:
         analysis = analyze_run(
             run_dir,
             args.dataset,
-            _fqe_config(args),
+            fqe_config,
             steps=list(args.steps) if args.steps else None,
             progress=_progress_printer(),
+            model_ope=model_config,
+            fitted_models=fitted_models,
         )
         table = Table(title=f"offline selection — {run_dir}")
-        for column in ("step", "seed", "FQE value", "interval", "dataset Q", "action MSE"):
+        columns = ["step", "seed", "FQE value", "interval", "dataset Q", "action MSE"]
+        signals = analysis["signals"]
+        with_model = signals.get("amq") is not None
+        if with_model:
+            columns += ["AM-Q", "model value"]
+        for column in columns:
             table.add_column(column)
-        q = analysis["signals"].get("q_peak")
+        q = signals.get("q_peak")
         for c, step in enumerate(analysis["steps"]):
             for s, seed in enumerate(analysis["seeds"]):
-                table.add_row(
+                row = [
                     str(step),
                     str(seed),
-                    f"{analysis['signals']['fqe'][c][s]:.2f}",
+                    f"{signals['fqe'][c][s]:.2f}",
                     f"[{analysis['fqe_low'][c][s]:.2f}, {analysis['fqe_high'][c][s]:.2f}]",
                     "–" if q is None else f"{q[c][s]:.3f}",
                     f"{analysis['action_mse'][c][s]:.4f}",
-                )
+                ]
+                if with_model:
+                    row += [f"{signals['amq'][c][s]:.2f}", f"{signals['model_value'][c][s]:.2f}"]
+                table.add_row(*row)
         console.print(table)
         console.print(
             f"FQE: {analysis['fqe_fits_per_policy']} fit(s) per policy, "
             f"{analysis['fqe_updates_run']} updates each"
             + (" (--thorough for the slower setting)" if not args.thorough else "")
         )
-        c, s = choose(analysis, "fqe")
+        c, s = choose(analysis, args.selector)
         console.print(
             f"[bold]deploy step {analysis['steps'][c]}, seed {analysis['seeds'][s]}[/] "
-            f"(highest FQE value; behavior value {analysis['behavior_value']:.2f})"
+            f"(highest {SELECTORS[args.selector].removeprefix('highest ')}; behavior value "
+            f"{analysis['behavior_value']:.2f})"
         )
         for seed, verdicts in zip(analysis["seeds"], analysis["diagnostics"], strict=True):
             for v in verdicts:
@@ -134,6 +189,7 @@ def cmd_report(argv: list[str]) -> None:
         args.dataset,
         steps=list(args.steps) if args.steps else None,
         progress=_progress_printer(),
+        model_ope=_model_ope_config(args),
     )
     from rich.console import Console
 

@@ -109,6 +109,18 @@ def get(name: str) -> ModuleType:
     return module
 
 
+def preset_config(algorithm: str, dataset: str):
+    """The algorithm's ``Config.preset(dataset)`` (its paper's released per-dataset
+    settings), or ``None`` when it has no preset for the dataset."""
+    preset = getattr(get(algorithm).Config, "preset", None)
+    if preset is None:
+        return None
+    try:
+        return preset(dataset)
+    except KeyError:
+        return None
+
+
 def register(name: str, module_path: str) -> None:
     """Register an algorithm module (by import path) under ``name``."""
     _ALGORITHMS[name] = module_path

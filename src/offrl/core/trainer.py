@@ -64,17 +64,10 @@ def fill_from_data(config, dataset: Dataset, env_id: str | None = None):
         config = dataclasses.replace(config, target_return=best)
     if getattr(config, "termination", None) == "auto":
         env_id = env_id or dataset.info.env_id
-        rule = termination.rule_name(env_id)
-        if rule is None:
-            if np.any(np.asarray(dataset.terminations)):
-                raise ValueError(
-                    f"offrl does not know where the task {env_id or '(none recorded)'} "
-                    "terminates and the data has terminations, so model rollouts would not "
-                    "know where to stop; pass --termination never (rollouts run their full "
-                    f"length) or one of {', '.join(termination.RULES)}"
-                )
-            rule = "never"
-        config = dataclasses.replace(config, termination=rule)
+        terminates = bool(np.any(np.asarray(dataset.terminations)))
+        config = dataclasses.replace(
+            config, termination=termination.resolve("auto", env_id, terminates)
+        )
     return config
 
 

@@ -76,3 +76,28 @@ def rule_name(env_id: str | None) -> str | None:
         if base.startswith(prefix):
             return name
     return None
+
+
+def resolve(name: str, env_id: str | None, data_terminates: bool) -> str:
+    """A ``termination`` setting made concrete: ``"auto"`` becomes the task's own rule,
+    or ``"never"`` for a task offrl does not know whose data never terminates; any
+    other name must be one of :data:`RULES`. Raises ``ValueError`` (one line, naming
+    the fix) for an unknown task whose data does terminate: a model's rollouts would
+    not know where to stop."""
+    if name != "auto":
+        if name not in RULES:
+            raise ValueError(
+                f"unknown termination rule '{name}'; choose auto or one of {', '.join(RULES)}"
+            )
+        return name
+    rule = rule_name(env_id)
+    if rule is not None:
+        return rule
+    if data_terminates:
+        raise ValueError(
+            f"offrl does not know where the task {env_id or '(none recorded)'} "
+            "terminates and the data has terminations, so model rollouts would not "
+            "know where to stop; pass --termination never (rollouts run their full "
+            f"length) or one of {', '.join(RULES)}"
+        )
+    return "never"

@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import struct
 
 from offrl.data.dataset import Dataset
 from offrl.nn import QNetwork
@@ -146,6 +147,7 @@ class FQEResult:
     loss: np.ndarray
     updates: int = 0
     history: list = dataclasses.field(default_factory=list)
+    critic: FittedQ | None = None
 
     def as_dict(self, index: int = 0) -> dict:
         return {
@@ -158,6 +160,36 @@ class FQEResult:
             "final_loss": float(np.mean(self.loss[index])),
             "updates": self.updates,
         }
+
+
+@struct.dataclass
+class FittedQ:
+    """The fitted critics of an FQE run, a pytree that jitted code can take.
+
+    :meth:`value` gives every policy's Q in reward units, averaged over its fits.
+    """
+
+    params: dict  # leaves [M, ...]: one set of weights per fit
+    mean: jax.Array  # the observation standardization the fits saw
+    std: jax.Array
+    low: jax.Array  # the action bounds mapped to [-1, 1]
+    high: jax.Array
+    scale: float
+    fit_policy: tuple[int, ...] = struct.field(pytree_node=False)  # the policy of each fit
+    hidden_dims: tuple[int, ...] = struct.field(pytree_node=False)
+    layer_norm: bool = struct.field(pytree_node=False)
+
+    def value(self, observations: jax.Array, actions: jax.Array) -> jax.Array:
+        """``Q(s, a)`` of every policy, ``[P, B]``, for ``observations [B, D]`` and
+        ``actions [B, A]`` in environment units."""
+        module = QNetwork(self.hidden_dims, layer_norm=self.layer_norm)
+        obs = (observations - self.mean) / self.std
+        unit = jnp.clip(2.0 * (actions - self.low) / (self.high - self.low) - 1.0, -1.0, 1.0)
+        q = jax.vmap(lambda p: module.apply(p, obs, unit))(self.params)  # [M, B]
+        owner = np.asarray(self.fit_policy)
+        onehot = np.eye(owner.max() + 1, dtype=np.float32)[owner].T  # [P, M]
+        onehot /= onehot.sum(axis=1, keepdims=True)
+        return jnp.asarray(onehot) @ q / self.scale
 
 
 def discounted_episode_returns(dataset: Dataset, discount: float) -> np.ndarray:
@@ -407,6 +439,17 @@ def fqe(
         loss=np.asarray(loss).reshape(num_policies, num_fits),
         updates=done,
         history=[(n, v.tolist()) for n, v in history],
+        critic=FittedQ(
+            params=carry[0],
+            mean=jnp.asarray(mean, jnp.float32),
+            std=jnp.asarray(std, jnp.float32),
+            low=jnp.asarray(low),
+            high=jnp.asarray(high),
+            scale=float(scale),
+            fit_policy=tuple(int(p) for p in fit_policy),
+            hidden_dims=tuple(config.hidden_dims),
+            layer_norm=config.layer_norm,
+        ),
     )
 
 

@@ -285,6 +285,10 @@ def _checkpoint_table(analysis: dict) -> str:
     if normalized is not None:
         header.append("FQE (norm.)")
     header += ["dataset Q", "TD error", "action MSE"]
+    amq = nan_table(analysis["signals"].get("amq"))
+    model_value = nan_table(analysis["signals"].get("model_value"))
+    if amq is not None:
+        header += ["AM-Q", "model value"]
     if truth is not None:
         header.append(f"true {label}")
     rows = []
@@ -305,6 +309,8 @@ def _checkpoint_table(analysis: dict) -> str:
                 _fmt(None if td is None else td[c, s], 3),
                 _fmt(analysis["action_mse"][c][s], 4),
             ]
+            if amq is not None:
+                row += [_fmt(amq[c, s], 2), _fmt(model_value[c, s], 2)]
             if truth is not None:
                 row.append(_fmt(truth[c, s]))
             rows.append(row)
@@ -398,14 +404,18 @@ def write_report(
     dataset: str | None = None,
     progress=None,
     steps: list[int] | None = None,
+    model_ope=None,
 ) -> pathlib.Path:
     """Analyze every run (cached) and write one HTML report to ``output``; ``steps``
-    limits the analysis to those checkpoints."""
+    limits the analysis to those checkpoints; ``model_ope`` (a
+    :class:`offrl.evaluate.model_ope.ModelOPEConfig`) adds the model-based scores, with
+    one model per dataset."""
     from offrl import __version__
     from offrl.run.settings import RunError
 
     sections, analyses = [], []
     datasets: dict[str, Dataset] = {}
+    fitted_models: dict = {}
     for run_dir in map(pathlib.Path, run_dirs):
         config_path = run_dir / "config.json"
         if not config_path.is_file():
@@ -413,7 +423,15 @@ def write_report(
         spec = dataset or json.loads(config_path.read_text()).get("dataset")
         if spec not in datasets:  # runs on the same data share one load
             datasets[spec] = load_run_dataset(run_dir, dataset)
-        analysis = analyze_run(run_dir, datasets[spec], fqe_config, steps=steps, progress=progress)
+        analysis = analyze_run(
+            run_dir,
+            datasets[spec],
+            fqe_config,
+            steps=steps,
+            progress=progress,
+            model_ope=model_ope,
+            fitted_models=fitted_models,
+        )
         analyses.append(analysis)
         sections.append(run_section(run_dir, analysis, datasets[spec]))
     summary = ""

@@ -13,6 +13,11 @@ environment:
 ``validation``  minus the policy's squared action error on held-out episodes
                 (on the training data when the run kept none) -- the
                 validation-loss rule robomimic's study found poor;
+``amq``         Uni-O4's AM-Q: the behavior critic's mean value along the policy's
+                rollouts in a learned dynamics ensemble
+                (:mod:`offrl.evaluate.model_ope`; only with ``model_ope``);
+``model_value`` the same rollouts' discounted model return plus the critic's tail
+                (only with ``model_ope``);
 ``last``        the final checkpoint (the baseline every selector must beat).
 
 plus the TD error (Bellman residual of the run's critic under its policy)
@@ -41,6 +46,7 @@ import numpy as np
 from offrl.core.trainer import build_policy
 from offrl.data.dataset import Dataset, split_by_episode
 from offrl.data.preprocess import apply_preprocessor
+from offrl.evaluate import model_ope as mope
 from offrl.evaluate.diagnostics import diagnose
 from offrl.evaluate.fqe import FQEConfig, fqe, policy_actions
 from offrl.evaluate.statistics import spearman
@@ -59,10 +65,12 @@ SELECTORS: dict[str, str] = {
     "q_peak": "peak of the run's own average dataset Q (the offline RL workflow)",
     "critic": "highest value the run's own critic gives its policy at the start states",
     "validation": "lowest action error on held-out episodes",
+    "amq": "highest AM-Q: behavior critic along the policy's model rollouts (Uni-O4)",
+    "model_value": "highest discounted return of the policy's model rollouts",
     "last": "the final checkpoint",
 }
 #: Selectors whose scores compare across runs (the others are per-run signals).
-COMPARABLE_ACROSS_RUNS = ("fqe", "validation")
+COMPARABLE_ACROSS_RUNS = ("fqe", "validation", "amq", "model_value")
 
 
 _KEY = jax.random.PRNGKey(0)  # deterministic actions ignore it
@@ -150,8 +158,14 @@ def analyze_run(
     sample_size: int = 10_000,
     use_cache: bool = True,
     progress: Callable[[str], None] | None = None,
+    model_ope: mope.ModelOPEConfig | None = None,
+    fitted_models: dict | None = None,
 ) -> dict:
     """Per-checkpoint, per-seed offline signals of a run (see the module docstring).
+
+    With ``model_ope`` a dynamics ensemble and a behavior critic are fit to the
+    dataset once (reused from ``fitted_models``, a dict the caller keeps, for runs on
+    the same data) and every checkpoint is also scored by ``amq`` and ``model_value``.
 
     Returns a JSON-able dict: ``steps [C]``, ``seeds [S]``, ``signals`` (name ->
     ``[C][S]``; ``None`` where unavailable), ``fqe_low``/``fqe_high``, the
@@ -182,6 +196,7 @@ def analyze_run(
                 "fqe": dataclasses.asdict(fqe_config),
                 "steps": steps,
                 "sample_size": sample_size,
+                **({"model_ope": dataclasses.asdict(model_ope)} if model_ope else {}),
             }
         )
     )
@@ -213,6 +228,22 @@ def analyze_run(
     num_seeds = len(seeds)
     next_obs_env = np.asarray(data.next_observations, np.float32)
 
+    fitted = None
+    if model_ope is not None:
+        if getattr(act, "window_length", None) is not None:
+            raise RunError(
+                f"{run_dir} holds a policy over histories ({saved.get('algorithm')}); "
+                "model-based OPE rolls out single-step policies only: leave out --model-ope"
+            )
+        memo = {} if fitted_models is None else fitted_models
+        memo_key = (data.digest(), model_ope, saved.get("env_id"))
+        if memo_key not in memo:
+            try:
+                memo[memo_key] = mope.fit(data, model_ope, saved.get("env_id"), progress=say)
+            except ValueError as error:
+                raise RunError(f"model-based OPE for {run_dir}: {error}") from None
+        fitted = memo[memo_key]
+
     per_step: list[dict] = []
     next_actions, start_actions = [], []
     for i, step in enumerate(steps):
@@ -220,6 +251,9 @@ def analyze_run(
         ctx = context if step == context.step else load_run(run_dir, step)
         values = signals_fn(ctx.states, sample, valid, start_obs)
         per_step.append({k: np.asarray(v, np.float64) for k, v in values.items()})
+        if fitted is not None:
+            scores = mope.evaluate(fitted, act, (ctx.states, pre), num_seeds)
+            per_step[-1].update({f"mope_{k}": v for k, v in scores.items()})
 
         def policy(observations, ctx=ctx):
             batch = jnp.broadcast_to(
@@ -257,6 +291,8 @@ def analyze_run(
         "q_peak": table("q_data"),
         "critic": table("critic_value"),
         "validation": -table("action_mse"),
+        "amq": table("mope_amq"),
+        "model_value": table("mope_model_value"),
         "last": np.broadcast_to(np.arange(len(steps), dtype=np.float64)[:, None], shape),
     }
     td = table("td_error")
@@ -310,6 +346,15 @@ def analyze_run(
         "fqe_fits_per_policy": max(fits, 1),
         "fqe_updates_run": estimate.updates,
         "diagnostics": diagnostics,
+        "model_ope": None
+        if fitted is None
+        else {
+            "alive_steps": table("mope_alive_steps").tolist(),
+            "model_return": table("mope_model_return").tolist(),
+            "horizon": model_ope.horizon,
+            "starts": model_ope.starts,
+            "fit": fitted.summary,
+        },
         "true_return": true_return,
         "true_normalized": true_normalized,
     }

@@ -123,6 +123,9 @@ class TrainConfig(RunOptions):
     and the actor losses that regress onto data actions take the weighted mean."""
     env_id: str | None = None
     """Evaluation environment; defaults to the dataset's."""
+    evaluate: bool = True
+    """Evaluate in the environment (periodic and held-out); --no-evaluate trains on the
+    data alone, as for a task with no simulator (offrl select scores the checkpoints)."""
 
     def check(self) -> None:
         """Raise :class:`RunError` naming the first invalid setting (before anything is

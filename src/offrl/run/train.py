@@ -158,8 +158,8 @@ def train(
             f"algo_config is a {type(algo_config).__name__}, expected {algo.__name__}.Config"
         )
     env_id = train_config.env_id or data.info.env_id
-    eval_env_id = env_id  # None: no evaluations in an environment
-    if env_id is not None:
+    eval_env_id = env_id if train_config.evaluate else None  # None: no evaluations
+    if eval_env_id is not None:
         try:
             check_env_id(env_id)
         except EnvError as error:
