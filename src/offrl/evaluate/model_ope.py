@@ -46,6 +46,7 @@ from offrl.data.dataset import Dataset
 from offrl.envs import termination
 from offrl.evaluate.fqe import FittedQ, FQEConfig, fqe
 from offrl.model import ensemble as ens
+from offrl.model import rollouts
 
 #: ``policy(*policy_args, observations[P, B, D], key) -> actions[P, B, A]`` in
 #: environment units, jittable (``offrl.core.trainer.build_policy``'s signature with
@@ -180,39 +181,23 @@ def _rollout_fn(spec: ens.ModelSpec, horizon: int, discount: float, rule: str, p
         num_policies, batch, dim = starts.shape
         policy_key, model_key = jax.random.split(key)
 
-        def q_of(observations, actions):
-            flat_actions = actions.reshape(-1, actions.shape[-1])
-            return critic.value(observations.reshape(-1, dim), flat_actions)[0].reshape(
-                num_policies, batch
+        def q_value(observations, actions):
+            flat = critic.value(
+                observations.reshape(-1, dim), actions.reshape(-1, actions.shape[-1])
             )
+            return flat[0].reshape(num_policies, batch)
 
-        def one_step(carry, step_key):
-            observations, alive, weight = carry
-            actions = policy(*policy_args, observations, policy_key)
-            q = q_of(observations, actions)
-            # The same model noise and elite for row b of every policy (common random
-            # numbers): each policy's rows draw with the same key.
-            next_obs, rewards = jax.vmap(lambda o, a: ens.step(spec, model, o, a, step_key)[:2])(
-                observations, actions
-            )
-            done = terminated(observations, actions, next_obs)
-            alive_f = alive.astype(jnp.float32)
-            out = (q * alive_f, alive_f, weight * rewards * alive_f)
-            return (next_obs, alive & ~done, weight * discount), out
-
-        alive = jnp.ones((num_policies, batch), bool)
-        keys = jax.random.split(model_key, horizon)
-        (last, alive, weight), (q, counted, rewards) = jax.lax.scan(
-            one_step, (starts, alive, jnp.ones(())), keys
+        return rollouts.score_policies(
+            spec,
+            model,
+            lambda observations: policy(*policy_args, observations, policy_key),
+            q_value,
+            starts,
+            horizon,
+            discount,
+            model_key,
+            terminated,
         )
-        tail = q_of(last, policy(*policy_args, last, policy_key)) * alive * weight
-        steps = counted.sum(axis=(0, 2))  # [P]
-        return {
-            "amq": q.sum(axis=(0, 2)) / jnp.maximum(steps, 1.0),
-            "model_value": (rewards.sum(axis=0) + tail).mean(axis=-1),
-            "model_return": rewards.sum(axis=0).mean(axis=-1),
-            "alive_steps": steps / batch,
-        }
 
     return jax.jit(run)
 

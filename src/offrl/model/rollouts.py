@@ -135,3 +135,55 @@ def rollout(
         "rollout/valid_fraction": weight.mean(),
     }
     return rows, valid, info
+
+
+def score_policies(
+    spec: ens.ModelSpec,
+    ensemble: ens.Ensemble,
+    act: Callable[[jax.Array], jax.Array],
+    q_value: Callable[[jax.Array, jax.Array], jax.Array],
+    starts: jax.Array,
+    horizon: int,
+    discount: float,
+    key: jax.Array,
+    terminated: Callable[[jax.Array, jax.Array, jax.Array], jax.Array],
+) -> dict:
+    """Roll ``P`` deterministic policies out in the model and score them (model-based
+    OPE; :mod:`offrl.evaluate.model_ope` explains the scores).
+
+    ``act(observations [P, B, D]) -> actions [P, B, A]``; ``q_value(observations
+    [P, B, D], actions [P, B, A]) -> [P, B]`` (a critic, e.g. the behavior's);
+    ``starts [P, B, D]``. Row ``b`` of every policy draws the same model noise and
+    elite (common random numbers), so the scores differ by the policies alone. A
+    rollout ends at ``terminated``. Returns ``[P]`` arrays: ``amq`` (Uni-O4's AM-Q,
+    the mean of ``q_value`` over alive steps), ``model_value`` (the discounted model
+    return plus ``gamma^H q_value`` at the last state, while alive), ``model_return``
+    (the discounted model return alone) and ``alive_steps`` (mean steps alive)."""
+    batch = starts.shape[1]
+
+    def one_step(carry, step_key):
+        observations, alive, weight = carry
+        actions = act(observations)
+        q = q_value(observations, actions)
+        next_obs, rewards = jax.vmap(lambda o, a: ens.step(spec, ensemble, o, a, step_key)[:2])(
+            observations, actions
+        )
+        done = terminated(observations, actions, next_obs)
+        alive_f = alive.astype(jnp.float32)
+        out = (q * alive_f, alive_f, weight * rewards * alive_f)
+        return (next_obs, alive & ~done, weight * discount), out
+
+    alive = jnp.ones(starts.shape[:2], bool)
+    keys = jax.random.split(key, horizon)
+    (last, alive, weight), (q, counted, rewards) = jax.lax.scan(
+        one_step, (starts, alive, jnp.ones(())), keys
+    )
+    tail = q_value(last, act(last)) * alive * weight
+    steps = counted.sum(axis=(0, 2))
+    discounted = rewards.sum(axis=0)
+    return {
+        "amq": q.sum(axis=(0, 2)) / jnp.maximum(steps, 1.0),
+        "model_value": (discounted + tail).mean(axis=-1),
+        "model_return": discounted.mean(axis=-1),
+        "alive_steps": steps / batch,
+    }
