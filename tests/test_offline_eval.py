@@ -507,18 +507,6 @@ def test_model_ope_values_and_ranks_feedback_policies_on_a_linear_system():
     np.testing.assert_array_equal(scores["alive_steps"], 40.0)  # the system never terminates
 
 
-def test_sarsa_next_actions_are_the_next_rows_within_an_episode(small_dataset):
-    from offrl.evaluate.model_ope import sarsa_next_actions
-
-    actions = np.asarray(small_dataset.actions)
-    starts = np.asarray(small_dataset.episode_starts)
-    ends = starts + np.asarray(small_dataset.episode_lengths) - 1
-    out = sarsa_next_actions(small_dataset)
-    inner = np.setdiff1d(np.arange(len(actions)), ends)
-    np.testing.assert_array_equal(out[inner], actions[inner + 1])
-    np.testing.assert_array_equal(out[ends], actions[ends])
-
-
 def test_select_and_report_add_model_based_scores(tiny_runs, tmp_path, capsys):
     """With model OPE every checkpoint and seed gets AM-Q and the model value; runs on
     the same data share one fitted model; the CLI prints both and can deploy by AM-Q."""

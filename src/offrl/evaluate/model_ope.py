@@ -5,8 +5,7 @@ Two pieces are fit to the data once, whatever the number of policies:
 - a dynamics ensemble (:mod:`offrl.model.ensemble`: OfflineRL-Kit's 7 Gaussian
   models, 5 held-out elites);
 - the behavior critic ``Q_beta`` by SARSA: FQE (:mod:`offrl.evaluate.fqe`) whose
-  next action is the data's own next action (the row's own action at an episode's
-  last row, which matters only where the episode was cut by a time limit).
+  next action is the data's own next action (:func:`offrl.data.returns.next_actions`).
 
 Each policy is then rolled out in the model from the same ``starts`` data states
 (drawn once) for ``horizon`` steps with its deterministic action; a model step
@@ -43,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from offrl.data.dataset import Dataset
+from offrl.data.returns import next_actions
 from offrl.envs import termination
 from offrl.evaluate.fqe import FittedQ, FQEConfig, fqe
 from offrl.model import ensemble as ens
@@ -98,18 +98,6 @@ class ModelOPE:
     summary: dict  # the fits' epochs, held-out error and seconds
 
 
-def sarsa_next_actions(dataset: Dataset) -> np.ndarray:
-    """The data's next action for every row, ``[N, A]``: row ``i + 1``'s action inside
-    an episode, the row's own action at an episode's last row."""
-    host = dataset.to_numpy()
-    actions = np.asarray(host.actions, np.float32)
-    out = np.empty_like(actions)
-    out[:-1] = actions[1:]
-    ends = np.asarray(host.episode_starts) + np.asarray(host.episode_lengths) - 1
-    out[ends] = actions[ends]
-    return out
-
-
 def fit(
     dataset: Dataset,
     config: ModelOPEConfig | None = None,
@@ -145,12 +133,12 @@ def fit(
     critic_config = dataclasses.replace(
         config.critic, discount=config.discount, seed=config.seed, bootstrap=0
     )
-    next_actions = sarsa_next_actions(data)
+    sarsa_actions = next_actions(data)
     start_rows = np.asarray(data.episode_starts)
     sarsa = fqe(
         data,
         config=critic_config,
-        next_actions=next_actions[None],
+        next_actions=sarsa_actions[None],
         start_actions=np.asarray(data.actions, np.float32)[start_rows][None],
     )
     rng = np.random.default_rng(config.seed)
@@ -216,4 +204,4 @@ def evaluate(ope: ModelOPE, policy: BatchedPolicy, policy_args, num_policies: in
     return {name: np.asarray(value, np.float64) for name, value in out.items()}
 
 
-__all__ = ["SCORES", "ModelOPE", "ModelOPEConfig", "evaluate", "fit", "sarsa_next_actions"]
+__all__ = ["SCORES", "ModelOPE", "ModelOPEConfig", "evaluate", "fit"]
