@@ -67,6 +67,20 @@ SMALL = {
         }
         for name in ("mopo", "mobile")
     },
+    "uni_o4": {
+        "hidden_dims": (16, 16),
+        "num_policies": 2,
+        "value_hidden_dims": (16,),
+        "critic_hidden_dims": (16,),
+        "model_num_models": 3,
+        "model_num_elites": 2,
+        "model_hidden_dims": (8,),
+        "model_weight_decays": (1e-4, 1e-4),
+        "amq_starts": 8,
+        "amq_horizon": 3,
+        "gate_every": 2,
+        "termination": "never",
+    },
 }
 ALGORITHMS = registry.names()
 

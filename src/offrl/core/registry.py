@@ -79,12 +79,13 @@ _ALGORITHMS: dict[str, str] = {
     "chunked_iql": "offrl.algos.chunked_iql",
     "mopo": "offrl.algos.mopo",
     "mobile": "offrl.algos.mobile",
+    "uni_o4": "offrl.algos.uni_o4",
 }
 #: Algorithms that learn from a fixed dataset (``offrl train``); SAC is online.
 OFFLINE_ALGORITHMS = (
     "bc", "td3_bc", "iql", "cql", "vocbf", "td3_bc_lag", "calql", "rebrac", "awac", "edac",
     "sac_n", "dt", "mo_dt", "dmamba", "bc_rnn", "iql_history",
-    "chunked_iql", "mopo", "mobile",
+    "chunked_iql", "mopo", "mobile", "uni_o4",
 )  # fmt: skip
 #: Algorithms ``offrl finetune`` runs (offline-to-online or hybrid).
 FINETUNE_ALGORITHMS = ("iql", "cql", "calql", "rlpd", "resfit", "h2o", "sac")
