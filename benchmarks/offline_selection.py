@@ -18,10 +18,12 @@ script
     python benchmarks/offline_selection.py RUN_DIR... --output results/selection.json
     python benchmarks/offline_selection.py RUN_DIR... --thorough --output results/thorough.json
 
-``--thorough`` uses :meth:`FQEConfig.thorough` (the setting of earlier
-versions) instead of the default; ``--fqe-updates`` and ``--bootstrap`` override
-either. Each run's entry records the FQE settings, the updates the fits ran and
-the analysis time.
+``--model-ope`` adds the model-based selectors (Uni-O4's AM-Q and the model's
+discounted value, :mod:`offrl.evaluate.model_ope`), with one dynamics ensemble and
+behavior critic per dataset shared by its runs; ``--thorough`` uses
+:meth:`FQEConfig.thorough` (the setting of earlier versions) instead of the
+default; ``--fqe-updates`` and ``--bootstrap`` override either. Each run's entry
+records the FQE settings, the updates the fits ran and the analysis time.
 
 The environment is used only for the ground truth; every selector sees the
 data alone.
@@ -41,6 +43,7 @@ import numpy as np
 from offrl.envs.registry import normalized_value
 from offrl.envs.rollout import HELDOUT_SEED, evaluate
 from offrl.evaluate.fqe import FQEConfig
+from offrl.evaluate.model_ope import ModelOPEConfig
 from offrl.evaluate.policy import load_policy
 from offrl.evaluate.selection import (
     COMPARABLE_ACROSS_RUNS,
@@ -116,8 +119,16 @@ def main() -> None:
     parser.add_argument(
         "--stride", type=int, default=1, help="analyze every n-th checkpoint (the last always)"
     )
+    parser.add_argument("--model-ope", action="store_true", help="also AM-Q and the model value")
+    parser.add_argument("--model-horizon", type=int, default=100)
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
+    model_ope = (
+        ModelOPEConfig(horizon=args.model_horizon, discount=args.discount)
+        if args.model_ope
+        else None
+    )
+    fitted_models: dict = {}
     overrides = {"discount": args.discount}
     if args.fqe_updates is not None:
         overrides["updates"] = args.fqe_updates
@@ -130,12 +141,24 @@ def main() -> None:
     for extra in args.aggregate:
         runs.update(json.loads(pathlib.Path(extra).read_text())["runs"])
     for run_dir in map(pathlib.Path, args.run_dirs):
-        if str(run_dir) in runs and runs[str(run_dir)]["fqe_config"] == jsonable(config):
+        done = runs.get(str(run_dir))
+        if (
+            done
+            and done["fqe_config"] == jsonable(config)
+            and (done.get("model_ope") is not None or model_ope is None)
+        ):
             continue
         started = time.perf_counter()
         available = checkpoint.steps(run_dir / "checkpoints")
         steps = available[::-1][:: args.stride][::-1]
-        analysis = analyze_run(run_dir, fqe_config=config, steps=steps, progress=print)
+        analysis = analyze_run(
+            run_dir,
+            fqe_config=config,
+            steps=steps,
+            progress=print,
+            model_ope=model_ope,
+            fitted_models=fitted_models,
+        )
         analysis_seconds = time.perf_counter() - started
         truth = true_values(run_dir, analysis["steps"], args.episodes)
         # Score the selectors against the fresh rollouts (same protocol as training's).
@@ -148,6 +171,7 @@ def main() -> None:
             "seeds": analysis["seeds"],
             "fqe_config": jsonable(config),
             "fqe_updates_run": analysis["fqe_updates_run"],
+            "model_ope": analysis.get("model_ope"),
             "analysis_seconds": analysis_seconds,
             "ranking": rank_selectors(analysis),
             "fqe_error": fqe_error(analysis, truth),

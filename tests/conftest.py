@@ -7,11 +7,20 @@ import os
 import shutil
 import tempfile
 
-import jax
-import numpy as np
-import pytest
+# The suite compiles far more than it runs (small networks, a few updates, many
+# configurations). XLA's CPU backend at optimization level 1 instead of 3 compiles
+# about a third faster and ran the learning tests as fast (2026-12-06, this machine:
+# TD3+BC's contract tests 44 s -> 30 s, its tiny-task learning test 16.7 s both ways).
+# Set before JAX starts its backend; flags given by the caller come first.
+os.environ["XLA_FLAGS"] = " ".join(
+    filter(None, [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=1"])
+)
 
-from offrl.core import registry
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from offrl.core import registry  # noqa: E402
 
 # One compilation cache for the session: the online and fine-tuning loops jit fresh
 # closures per run, and identical programs then compile once (the SAC interrupt

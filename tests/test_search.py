@@ -34,6 +34,8 @@ def test_space_entries_parse_and_bad_ones_name_the_fix():
         SearchConfig(algorithm="td3_bc").check()
     with pytest.raises(RunError, match="--objective must be one of"):
         SearchConfig(objective="returns").check()
+    with pytest.raises(RunError, match="--fixed entry 'rollout=3': write name=value"):
+        SearchConfig(fixed=("rollout=3",)).check()
 
 
 def test_search_starts_from_the_released_setting_resumes_and_retries_a_killed_trial(tmp_path):
@@ -45,6 +47,7 @@ def test_search_starts_from_the_released_setting_resumes_and_retries_a_killed_tr
         algorithm="td3_bc",
         dataset="suite:pendulum-mixed",
         space=("alpha=log:0.5:10",),
+        fixed=("hidden_dims=16,16",),
         trials=2,
         steps=50,
         fqe_updates=100,
@@ -57,6 +60,8 @@ def test_search_starts_from_the_released_setting_resumes_and_retries_a_killed_tr
     assert [t["trial"] for t in trials] == [0, 1]
     assert trials[0]["released"] and trials[0]["params"] == {"alpha": td3_bc.Config().alpha}
     assert 0.5 <= trials[1]["params"]["alpha"] <= 10
+    saved = json.loads((tmp_path / "search" / "trial-001" / "config.json").read_text())
+    assert saved["algorithm_config"]["hidden_dims"] == [16, 16]  # --fixed, in every trial
     assert result["best"]["objective"] == max(t["objective"] for t in trials)
     assert not result["objective_uses_environment"]
     # The study's true scores sit beside the objective, and the ranking is reported.

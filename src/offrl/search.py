@@ -85,6 +85,9 @@ class SearchConfig:
     space: tuple[str, ...] | None = None
     """name=kind:args entries (int:LOW:HIGH, float:LOW:HIGH, log:LOW:HIGH, cat:A,B,C);
     default: the algorithm's (N, h, lambda) space."""
+    fixed: tuple[str, ...] = ()
+    """name=value settings every trial uses on top of the released one (e.g.
+    model_max_epochs=30 to cap the model fits on a CPU)."""
     steps: int = 10_000
     """Gradient updates per trial and seed."""
     seeds: tuple[int, ...] = (0,)
@@ -127,6 +130,7 @@ class SearchConfig:
                 "--space alpha=log:0.5:5"
             )
         parse_space(self.space_entries(), self.algorithm)
+        fixed_settings(self.fixed, self.algorithm)
 
     def space_entries(self) -> tuple[str, ...]:
         return tuple(self.space) if self.space else SPACES[self.algorithm.replace("-", "_")]
@@ -185,6 +189,37 @@ def parse_space(entries, algorithm: str) -> list[Dimension]:
                 "name=float:LOW:HIGH, name=log:LOW:HIGH or name=cat:A,B,C"
             ) from None
     return dims
+
+
+def fixed_settings(entries, algorithm: str) -> dict:
+    """``name=value`` entries typed as the algorithm's Config fields (``RunError`` for
+    an unknown name or a value that does not parse)."""
+    from offrl.core import registry
+
+    config = registry.get(algorithm).Config()
+    out = {}
+    for entry in entries:
+        name, sep, text = entry.partition("=")
+        if not sep or not hasattr(config, name):
+            raise RunError(
+                f"--fixed entry '{entry}': write name=value with a setting of {algorithm}"
+            )
+        default = getattr(config, name)
+        try:
+            if default is None:
+                value = None if text.lower() == "none" else _number(text)
+            elif isinstance(default, tuple):
+                value = tuple(_parse_value(v, default[0]) for v in text.split(",") if v)
+            else:
+                value = _parse_value(text, default)
+        except ValueError as error:
+            raise RunError(f"--fixed entry '{entry}': {error}") from None
+        out[name] = value
+    return out
+
+
+def _number(text: str):
+    return int(text) if text.lstrip("-").isdigit() else float(text)
 
 
 def suggest(trial, dims: list[Dimension]) -> dict:
@@ -262,7 +297,9 @@ def run_search(config: SearchConfig, progress: Callable[[str], None] | None = No
         study.tell(stale.number, state=optuna.trial.TrialState.FAIL)
         shutil.rmtree(output / f"trial-{stale.number:03d}", ignore_errors=True)
         study.enqueue_trial(stale.params)
-    released = released_config(algorithm, config.dataset)
+    released = dataclasses.replace(
+        released_config(algorithm, config.dataset), **fixed_settings(config.fixed, algorithm)
+    )
     if not study.trials:
         study.enqueue_trial({d.name: getattr(released, d.name) for d in dims})
 
@@ -381,7 +418,8 @@ def _markdown(config: SearchConfig, result: dict) -> str:
         f"# offrl search: {config.algorithm} on {config.dataset}",
         "",
         f"Objective: {OBJECTIVES[config.objective]}; {config.steps} updates per trial, "
-        f"seeds {list(config.seeds)}. Trial 0 is the released setting.",
+        f"seeds {list(config.seeds)}. Trial 0 is the released setting"
+        + (f" (with {', '.join(config.fixed)} in every trial)." if config.fixed else "."),
         "",
         "| " + " | ".join(header) + " |",
         "|" + " --- |" * len(header),

@@ -126,6 +126,10 @@ class TrainConfig(RunOptions):
     evaluate: bool = True
     """Evaluate in the environment (periodic and held-out); --no-evaluate trains on the
     data alone, as for a task with no simulator (offrl select scores the checkpoints)."""
+    init_from: str | None = None
+    """Start from the latest checkpoint of this run directory (the same algorithm,
+    settings and number of seeds) and keep its observation and reward scaling: training
+    continued on new data (a sequence of tasks, a second stage)."""
 
     def check(self) -> None:
         """Raise :class:`RunError` naming the first invalid setting (before anything is
@@ -150,6 +154,10 @@ class TrainConfig(RunOptions):
             )
         if self.weights is not None and not os.path.isfile(self.weights):
             raise RunError(f"--weights: no such file: {self.weights}")
+        if self.init_from is not None and not os.path.isfile(
+            os.path.join(self.init_from, "config.json")
+        ):
+            raise RunError(f"--init-from: {self.init_from} is not a run directory")
         _check_reward_scaling(self.reward_scaling)
 
 

@@ -196,8 +196,14 @@ def train(
         resolved["training_data_sha256"] = train_data.digest()
     reward_scaling = resolve_reward_scaling(algo, train_config.reward_scaling, env_id)
     resolved["reward_scaling"] = reward_scaling
+    # checked before anything is written
+    source = _init_source(train_config.init_from, algorithm, algo, algo_config, seeds, data)
     rundir.open_run(run_dir, resolved, resume)
-    pre = fit_preprocessor(train_data, train_config.normalize_observations, reward_scaling)
+    pre = (
+        source.preprocessor
+        if source is not None
+        else fit_preprocessor(train_data, train_config.normalize_observations, reward_scaling)
+    )
     prepare = getattr(algo, "prepare_dataset", lambda d, c: d)  # e.g. Cal-QL's returns-to-go
     device_data = prepare(apply_preprocessor(train_data, pre), algo_config).to_device()
     device_valid = (
@@ -212,6 +218,8 @@ def train(
     states = init_states(algo, algo_config, data.observation_dim, data.action_dim, init_keys)
     if hasattr(algo, "load_pretrained"):  # e.g. IQL from a value pre-training
         states = algo.load_pretrained(states, algo_config, pre)
+    if source is not None:
+        states = source.states
     best = rundir.BestPolicy(states, len(seeds))
     start_step = 0
     ckpt_dir = run_dir / "checkpoints"
@@ -360,14 +368,47 @@ def train(
     return summary
 
 
+def _init_source(init_from, algorithm: str, algo, algo_config, seeds, data: Dataset):
+    """The run ``--init-from`` names, loaded and checked against this run (or None)."""
+    if init_from is None:
+        return None
+    source = rundir.load_run(init_from)
+    saved = rundir.read_run_config(init_from)
+    problems = []
+    if saved.get("algorithm") != algorithm:
+        problems.append(f"it trained {saved.get('algorithm')}, not {algorithm}")
+    if len(source.seeds) != len(seeds):
+        problems.append(f"it has {len(source.seeds)} seed(s), this run {len(seeds)}")
+    if (source.observation_dim, source.action_dim) != (data.observation_dim, data.action_dim):
+        problems.append(
+            f"its observations and actions are {source.observation_dim}- and "
+            f"{source.action_dim}-dimensional, the data's {data.observation_dim} and "
+            f"{data.action_dim}"
+        )
+    if not problems:
+        template = init_states(
+            algo, algo_config, data.observation_dim, data.action_dim, seed_keys(seeds)[0]
+        )
+        if jax.tree_util.tree_structure(template) != jax.tree_util.tree_structure(
+            source.states
+        ) or jax.tree_util.tree_map(jnp.shape, template) != jax.tree_util.tree_map(
+            jnp.shape, source.states
+        ):
+            problems.append("its networks differ from this run's (other algorithm settings)")
+    if problems:
+        raise RunError(f"--init-from {init_from}: {'; '.join(problems)}; nothing was written")
+    return source
+
+
 def _pretrain_log(train_config: TrainConfig):
-    """Per-epoch lines of a pre-training fit (a dynamics model's) on stderr, when the
-    run shows progress."""
+    """Progress lines of the fits before training (a dynamics model's epochs, Uni-O4's
+    value, critic and BC updates; the keys name the fit) on stderr, when the run shows
+    progress."""
     if not train_config.progress:
         return None
 
     def log(epoch: int, values: dict) -> None:
         parts = [f"{k} {np.mean(v):.4g}" for k, v in values.items()]
-        print(f"model fit, epoch {epoch}: {', '.join(parts)}", file=sys.stderr, flush=True)
+        print(f"pretrain {epoch}: {', '.join(parts)}", file=sys.stderr, flush=True)
 
     return log
