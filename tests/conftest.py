@@ -71,6 +71,40 @@ def make_episodes(num_episodes=3, length=5, obs_dim=3, act_dim=2, seed=0, last="
     return episodes
 
 
+def linear_system(dim=2, episodes=100, horizon=20, seed=0, goal=0.0, on_policy=0.0):
+    """A known system: ``s' = 0.9 s + 0.5 a`` in ``dim`` dimensions, reward
+    ``-|s - goal|^2``, starts uniform in ``[-2, 2]^dim``; the first ``on_policy`` share of
+    the episodes act ``a = clip(-s)``, the others uniformly at random; every episode is
+    cut by a time limit."""
+    from offrl.data import DatasetInfo, from_episodes, validate
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for e in range(episodes):
+        s = rng.uniform(-2, 2, size=dim)
+        obs, acts, rews = [], [], []
+        for _ in range(horizon):
+            a = np.clip(-s, -1, 1) if e < on_policy * episodes else rng.uniform(-1, 1, size=dim)
+            obs.append(s.copy())
+            acts.append(a)
+            rews.append(-float(np.sum((s - goal) ** 2)))
+            s = 0.9 * s + 0.5 * a
+        obs.append(s.copy())
+        truncations = np.zeros(horizon, bool)
+        truncations[-1] = True
+        out.append(
+            {
+                "observations": np.asarray(obs, np.float32),
+                "actions": np.asarray(acts, np.float32),
+                "rewards": np.asarray(rews, np.float32),
+                "terminations": np.zeros(horizon, bool),
+                "truncations": truncations,
+            }
+        )
+    info = DatasetInfo(name=f"linear-{goal}", action_low=(-1.0,) * dim, action_high=(1.0,) * dim)
+    return validate(from_episodes(out, info))
+
+
 @pytest.fixture
 def small_dataset():
     from offrl.data import DatasetInfo, from_episodes, validate

@@ -7,41 +7,16 @@ import json
 
 import numpy as np
 import pytest
+from conftest import linear_system
 
 from offrl.continual import ContinualConfig, mbes_scores, replay_rows, run_sequence
-from offrl.data import DatasetInfo, from_episodes, validate
 from offrl.model.ensemble import ModelSpec
 from offrl.run.settings import RunError
 
 
-def linear_task(goal: float, episodes=40, horizon=20, seed=0, on_policy=0.5):
-    """``s' = 0.9 s + 0.5 a`` (1-D), reward ``-(s - goal)^2``. A share ``on_policy`` of
-    the episodes act ``a = -s`` (the policy the test scores against), the rest at random."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for e in range(episodes):
-        s = rng.uniform(-2, 2, size=1)
-        obs, acts, rews = [], [], []
-        for _ in range(horizon):
-            a = np.clip(-s, -1, 1) if e < on_policy * episodes else rng.uniform(-1, 1, size=1)
-            obs.append(s.copy())
-            acts.append(a)
-            rews.append(-float((s[0] - goal) ** 2))
-            s = 0.9 * s + 0.5 * a
-        obs.append(s.copy())
-        truncations = np.zeros(horizon, bool)
-        truncations[-1] = True
-        out.append(
-            {
-                "observations": np.asarray(obs, np.float32),
-                "actions": np.asarray(acts, np.float32),
-                "rewards": np.asarray(rews, np.float32),
-                "terminations": np.zeros(horizon, bool),
-                "truncations": truncations,
-            }
-        )
-    info = DatasetInfo(name=f"goal{goal}", action_low=(-1.0,), action_high=(1.0,))
-    return validate(from_episodes(out, info))
+def linear_task(goal: float, episodes=40, seed=0, on_policy=0.5):
+    """The 1-D known system; half its episodes act ``a = -s`` (the scored policy)."""
+    return linear_system(dim=1, episodes=episodes, seed=seed, goal=goal, on_policy=on_policy)
 
 
 def test_mbes_keeps_the_transitions_the_policy_would_reproduce():

@@ -7,6 +7,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from conftest import linear_system
 
 from offrl.data import DatasetInfo, from_episodes, validate
 from offrl.evaluate.diagnostics import diagnose
@@ -420,36 +421,6 @@ def test_report_is_self_contained_and_every_image_decodes(tiny_runs, tmp_path):
     assert "no-critic" in text
 
 
-def linear_dataset(episodes=100, horizon=20, seed=0):
-    """``s' = 0.9 s + 0.5 a`` in 2-D, reward ``-|s|^2``, uniform random actions from
-    uniform random starts in [-2, 2]^2; episodes cut by a time limit."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(episodes):
-        s = rng.uniform(-2, 2, size=2)
-        obs, acts, rews = [], [], []
-        for _ in range(horizon):
-            a = rng.uniform(-1, 1, size=2)
-            obs.append(s.copy())
-            acts.append(a)
-            rews.append(-float(s @ s))
-            s = 0.9 * s + 0.5 * a
-        obs.append(s.copy())
-        truncations = np.zeros(horizon, bool)
-        truncations[-1] = True
-        out.append(
-            {
-                "observations": np.asarray(obs, np.float32),
-                "actions": np.asarray(acts, np.float32),
-                "rewards": np.asarray(rews, np.float32),
-                "terminations": np.zeros(horizon, bool),
-                "truncations": truncations,
-            }
-        )
-    info = DatasetInfo(name="linear", action_low=(-1.0, -1.0), action_high=(1.0, 1.0))
-    return validate(from_episodes(out, info))
-
-
 def test_model_ope_values_and_ranks_feedback_policies_on_a_linear_system():
     """Policies ``a = -g s`` on a known linear system: the model's discounted value
     matches the true value from the same starts (run on the real system), and both
@@ -461,7 +432,7 @@ def test_model_ope_values_and_ranks_feedback_policies_on_a_linear_system():
     from offrl.model.ensemble import ModelSpec
 
     gamma = 0.9
-    data = linear_dataset()
+    data = linear_system()
     config = model_ope.ModelOPEConfig(
         horizon=40,
         starts=128,

@@ -62,7 +62,7 @@ PRESETS = {
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(sac.Config):
+class Config(ensemble.ModelFields, sac.Config):
     """MOPO settings (OfflineRL-Kit's defaults); SAC's fields with these values."""
 
     actor_learning_rate: float = 1e-4
@@ -87,25 +87,6 @@ class Config(sac.Config):
     """The model buffer holds this many rollout_freq updates' rollouts."""
     real_ratio: float = 0.05
     """Share of each batch drawn from the data (the rest from the model buffer)."""
-    termination: str = "auto"
-    """Where model rollouts end: auto (the task's own rule, or never for a task whose
-    data never terminates), never, hopper or walker2d."""
-    model_num_models: int = 7
-    """N: models in the dynamics ensemble."""
-    model_num_elites: int = 5
-    """Models of lowest held-out error that generate rollouts."""
-    model_hidden_dims: tuple[int, ...] = (200, 200, 200, 200)
-    """Hidden widths of each dynamics model."""
-    model_weight_decays: tuple[float, ...] = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)
-    """L2 weight of each layer of the dynamics models (one per layer)."""
-    model_learning_rate: float = 1e-3
-    """Adam learning rate of the dynamics ensemble."""
-    model_batch_size: int = 256
-    """Batch size of the dynamics fit."""
-    model_max_epochs: int | None = None
-    """Most epochs of the dynamics fit (None: until 5 epochs without improvement)."""
-    model_max_epochs_since_update: int = 5
-    """The fit stops after this many epochs without a held-out improvement of 1%."""
 
     def __post_init__(self):
         # bad settings fail here, before the model's fit, not at the first update
@@ -145,16 +126,7 @@ class State(sac.State):
 
 
 def model_spec(config: Config) -> ensemble.ModelSpec:
-    return ensemble.ModelSpec(
-        num_models=config.model_num_models,
-        num_elites=config.model_num_elites,
-        hidden_dims=tuple(config.model_hidden_dims),
-        weight_decays=tuple(config.model_weight_decays),
-        learning_rate=config.model_learning_rate,
-        batch_size=config.model_batch_size,
-        max_epochs=config.model_max_epochs,
-        max_epochs_since_update=config.model_max_epochs_since_update,
-    )
+    return config.model_spec()
 
 
 def starts_per_update(config: Config) -> int:

@@ -66,7 +66,7 @@ DEFAULT_REWARD_SCALING = "none"
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(ensemble.ModelFields):
     """Uni-O4 offline settings (the released defaults but the pre-fit step counts)."""
 
     num_policies: int = 4
@@ -115,25 +115,6 @@ class Config:
     """Model steps of each AM-Q rollout (released: up to 1,000)."""
     amq_starts: int = 512
     """Data states each AM-Q rollout starts from."""
-    termination: str = "auto"
-    """Where model rollouts end: auto (the task's own rule) or one of
-    offrl.envs.termination.RULES."""
-    model_num_models: int = 7
-    """N: models in the dynamics ensemble."""
-    model_num_elites: int = 5
-    """Elites among them (the models a step draws from)."""
-    model_hidden_dims: tuple[int, ...] = (200, 200, 200, 200)
-    """Hidden widths of each dynamics model."""
-    model_weight_decays: tuple[float, ...] = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)
-    """L2 weight of each layer of the dynamics models (one per layer)."""
-    model_learning_rate: float = 1e-3
-    """Adam learning rate of the dynamics fit."""
-    model_batch_size: int = 256
-    """Minibatch of the dynamics fit."""
-    model_max_epochs: int | None = None
-    """Cap on the dynamics fit's epochs (None: until it stops improving)."""
-    model_max_epochs_since_update: int = 5
-    """The fit stops after this many epochs without a held-out improvement of 1%."""
     decay_steps: int | None = None
     """Steps of the linear decays; the trainer sets it to the run length."""
 
@@ -147,7 +128,7 @@ class Config:
             )
         if not 0.0 < self.omega < 1.0:
             raise ValueError(f"omega must be in (0, 1), got {self.omega}")
-        mopo.model_spec(self).check()
+        self.model_spec().check()
 
 
 @struct.dataclass
@@ -204,7 +185,7 @@ def init(config: Config, example_batch, key: jax.Array) -> State:
         v_params=value,
         q_params=critic,
         target_q_params=critic,
-        model=ensemble.init(mopo.model_spec(config), dim, actions.shape[-1], model_key),
+        model=ensemble.init(config.model_spec(), dim, actions.shape[-1], model_key),
         observation_mean=jnp.zeros(dim, jnp.float32),
         observation_std=jnp.ones(dim, jnp.float32),
         starts=jnp.zeros((config.amq_starts, dim), jnp.float32),
@@ -294,7 +275,7 @@ def amq(state: State, params, config: Config, key: jax.Array) -> jax.Array:
 
     starts = jnp.broadcast_to(state.starts, (num, *state.starts.shape))
     scores = rollouts.score_policies(
-        mopo.model_spec(config),
+        config.model_spec(),
         state.model,
         act,
         q_value,
@@ -501,7 +482,7 @@ def pretrain(
     )
     rows = num_rows(dataset)
     model, model_summary = ensemble.fit(
-        mopo.model_spec(config),
+        config.model_spec(),
         dataset.observations[:rows],
         dataset.actions[:rows],
         dataset.rewards[:rows],

@@ -92,6 +92,45 @@ class ModelSpec:
             raise ValueError(f"model max_epochs must be at least 1 or None, got {self.max_epochs}")
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelFields:
+    """The dynamics ensemble's settings as fields of a model-based algorithm's Config
+    (MOPO, MOBILE, Uni-O4), with OfflineRL-Kit's defaults; :meth:`model_spec` is the
+    :class:`ModelSpec` they describe."""
+
+    termination: str = "auto"
+    """Where model rollouts end: auto (the task's own rule, or never for a task whose
+    data never terminates), never, hopper or walker2d."""
+    model_num_models: int = 7
+    """N: models in the dynamics ensemble."""
+    model_num_elites: int = 5
+    """Models of lowest held-out error that generate rollouts."""
+    model_hidden_dims: tuple[int, ...] = (200, 200, 200, 200)
+    """Hidden widths of each dynamics model."""
+    model_weight_decays: tuple[float, ...] = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)
+    """L2 weight of each layer of the dynamics models (one per layer)."""
+    model_learning_rate: float = 1e-3
+    """Adam learning rate of the dynamics ensemble."""
+    model_batch_size: int = 256
+    """Batch size of the dynamics fit."""
+    model_max_epochs: int | None = None
+    """Most epochs of the dynamics fit (None: until 5 epochs without improvement)."""
+    model_max_epochs_since_update: int = 5
+    """The fit stops after this many epochs without a held-out improvement of 1%."""
+
+    def model_spec(self) -> ModelSpec:
+        return ModelSpec(
+            num_models=self.model_num_models,
+            num_elites=self.model_num_elites,
+            hidden_dims=tuple(self.model_hidden_dims),
+            weight_decays=tuple(self.model_weight_decays),
+            learning_rate=self.model_learning_rate,
+            batch_size=self.model_batch_size,
+            max_epochs=self.model_max_epochs,
+            max_epochs_since_update=self.model_max_epochs_since_update,
+        )
+
+
 @struct.dataclass
 class Ensemble:
     """A fitted (or freshly initialized) ensemble: its weights, elites and input
@@ -381,6 +420,7 @@ def fit(
 __all__ = [
     "PENALTIES",
     "Ensemble",
+    "ModelFields",
     "ModelSpec",
     "decay_loss",
     "distribution",
