@@ -3,13 +3,19 @@ would reproduce, and a sequence runs through its learners, clones and buffer."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 from conftest import linear_system
 
-from offrl.continual import ContinualConfig, mbes_scores, replay_rows, run_sequence
+from offrl.continual import (
+    ContinualConfig,
+    replay_rows,
+    run_sequence,
+    select_replay,
+)
 from offrl.model.ensemble import ModelSpec
 from offrl.run.settings import RunError
 
@@ -24,17 +30,23 @@ def test_mbes_keeps_the_transitions_the_policy_would_reproduce():
     policy = np.clip(-np.asarray(data.observations), -1, 1)  # pi(s) = -s
     spec = ModelSpec(num_models=3, num_elites=2, hidden_dims=(32, 32),
                      weight_decays=(0.0, 0.0, 0.0), learning_rate=1e-2, max_epochs=40)  # fmt: skip
-    scores = mbes_scores(data, policy, spec, seed=0)
     on_policy = np.arange(data.size) < 30 * 20  # the first 30 episodes act a = -s
-    kept = np.argsort(scores)[: on_policy.sum()]
-    assert on_policy[kept].mean() > 0.95  # the lowest scores are the policy's own steps
-    assert scores[on_policy].mean() < 0.2 * scores[~on_policy].mean()
-    # The kept rows form a dataset of one-step episodes, each ending as it did.
-    buffer = replay_rows(data, kept[:10])
-    assert buffer.num_episodes == 10 and buffer.size == 10
+    # The buffer keeps the lowest scores: the policy's own steps; random replay does not.
+    config = ContinualConfig(replay="mbes", replay_size=int(on_policy.sum()), model=spec)
+    chosen, info = select_replay(data, policy, config, seed=0)
+    obs = np.asarray(data.observations)[:, 0]
+    kept_on_policy = np.isin(np.asarray(chosen.observations)[:, 0], obs[on_policy])
+    assert kept_on_policy.mean() > 0.95
+    assert info["score_kept_mean"] < 0.2 * info["score_all_mean"]
+    config = dataclasses.replace(config, replay="random")
+    chosen, _ = select_replay(data, None, config, seed=0)
+    assert np.isin(np.asarray(chosen.observations)[:, 0], obs[on_policy]).mean() < 0.7
+    # Kept rows form a dataset of one-step episodes, each ending as it did.
+    rows = np.array([700, 5, 19, 300])
+    buffer = replay_rows(data, rows)
+    assert buffer.num_episodes == 4 and buffer.size == 4
     assert np.all(np.asarray(buffer.truncations)) and not np.any(np.asarray(buffer.terminations))
-    rows = np.sort(kept[:10])
-    np.testing.assert_array_equal(buffer.observations, np.asarray(data.observations)[rows])
+    np.testing.assert_array_equal(buffer.observations, np.asarray(data.observations)[np.sort(rows)])
 
 
 def test_a_sequence_runs_its_learners_clones_and_buffer(tmp_path):

@@ -458,3 +458,29 @@ def test_termination_follows_the_env_id_given_and_bench_presets_resolve():
     assert preset_config("rebrac", "suite:hopper-medium-replay").critic_bc_coef == 0.5
     assert preset_config("iql", "suite:hopper-medium") is None  # no presets: its defaults
     assert preset_config("mopo", "suite:pendulum-mixed") is None  # no preset for the data
+
+
+def test_policy_scores_count_alive_steps_until_termination_with_common_noise():
+    """A model whose every member moves x by +1 and pays 1 per step: rollouts from x = 0
+    end at the step that crosses x = 2.5, so 3 steps count; AM-Q is the critic's mean
+    over them; two identical policies draw the same noise and score exactly alike."""
+    means = np.tile(np.array([[1.0, 0.0, 1.0]], np.float32), (3, 1))
+    logvars = np.full((3, 3), -10.0, np.float32)
+    model = handmade(SPEC, 2, 1, means, logvars)
+    gamma = 0.9
+    scores = rollouts.score_policies(
+        SPEC,
+        model,
+        lambda obs: jnp.zeros((*obs.shape[:2], 1)),
+        lambda obs, act: jnp.full(obs.shape[:2], 2.0),
+        jnp.zeros((2, 4, 2)),
+        5,
+        gamma,
+        jax.random.PRNGKey(0),
+        lambda obs, act, next_obs: next_obs[..., 0] > 2.5,
+    )
+    np.testing.assert_allclose(scores["alive_steps"], [3.0, 3.0])
+    np.testing.assert_allclose(scores["amq"], [2.0, 2.0])
+    np.testing.assert_allclose(scores["model_return"], 1 + gamma + gamma**2, atol=0.05)
+    np.testing.assert_array_equal(scores["model_value"], scores["model_return"])  # no tail
+    np.testing.assert_array_equal(scores["model_return"][0], scores["model_return"][1])

@@ -158,16 +158,16 @@ def policy_actions(run_dir: pathlib.Path, observations: np.ndarray) -> np.ndarra
 
 
 def select_replay(
-    dataset: Dataset, learner_dir: pathlib.Path, config: ContinualConfig, seed: int
+    dataset: Dataset, actions: np.ndarray | None, config: ContinualConfig, seed: int
 ) -> tuple[Dataset | None, dict]:
-    """The transitions of a finished task kept for the buffer, and what chose them."""
+    """The transitions of a finished task kept for the buffer, and what chose them;
+    ``actions``: the learned policy's actions at the dataset's states (mbes only)."""
     size = min(config.replay_size, dataset.size)
     if config.replay == "none":
         return None, {"kept": 0}
     if config.replay == "random":
         rows = np.random.default_rng(seed).choice(dataset.size, size=size, replace=False)
         return replay_rows(dataset, rows), {"kept": int(size)}
-    actions = policy_actions(learner_dir, np.asarray(dataset.observations, np.float32))
     scores = mbes_scores(dataset, actions, config.model, seed)
     rows = np.argsort(scores, kind="stable")[:size]
     return replay_rows(dataset, rows), {
@@ -264,7 +264,12 @@ def run_sequence(
                     )
                 deployed, clone_prev = clone_dir, clone_dir
             learner_prev = learner_dir
-            chosen, selection = select_replay(task, learner_dir, config, seed)
+            actions = (
+                policy_actions(learner_dir, np.asarray(task.observations, np.float32))
+                if config.replay == "mbes"
+                else None
+            )
+            chosen, selection = select_replay(task, actions, config, seed)
             selections.append(selection)
             if chosen is not None:
                 buffer = chosen if buffer is None else concatenate([buffer, chosen])
