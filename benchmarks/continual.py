@@ -131,8 +131,10 @@ def main() -> None:
     tasks = task_datasets(args.rows)
     sizes = {t.info.name: t.size for t in tasks}
     print("tasks:", sizes, flush=True)
-    results = {"settings": vars(args), "task_sizes": sizes, "variants": {}}
     output = pathlib.Path(args.output)
+    # Variants measured by an earlier call (same output) are kept beside the new ones.
+    earlier = json.loads(output.read_text())["variants"] if output.exists() else {}
+    results = {"settings": vars(args), "task_sizes": sizes, "variants": earlier}
     for name in args.variants:
         started = time.perf_counter()
         config = ContinualConfig(

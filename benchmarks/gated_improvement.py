@@ -38,7 +38,9 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--heldout-episodes", type=int, default=20)
-    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--hidden", type=int, default=256, help="policy width (3 layers)")
+    parser.add_argument("--critic-hidden", type=int, default=256, help="Q width (2 layers)")
+    parser.add_argument("--value-hidden", type=int, default=256, help="V width (3 layers)")
     parser.add_argument("--fit-steps", type=int, default=10_000, help="V, Q and BC updates each")
     parser.add_argument("--model-max-epochs", type=int, default=30)
     parser.add_argument("--amq-horizon", type=int, default=100)
@@ -50,6 +52,8 @@ def main() -> None:
 
     base = uni_o4.Config(
         hidden_dims=(args.hidden,) * 3,
+        critic_hidden_dims=(args.critic_hidden,) * 2,
+        value_hidden_dims=(args.value_hidden,) * 3,
         bc_steps=args.fit_steps,
         value_steps=args.fit_steps,
         critic_steps=args.fit_steps,
