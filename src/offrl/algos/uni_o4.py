@@ -17,7 +17,8 @@ Before the updates (:func:`pretrain`), on the training data:
   the policies differ by their initialization);
 - a dynamics ensemble (:mod:`offrl.model.ensemble`, 7 models, 5 elites) and the
   AM-Q of every BC policy: the behavior ``Q`` averaged along the policy's rollouts in
-  the model from ``amq_starts`` data states (:func:`offrl.model.rollouts.score_policies`).
+  the model from ``amq_starts`` data states for ``amq_horizon`` steps (Uni-O4's
+  ``dynamics_eval``; the scores of :func:`offrl.model.rollouts.score_policies`).
 
 Every update then improves each policy ``i`` by PPO-clip against its reference
 ``pi_i_old`` (at first its BC policy)::
@@ -28,9 +29,9 @@ Every update then improves each policy ``i`` by PPO-clip against its reference
 
 with the learning rate decayed linearly to 0 over the run, ``eps`` decayed linearly
 for the first 200 updates and then held (the released schedule), and each policy's
-gradient clipped to norm 0.5. Every ``gate_every`` updates the gate computes each
-policy's AM-Q; a policy whose AM-Q beats its best so far becomes its new reference
-(and best), otherwise the reference stays (the gate refused the step).
+gradient clipped to norm 0.5. Every ``gate_every`` updates the gate decides: a policy
+whose AM-Q beats its best so far becomes its new reference (and best), otherwise the
+reference stays (the gate refused the step).
 ``gate=False`` replaces every reference at every gate (ungated multi-step BPPO: the
 ablation). The acting policy is the reference with the highest AM-Q: the one OPE
 approved.
@@ -38,9 +39,15 @@ approved.
 Defaults are the released ones (K 4, omega 0.7, eps 0.25, PPO Adam 1e-4, batch 512,
 AM-Q every 100 updates from 512 states), except the step counts of the fits before
 the updates, which the released code sets to 2e6 (V, Q) and 4e5 (BC) and which are
-options here. Deviations: the critic's target moves by Polyak averaging every update
-(released: every 2 updates); AM-Q rolls out ``amq_horizon`` steps (released: up to
-1,000); the online PPO stage (``ppo_finetune``) is not implemented.
+options here. Deviations: the AM-Q rollouts are spread over the gate window (the
+policies at a window's first update are its candidates, every update advances their
+rollouts ``ceil(amq_horizon / gate_every)`` model steps, the window's last update
+decides; released: the current policies are rolled out at once every 100 updates), so a
+decision concerns the policies of one window earlier: seeds train under ``vmap``, where a
+conditional rollout every 100th update would run at every update; the critic's target
+moves by Polyak averaging every update (released: every 2 updates); AM-Q rolls out
+``amq_horizon`` steps (released: up to 1,000); the online PPO stage (``ppo_finetune``) is
+not implemented.
 """
 
 from __future__ import annotations
@@ -59,7 +66,7 @@ from offrl.algos import mopo
 from offrl.data.dataset import Dataset, num_rows
 from offrl.data.returns import dataset_returns_to_go, next_actions
 from offrl.envs.termination import RULES
-from offrl.model import ensemble, rollouts
+from offrl.model import ensemble
 from offrl.nn import GaussianPolicy, QNetwork, VNetwork, gaussian_log_prob
 
 DEFAULT_REWARD_SCALING = "none"
@@ -143,6 +150,12 @@ class State:
     observation_std: jax.Array
     starts: jax.Array  # [amq_starts, D] AM-Q's start states (standardized)
     best_amq: jax.Array  # [K] the references' AM-Q
+    candidate_params: dict  # the policies the running AM-Q probe evaluates
+    probe_obs: jax.Array  # [K, amq_starts, D] the probe's rollout states
+    probe_alive: jax.Array  # [K, amq_starts]
+    probe_q: jax.Array  # [K] sum of Q over the probe's alive steps
+    probe_count: jax.Array  # [K] its alive steps
+    probe_key: jax.Array  # the model noise of every probe (the same for every window)
     accepted: jax.Array  # gate decisions so far: references replaced ...
     refused: jax.Array  # ... and kept
     key: jax.Array
@@ -190,6 +203,12 @@ def init(config: Config, example_batch, key: jax.Array) -> State:
         observation_std=jnp.ones(dim, jnp.float32),
         starts=jnp.zeros((config.amq_starts, dim), jnp.float32),
         best_amq=jnp.full(config.num_policies, -jnp.inf, jnp.float32),
+        candidate_params=params,
+        probe_obs=jnp.zeros((config.num_policies, config.amq_starts, dim), jnp.float32),
+        probe_alive=jnp.zeros((config.num_policies, config.amq_starts), bool),
+        probe_q=jnp.zeros(config.num_policies, jnp.float32),
+        probe_count=jnp.zeros(config.num_policies, jnp.float32),
+        probe_key=jax.random.fold_in(key, 99),
         accepted=jnp.zeros((), jnp.int32),
         refused=jnp.zeros((), jnp.int32),
         key=key,
@@ -261,36 +280,64 @@ def gate(best, candidate, reference_params, params, gated: bool):
     return references, jnp.where(improved, candidate, best), improved
 
 
-def amq(state: State, params, config: Config, key: jax.Array) -> jax.Array:
-    """AM-Q of the K policies ``params`` (their mean actions) in the state's model: ``[K]``."""
-    num = config.num_policies
+def probe_steps(config: Config) -> int:
+    """Model steps of the AM-Q probe per update: the horizon spread over a gate window."""
+    return -(-config.amq_horizon // config.gate_every)
+
+
+def probe(state: State, candidate, probe_state, position, config: Config):
+    """Advance the AM-Q rollouts of the K ``candidate`` policies (their mean actions) by
+    :func:`probe_steps` model steps: the steps ``position * n ..`` of the window (only
+    those below ``amq_horizon`` count). ``probe_state = (obs [K, B, D], alive [K, B],
+    q_sum [K], count [K])``; row b of every policy draws the same noise and elite, and
+    model step j the same noise in every window (common random numbers)."""
+    spec = config.model_spec()
     critic = QNetwork(config.critic_hidden_dims)
+    terminated = mopo.terminated_fn(state, config)
+    n = probe_steps(config)
 
-    def act(observations):  # [K, B, D] -> [K, B, A]
-        mean, _ = jax.vmap(state.actor.apply_fn)(params, observations)
-        return jnp.clip(mean, -1.0, 1.0)
+    def one(carry, j):
+        obs, alive, q_sum, count = carry
+        mean, _ = jax.vmap(state.actor.apply_fn)(candidate, obs)
+        actions = jnp.clip(mean, -1.0, 1.0)
+        q = jax.vmap(lambda o, a: critic.apply(state.q_params, o, a))(obs, actions)  # [K, B]
+        counted = (alive & (j < config.amq_horizon)).astype(jnp.float32)
+        key = jax.random.fold_in(state.probe_key, j)
+        next_obs, _ = jax.vmap(lambda o, a: ensemble.step(spec, state.model, o, a, key)[:2])(
+            obs, actions
+        )
+        done = terminated(obs, actions, next_obs)
+        return (next_obs, alive & ~done, q_sum + (q * counted).sum(1), count + counted.sum(1)), None
 
-    def q_value(observations, actions):
-        return critic.apply(state.q_params, observations, actions)
+    carry, _ = jax.lax.scan(one, probe_state, position * n + jnp.arange(n))
+    return carry
 
-    starts = jnp.broadcast_to(state.starts, (num, *state.starts.shape))
-    scores = rollouts.score_policies(
-        config.model_spec(),
-        state.model,
-        act,
-        q_value,
-        starts,
-        config.amq_horizon,
-        config.discount,
-        key,
-        mopo.terminated_fn(state, config),
+
+def fresh_probe(state: State, config: Config):
+    """The probe at a window's start: every rollout at its start state, nothing summed."""
+    num = config.num_policies
+    return (
+        jnp.broadcast_to(state.starts, (num, *state.starts.shape)),
+        jnp.ones((num, state.starts.shape[0]), bool),
+        jnp.zeros(num, jnp.float32),
+        jnp.zeros(num, jnp.float32),
     )
-    return scores["amq"]
+
+
+def amq(state: State, params, config: Config) -> jax.Array:
+    """AM-Q of the K policies ``params`` (a whole probe window at once): ``[K]``."""
+    carry = fresh_probe(state, config)
+    carry, _ = jax.lax.scan(
+        lambda c, w: (probe(state, params, c, w, config), None),
+        carry,
+        jnp.arange(config.gate_every),
+    )
+    return carry[2] / jnp.maximum(carry[3], 1.0)
 
 
 # --------------------------------------------------------------------------- update
 def update(state: State, batch, config: Config):
-    key, noise_key, gate_key = jax.random.split(state.key, 3)
+    key, noise_key = jax.random.split(state.key)
     observations = batch["observations"]
     apply_fn = state.actor.apply_fn
     old_mean, old_log_std = jax.vmap(apply_fn, in_axes=(0, None))(
@@ -321,23 +368,43 @@ def update(state: State, batch, config: Config):
     actor = state.actor.apply_gradients(grads=grads)
     step = state.step + 1
 
-    def gated(args):
-        references, best, accepted, refused = args
-        candidate = amq(state, actor.params, config, gate_key)
-        references, best, improved = gate(best, candidate, references, actor.params, config.gate)
-        taken = improved.sum().astype(jnp.int32)
-        return references, best, accepted + taken, refused + config.num_policies - taken
+    # The gate. Under the trainer's vmap over seeds a lax.cond on the step would run its
+    # branch every update, so the AM-Q rollouts are spread over the gate window instead:
+    # the policies at the window's first update are the candidates, each update advances
+    # their probe a few model steps, and the window's last update decides.
+    position = state.step % config.gate_every
+    first = position == 0
 
-    references, best, accepted, refused = jax.lax.cond(
-        step % config.gate_every == 0,
-        gated,
-        lambda args: args,
-        (state.reference_params, state.best_amq, state.accepted, state.refused),
+    def at_first(new, old):
+        return jax.tree_util.tree_map(lambda a, b: jnp.where(first, a, b), new, old)
+
+    candidate = at_first(actor.params, state.candidate_params)
+    probe_state = at_first(
+        fresh_probe(state, config),
+        (state.probe_obs, state.probe_alive, state.probe_q, state.probe_count),
     )
+    probe_state = probe(state, candidate, probe_state, position, config)
+    last = position == config.gate_every - 1
+    score = probe_state[2] / jnp.maximum(probe_state[3], 1.0)
+    gated_refs, gated_best, improved = gate(
+        state.best_amq, score, state.reference_params, candidate, config.gate
+    )
+    references = jax.tree_util.tree_map(
+        lambda a, b: jnp.where(last, a, b), gated_refs, state.reference_params
+    )
+    best = jnp.where(last, gated_best, state.best_amq)
+    taken = jnp.where(last, improved.sum(), 0).astype(jnp.int32)
+    accepted = state.accepted + taken
+    refused = state.refused + jnp.where(last, config.num_policies - taken, 0).astype(jnp.int32)
     state = state.replace(
         actor=actor,
         reference_params=references,
         best_amq=best,
+        candidate_params=candidate,
+        probe_obs=probe_state[0],
+        probe_alive=probe_state[1],
+        probe_q=probe_state[2],
+        probe_count=probe_state[3],
         accepted=accepted,
         refused=refused,
         key=key,
@@ -509,9 +576,7 @@ def pretrain(
         observation_std=tile(pre.observation_std),
         starts=jnp.asarray(dataset.observations)[start_rows],
     )
-    initial = jax.jit(jax.vmap(lambda s, k: amq(s, s.reference_params, config, k)))(
-        states, fold(keys, 15)
-    )
+    initial = jax.jit(jax.vmap(lambda s: amq(s, s.reference_params, config)))(states)
     states = states.replace(best_amq=initial)
     summary = {
         "value_loss": value_loss,
