@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--amq-horizon", type=int, default=100)
     parser.add_argument("--amq-starts", type=int, default=256)
     parser.add_argument("--gate-every", type=int, default=100)
+    parser.add_argument("--variants", nargs="+", default=["bc", "gated", "ungated"])
     parser.add_argument("--runs-dir", default="runs/gated-improvement")
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
@@ -76,8 +77,12 @@ def main() -> None:
         heldout_episodes=args.heldout_episodes,
         progress=False,
     )
-    results = {"settings": vars(args), "variants": {}}
-    for name, overrides in variants.items():
+    output = pathlib.Path(args.output)
+    # Variants an earlier call measured (same output) are kept beside the new ones.
+    earlier = json.loads(output.read_text())["variants"] if output.exists() else {}
+    results = {"settings": vars(args), "variants": earlier}
+    for name in args.variants:
+        overrides = variants[name]
         run_dir = pathlib.Path(args.runs_dir) / name
         config = uni_o4.Config(**{**base.__dict__, **overrides})
         started = time.perf_counter()
@@ -109,7 +114,9 @@ def main() -> None:
         }
         print(name, final, "accepted", results["variants"][name]["accepted"],
               "refused", results["variants"][name]["refused"], flush=True)  # fmt: skip
-        output = pathlib.Path(args.output)
+        if output.exists():  # another process may have written its variants meanwhile
+            for other, value in json.loads(output.read_text())["variants"].items():
+                results["variants"].setdefault(other, value)
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(results, indent=1, default=float))
     print(markdown(results))
