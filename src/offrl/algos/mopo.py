@@ -262,15 +262,7 @@ def fit_and_fill(
 ) -> tuple[State, dict]:
     """:func:`pretrain` with the model rewards' penalty weight given (MOBILE: 0)."""
     rows = num_rows(dataset)
-    fitted, summary = ensemble.fit(
-        model_spec(config),
-        dataset.observations[:rows],
-        dataset.actions[:rows],
-        dataset.rewards[:rows],
-        dataset.next_observations[:rows],
-        keys,
-        log=log,
-    )
+    fitted, summary = ensemble.fit_dataset(model_spec(config), dataset, keys, log=log)
     seeds = keys.shape[0]
 
     def tile(x):

@@ -548,15 +548,7 @@ def pretrain(
         "bc",
     )
     rows = num_rows(dataset)
-    model, model_summary = ensemble.fit(
-        config.model_spec(),
-        dataset.observations[:rows],
-        dataset.actions[:rows],
-        dataset.rewards[:rows],
-        dataset.next_observations[:rows],
-        keys,
-        log=log,
-    )
+    model, model_summary = ensemble.fit_dataset(config.model_spec(), dataset, keys, log=log)
     seeds = keys.shape[0]
 
     def tile(x):

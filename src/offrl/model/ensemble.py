@@ -56,6 +56,7 @@ import optax
 from flax import struct
 from flax.training.train_state import TrainState
 
+from offrl.data.dataset import num_rows
 from offrl.nn import GaussianEnsemble
 
 PENALTIES = ("aleatoric", "pairwise", "ensemble_std", "ensemble_var", "ll_var")
@@ -417,6 +418,20 @@ def fit(
     return fitted, summary
 
 
+def fit_dataset(spec: ModelSpec, dataset, keys: jax.Array, log=None) -> tuple[Ensemble, dict]:
+    """:func:`fit` on the rows of a (device, possibly padded) dataset that hold data."""
+    rows = num_rows(dataset)
+    return fit(
+        spec,
+        dataset.observations[:rows],
+        dataset.actions[:rows],
+        dataset.rewards[:rows],
+        dataset.next_observations[:rows],
+        keys,
+        log=log,
+    )
+
+
 __all__ = [
     "PENALTIES",
     "Ensemble",
@@ -425,6 +440,7 @@ __all__ = [
     "decay_loss",
     "distribution",
     "fit",
+    "fit_dataset",
     "gaussian_nll_loss",
     "holdout_mse",
     "init",
