@@ -298,13 +298,16 @@ def act(state: State, window, key, deterministic: bool, config: Config):
     """The action for the last real step of every window (``window`` as in
     :func:`offrl.core.trainer.build_policy`, in the networks' units)."""
     last = jnp.maximum(jnp.sum(window["mask"], axis=-1).astype(jnp.int32) - 1, 0)  # [N]
-    rows = jnp.arange(last.shape[0])  # (the region pass writes at the last step)
+    rows = jnp.arange(last.shape[0])
     observations, actions, returns, timesteps, regions = _inputs(window, config)
     apply = state.actor.apply_fn
     params = state.actor.params
     out = apply(params, observations, actions, returns, timesteps, regions)
     if config.action_regions:  # fill in this step's regions, then read the action
         chosen = jnp.argmax(out["region_logits"][rows, last], axis=-1)  # [N, A]
-        regions = regions.at[rows, last].set(chosen)
+        # written at the last step as a select, not a scatter (ONNX export has no
+        # scatter for this pattern)
+        at_last = jnp.arange(regions.shape[1])[None] == last[:, None]  # [N, K]
+        regions = jnp.where(at_last[..., None], chosen[:, None, :], regions)
         out = apply(params, observations, actions, returns, timesteps, regions)
     return at_last_step(out["actions"], window["mask"])

@@ -31,6 +31,23 @@ def cmd_search(argv: list[str]) -> None:
         print("note: the objective used the environment (a study, not an offline search)")
 
 
+def cmd_export(argv: list[str]) -> None:
+    from rich.console import Console
+
+    from offrl.export import ExportConfig, export_run
+
+    args = tyro.cli(ExportConfig, args=argv, prog="offrl export")
+    console = Console(stderr=True)
+    records = export_run(args, warn=lambda message: console.print(f"[yellow]{message}[/]"))
+    for record in records:
+        check = (
+            ""
+            if record["max_diff"] is None
+            else f", largest difference from JAX {record['max_diff']:.1e}"
+        )
+        print(f"wrote {record['path']} (seed {record['seed']}, {record['bytes']} bytes{check})")
+
+
 def cmd_quickstart(argv: list[str]) -> None:
     from offrl.quickstart import QuickstartConfig, run_quickstart
 

@@ -23,68 +23,38 @@ from collections.abc import Callable
 import jax.numpy as jnp
 import numpy as np
 
+from offrl.deploy import Window
+
 
 class HistoryPolicy:
     """A per-step ``policy(observations[S, N, obs_dim], key) -> actions[S, N, act_dim]``
     over a batched window policy (:func:`offrl.core.trainer.build_policy` of a sequence
-    algorithm) with its states and preprocessor bound."""
+    algorithm) with its states and preprocessor bound. The window is a
+    :class:`offrl.deploy.Window`, the one an exported policy keeps."""
 
     def __init__(self, batched: Callable, states, pre, length: int, target_return: float):
         self.batched = batched
         self.states = states
         self.pre = pre
         self.length = length
-        self.scale = float(np.asarray(pre.reward_scale))
-        self.shift = float(np.asarray(pre.reward_shift))
-        self.target = self.scale * float(target_return)
-        self.window = None
+        scale = float(np.asarray(pre.reward_scale))
+        action_dim = int(np.asarray(pre.action_low).shape[-1])
+        self.window = Window(
+            length, action_dim, scale * float(target_return), scale, float(pre.reward_shift)
+        )
 
     def reset_history(self) -> None:
         """New episodes start: the next call begins empty windows."""
-        self.window = None
-
-    def _allocate(self, num_seeds: int, num_envs: int, observation_dim: int) -> None:
-        k = self.length
-        action_dim = int(np.asarray(self.pre.action_low).shape[-1])
-        self.window = {
-            "observations": np.zeros((num_seeds, num_envs, k, observation_dim), np.float32),
-            "actions": np.zeros((num_seeds, num_envs, k, action_dim), np.float32),
-            "returns_to_go": np.zeros((num_seeds, num_envs, k), np.float32),
-            "timesteps": np.zeros((num_seeds, num_envs, k), np.int32),
-            "mask": np.zeros((num_seeds, num_envs, k), np.float32),
-        }
-        self.steps = 0  # steps recorded; the rollout steps its environments together
-        self.next_return = np.full((num_seeds, num_envs), self.target, np.float32)
-
-    def _position(self) -> int:
-        return min(self.steps, self.length - 1)
+        self.window.reset()
 
     def __call__(self, observations, key):
-        if self.window is None:
-            observations = np.asarray(observations, np.float32)
-            self._allocate(*observations.shape)
-        w = self.window
-        p = self._position()
-        w["observations"][:, :, p] = observations
-        w["returns_to_go"][:, :, p] = self.next_return
-        w["timesteps"][:, :, p] = self.steps
-        w["mask"][:, :, p] = 1.0
+        w = self.window.observe(observations)
         return self.batched(self.states, self.pre, {k: jnp.asarray(v) for k, v in w.items()}, key)
 
     def record(self, actions, rewards) -> None:
         """The actions just taken and the rewards they earned (``[S, N, ...]``); the
         window slides once it is full."""
-        w = self.window
-        p = self._position()
-        w["actions"][:, :, p] = np.asarray(actions, np.float32)
-        self.next_return = self.next_return - (
-            self.scale * np.asarray(rewards, np.float32) + self.shift
-        )
-        self.steps += 1
-        if self.steps >= self.length:  # slide: position K-1 is the next step's
-            for values in w.values():
-                values[:, :, :-1] = values[:, :, 1:].copy()
-                values[:, :, -1] = 0
+        self.window.record(actions, rewards)
 
 
 def bind_policy(batched: Callable, states, pre) -> Callable:

@@ -225,6 +225,24 @@ def build_validation(algo: ModuleType, config, batch_size: int) -> Callable:
     return jax.jit(jax.vmap(one_seed, in_axes=(0, 0, None)))
 
 
+def act_in_env(
+    algo: ModuleType, config, state, pre: Preprocessor, observations, key, deterministic: bool
+):
+    """One seed's actions in environment units for observations ``[N, obs_dim]`` in
+    environment units (or a window, see :func:`build_policy`): the preprocessor, the
+    algorithm's ``act`` and the action bounds. The one place a policy's inputs and
+    outputs are mapped; evaluation and the exported ONNX graph (:mod:`offrl.export`)
+    both call it."""
+    if isinstance(observations, dict):
+        window = dict(observations)
+        window["observations"] = pre.observation(window["observations"])
+        window["actions"] = jnp.clip(pre.action_from_env(window["actions"]), -1.0, 1.0)
+        actions = algo.act(state, window, key, deterministic, config)
+    else:
+        actions = algo.act(state, pre.observation(observations), key, deterministic, config)
+    return pre.action_to_env(jnp.clip(actions, -1.0, 1.0))
+
+
 @functools.lru_cache(maxsize=64)
 def build_policy(algo: ModuleType, config, deterministic: bool = True) -> Callable:
     """Jitted batched act (with the algorithm's ``config``) in environment units for
@@ -240,14 +258,7 @@ def build_policy(algo: ModuleType, config, deterministic: bool = True) -> Callab
     """
 
     def one_seed(state, pre: Preprocessor, observations, key):
-        if isinstance(observations, dict):
-            window = dict(observations)
-            window["observations"] = pre.observation(window["observations"])
-            window["actions"] = jnp.clip(pre.action_from_env(window["actions"]), -1.0, 1.0)
-            actions = algo.act(state, window, key, deterministic, config)
-        else:
-            actions = algo.act(state, pre.observation(observations), key, deterministic, config)
-        return pre.action_to_env(jnp.clip(actions, -1.0, 1.0))
+        return act_in_env(algo, config, state, pre, observations, key, deterministic)
 
     def policy(states, pre, observations, key):
         num_seeds = jax.tree_util.tree_leaves(observations)[0].shape[0]

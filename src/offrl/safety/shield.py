@@ -40,6 +40,17 @@ def load_barrier(run_dir: str | pathlib.Path, step: int | None = None):
     return context
 
 
+def filter_in_env(pre, state, config, observations, nominal, mode: str, margin=None, alpha=None):
+    """One barrier seed's filter in environment units: observations ``[N, D]`` and
+    nominal actions ``[N, A]`` in, ``(actions [N, A], info)`` out. The barrier run's
+    preprocessor ``pre`` maps both into its coordinates and the action back; the
+    shield and the exported ONNX graph (:mod:`offrl.export`) both call it."""
+    z = pre.observation(observations)
+    u_nom = jnp.clip(pre.action_from_env(nominal), -1.0, 1.0)
+    u, info = vocbf.filter_actions(state, z, u_nom, config, mode, margin, alpha)
+    return pre.action_to_env(u), info
+
+
 def shielded_policy(
     policy: Callable,
     num_seeds: int,
@@ -67,10 +78,7 @@ def shielded_policy(
         )
 
     def one_seed(state, observations, nominal):
-        z = pre.observation(observations)
-        u_nom = jnp.clip(pre.action_from_env(nominal), -1.0, 1.0)
-        u, info = vocbf.filter_actions(state, z, u_nom, config, mode, margin, alpha)
-        return pre.action_to_env(u), info
+        return filter_in_env(pre, state, config, observations, nominal, mode, margin, alpha)
 
     filtered = jax.jit(jax.vmap(one_seed))
 
