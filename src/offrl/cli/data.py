@@ -47,6 +47,9 @@ def cmd_data(argv: list[str]) -> None:
         """The environment the data came from (D4RL-style files: checks shapes and bounds)."""
         filter_key: str | None = None
         """Only the episodes of this named subset (offrl data inspect lists them)."""
+        done_means: Literal["truncation", "termination"] = "truncation"
+        """LeRobot datasets: what an episode's last frame is (a recording that stopped,
+        or a terminal state)."""
 
     @dataclasses.dataclass(frozen=True)
     class Inspect(Source):
@@ -57,12 +60,16 @@ def cmd_data(argv: list[str]) -> None:
 
     @dataclasses.dataclass(frozen=True)
     class Convert(Source):
-        """Convert a dataset to a Minari dataset directory."""
+        """Convert a dataset to a Minari or LeRobot (v3.0) dataset directory."""
 
         output: tyro.conf.Positional[str] = ""
-        """The Minari dataset directory to write."""
-        format: Literal["hdf5", "arrow"] = "hdf5"
-        """Minari back end."""
+        """The dataset directory to write."""
+        format: Literal["hdf5", "arrow", "lerobot"] = "hdf5"
+        """Minari's HDF5 or Arrow back end, or a LeRobot v3.0 dataset."""
+        task: str | None = None
+        """LeRobot: the task of episodes no task:... subset names (default: the name)."""
+        fps: int | None = None
+        """LeRobot: frames per second (default: the environment's render_fps, else 30)."""
         overwrite: bool = False
         """Replace an existing output directory."""
         drop: tuple[Literal["actions", "rewards"], ...] = ()
@@ -71,7 +78,9 @@ def cmd_data(argv: list[str]) -> None:
 
     cls = {"convert": Convert, "inspect": Inspect}.get(verb, Source)
     args = tyro.cli(cls, args=rest, prog=f"offrl data {verb}")
-    dataset = load_dataset(args.dataset, args.observation_keys, args.env_id, args.filter_key)
+    dataset = load_dataset(
+        args.dataset, args.observation_keys, args.env_id, args.filter_key, args.done_means
+    )
     if verb == "validate":
         console.print(
             f"[green]valid[/]: {dataset.size} transitions in {dataset.num_episodes} "
@@ -94,6 +103,14 @@ def cmd_data(argv: list[str]) -> None:
         if not args.output:
             _fail("offrl data convert SOURCE OUTPUT: OUTPUT is missing")
         dataset = dataset.replace(**{name: None for name in args.drop})
+        if args.format == "lerobot":
+            from offrl.data.formats.lerobot import write_lerobot
+
+            path = write_lerobot(
+                dataset, args.output, args.task, args.fps, overwrite=args.overwrite
+            )
+            console.print(f"wrote {dataset.size} transitions to {path} (LeRobot v3.0)")
+            return
         path = write_minari(dataset, args.output, data_format=args.format, overwrite=args.overwrite)
         console.print(f"wrote {dataset.size} transitions to {path} (Minari, {args.format})")
 

@@ -7,6 +7,7 @@ import os
 import pathlib
 
 from offrl.data.dataset import Dataset
+from offrl.data.formats.lerobot import is_lerobot, read_lerobot
 from offrl.data.validate import DatasetError
 
 #: Named dataset sources, ``PREFIX:NAME`` -> ``"module:function"`` taking ``NAME``. A
@@ -34,6 +35,7 @@ def load_dataset(
     observation_keys: tuple[str, ...] | None = None,
     env_id: str | None = None,
     filter_key: str | None = None,
+    done_means: str = "truncation",
 ) -> Dataset:
     """Load and validate a dataset; with ``filter_key``, only the episodes of that named
     subset (a robomimic filter key, see :mod:`offrl.data.subsets`).
@@ -44,10 +46,13 @@ def load_dataset(
       built into the local cache on first use;
     - a ``.hdf5``/``.h5`` file: robomimic-style when it has a ``data`` group of
       demos, D4RL-style otherwise;
+    - a LeRobot v3 dataset directory (``meta/info.json``; states and actions,
+      :mod:`offrl.data.formats.lerobot`; ``done_means`` says what its episodes'
+      last frames are: ``truncation`` or ``termination``);
     - a Minari dataset directory, or a Minari dataset id under
       ``MINARI_DATASETS_PATH``.
     """
-    dataset = _load(str(spec), observation_keys, env_id)
+    dataset = _load(str(spec), observation_keys, env_id, done_means)
     if filter_key is None:
         return dataset
     try:
@@ -58,11 +63,13 @@ def load_dataset(
         ) from error
 
 
-def _load(text: str, observation_keys, env_id) -> Dataset:
+def _load(text: str, observation_keys, env_id, done_means: str = "truncation") -> Dataset:
     named = _named_source(text)
     if named is not None:
         return named
     path = pathlib.Path(text)
+    if is_lerobot(path):
+        return read_lerobot(path, observation_keys, env_id, done_means)
     if path.suffix in (".hdf5", ".h5"):
         from offrl.data.formats.hdf5 import _open, read_d4rl_hdf5, read_robomimic_hdf5
 
@@ -86,9 +93,9 @@ def _load(text: str, observation_keys, env_id) -> Dataset:
         if path.exists() or "metadata.json" not in str(error):
             raise
         raise DatasetError(
-            f"'{text}' is neither a file, a Minari dataset directory, a Minari id under "
+            f"'{text}' is neither a file, a Minari or LeRobot dataset directory, a Minari id under "
             "MINARI_DATASETS_PATH, nor suite:NAME",
             field="dataset",
-            fix="pass a .hdf5 file, a Minari dataset directory, or suite:NAME "
+            fix="pass a .hdf5 file, a Minari or LeRobot dataset directory, or suite:NAME "
             "(offrl suite list shows the built-in ones)",
         ) from error
