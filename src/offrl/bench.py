@@ -76,32 +76,17 @@ class BenchConfig:
         )
 
 
-def _cell_name(dataset: str) -> str:
+def cell_name(dataset: str) -> str:
     return pathlib.Path(dataset.removeprefix("suite:").rstrip("/")).name.replace(".hdf5", "")
 
 
 def run_cell(config: BenchConfig, algorithm: str, dataset: str) -> dict:
     from offrl.core import registry
-    from offrl.run import checkpoint
-    from offrl.run.train import train
+    from offrl.run.train import train_or_reuse
 
-    run_dir = pathlib.Path(config.output) / algorithm / _cell_name(dataset)
-    summary_path = run_dir / "summary.json"
-    if summary_path.exists():
-        summary = json.loads(summary_path.read_text())
-        if summary.get("steps") == config.steps and not summary.get("interrupted"):
-            return summary
-    train_config = config.train_config()
-    resume = (run_dir / "config.json").exists() and checkpoint.latest(
-        run_dir / "checkpoints"
-    ) is not None
-    if (run_dir / "config.json").exists() and not resume:
-        # Started but no checkpoint yet: nothing to keep.
-        import shutil
-
-        shutil.rmtree(run_dir)
+    run_dir = pathlib.Path(config.output) / algorithm / cell_name(dataset)
     algo_config = registry.preset_config(algorithm, dataset) if config.presets else None
-    return train(algorithm, dataset, run_dir, algo_config, train_config=train_config, resume=resume)
+    return train_or_reuse(algorithm, dataset, run_dir, algo_config, config.train_config())
 
 
 def table(config: BenchConfig, summaries: dict[tuple[str, str], dict]) -> dict:

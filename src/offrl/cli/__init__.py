@@ -17,6 +17,7 @@
     offrl suite list|build|card [NAME]             the built-in datasets and their cards
     offrl bench --algorithms ... --datasets ...    algorithms x datasets x seeds, one table
     offrl search --algorithm A --dataset D          search settings offline (Optuna; FQE, AM-Q)
+    offrl sweep SWEEP.toml [--address RAY]         a sweep on Ray Tune, the bench table
     offrl export RUN_DIR [--filter BARRIER_RUN]    the policy as ONNX (offrl.deploy runs it)
     offrl quickstart                               the small end-to-end demo
 
@@ -32,7 +33,7 @@ from offrl.cli.common import _fail, _message, _option_value
 from offrl.cli.data import cmd_data
 from offrl.cli.evaluate import cmd_eval
 from offrl.cli.interact import cmd_finetune, cmd_online
-from offrl.cli.jobs import cmd_bench, cmd_export, cmd_quickstart, cmd_search
+from offrl.cli.jobs import cmd_bench, cmd_export, cmd_quickstart, cmd_search, cmd_sweep
 from offrl.cli.label import cmd_label
 from offrl.cli.offline import cmd_report, cmd_select
 from offrl.cli.suite import cmd_suite
@@ -63,6 +64,7 @@ COMMANDS = {
     "bench": cmd_bench,
     "search": cmd_search,
     "export": cmd_export,
+    "sweep": cmd_sweep,
     "quickstart": cmd_quickstart,
     "safety": cmd_safety,
     "pretrain": cmd_pretrain,

@@ -31,6 +31,43 @@ def cmd_search(argv: list[str]) -> None:
         print("note: the objective used the environment (a study, not an offline search)")
 
 
+def cmd_sweep(argv: list[str]) -> None:
+    import dataclasses
+
+    from rich.console import Console
+
+    from offrl.sweep import read_sweep, run_sweep, trials
+
+    @dataclasses.dataclass(frozen=True)
+    class Sweep:
+        """Run a sweep file (TOML or JSON: algorithms, datasets, space, seeds, steps...)
+        on Ray Tune; `python -c "import offrl.sweep; help(offrl.sweep)"` shows the format."""
+
+        config: tyro.conf.Positional[str]
+        """The sweep file."""
+        address: str | None = None
+        """A running Ray cluster (ray://HOST:10001 or auto); default: a local Ray."""
+        cpus: int | None = None
+        """CPUs of the local Ray instance (default: all)."""
+        output: str | None = None
+        """Overrides the file's output directory."""
+        dry_run: bool = False
+        """List the trials and stop."""
+
+    args = tyro.cli(Sweep, args=argv, prog="offrl sweep")
+    config = read_sweep(args.config, args.output)
+    if args.dry_run:
+        for trial in trials(config):
+            print(f"{trial['label']}  {trial['dataset']}  {trial['run_dir']}")
+        return
+    console = Console(stderr=True)
+    result = run_sweep(
+        config, args.address, args.cpus, progress=lambda m: console.print(f"[dim]{m}[/]")
+    )
+    print(pathlib.Path(result["files"][0]).read_text())
+    print("written:", ", ".join(result["files"]))
+
+
 def cmd_export(argv: list[str]) -> None:
     from rich.console import Console
 

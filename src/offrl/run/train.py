@@ -412,3 +412,27 @@ def _pretrain_log(train_config: TrainConfig):
         print(f"pretrain {epoch}: {', '.join(parts)}", file=sys.stderr, flush=True)
 
     return log
+
+
+def train_or_reuse(
+    algorithm: str, dataset: str, run_dir: str | os.PathLike, algo_config, train_config
+) -> dict:
+    """The summary of a finished run in ``run_dir`` with ``train_config.steps`` updates,
+    else the run trained (resumed from its last checkpoint where it has one; a run
+    directory with no checkpoint yet holds nothing to keep and starts over). What
+    ``offrl bench`` cells and ``offrl sweep`` trials do, so an interrupted
+    benchmark or sweep continues where it stopped."""
+    import json
+    import shutil
+
+    run_dir = pathlib.Path(run_dir)
+    summary_path = run_dir / "summary.json"
+    if summary_path.exists():
+        summary = json.loads(summary_path.read_text())
+        if summary.get("steps") == train_config.steps and not summary.get("interrupted"):
+            return summary
+    started = (run_dir / "config.json").exists()
+    resume = started and checkpoint.latest(run_dir / "checkpoints") is not None
+    if started and not resume:
+        shutil.rmtree(run_dir)
+    return train(algorithm, dataset, run_dir, algo_config, train_config=train_config, resume=resume)
