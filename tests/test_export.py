@@ -222,3 +222,26 @@ def test_filtered_export_matches_the_shield(tmp_path, monkeypatch):
         np.testing.assert_allclose(policy(observations[0]), expected, atol=1e-4)
         assert json.loads(json.dumps(policy.metadata))["filter"]["run_dir"] == "barrier"
     assert dim == policy.observation_dim
+
+
+def test_window_is_left_aligned_then_slides():
+    """offrl.deploy.Window (offrl's own history too): the first K steps fill positions
+    0..K-1, then every step shifts the window by one; returns-to-go fall by the scaled
+    rewards."""
+    from offrl.deploy import Window
+
+    window = Window(3, action_dim=1, target=10.0, scale=2.0, shift=0.0)
+    for t in range(5):
+        w = window.observe(np.full((2, 1), float(t)))
+        window.record(np.full((2, 1), -float(t)), np.ones(2))
+        if t == 1:
+            np.testing.assert_array_equal(w["observations"][0, :, 0], [0, 1, 0])
+            np.testing.assert_array_equal(w["mask"][0], [1, 1, 0])
+            np.testing.assert_array_equal(w["returns_to_go"][0], [10, 8, 0])
+    w = window.observe(np.full((2, 1), 5.0))
+    np.testing.assert_array_equal(w["observations"][1, :, 0], [3, 4, 5])
+    np.testing.assert_array_equal(w["actions"][1, :, 0], [-3, -4, 0])
+    np.testing.assert_array_equal(w["timesteps"][1], [3, 4, 5])
+    np.testing.assert_array_equal(w["returns_to_go"][1], [4, 2, 0])
+    window.reset()
+    assert window.observe(np.zeros((1, 1)))["mask"].tolist() == [[1, 0, 0]]
