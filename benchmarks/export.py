@@ -1,7 +1,8 @@
 """ONNX export: parity with JAX, latency and file size per algorithm.
 
 Each algorithm is trained briefly (``--steps`` updates, one seed) on
-``suite:pendulum-mixed`` (the model-based ones with their pre-fits capped), exported
+``suite:pendulum-mixed`` (V-OCBF and TD3+BC-Lagrangian on ``suite:pointrobot-mixed``,
+which has margins and costs; the model-based ones with their pre-fits capped), exported
 with ``offrl export``, and compared with the jitted JAX policy:
 
 - parity: the largest absolute action difference over ``--observations`` dataset
@@ -42,9 +43,10 @@ QUICK = {
     "uni_o4": dict(model_max_epochs=5, bc_steps=1000, value_steps=1000, critic_steps=1000),
 }
 SEQUENCE = ("dt", "mo_dt", "bc_rnn", "iql_history")
-#: dmamba: its associative scan cannot be expressed in ONNX (export refuses); vocbf
-#: needs safety margins (benchmarks/export_filter.py measures its filters in the graph).
-SKIP = ("dmamba", "vocbf")
+#: dmamba: its associative scan cannot be expressed in ONNX (export refuses).
+SKIP = ("dmamba",)
+#: The safety methods need costs or margins: they train on the point robot's data.
+DATASETS = {"vocbf": "suite:pointrobot-mixed", "td3_bc_lag": "suite:pointrobot-mixed"}
 
 
 def _median_seconds(fn, repeats: int) -> float:
@@ -57,13 +59,15 @@ def _median_seconds(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
-def measure(name: str, data, work: pathlib.Path, args) -> dict:
+def measure(name: str, work: pathlib.Path, args) -> dict:
     algo = registry.get(name)
     config = algo.Config(**QUICK.get(name, {}))
     run = work / name
     steps = args.sequence_steps if name in SEQUENCE else args.steps
+    dataset = DATASETS.get(name, "suite:pendulum-mixed")
+    data = load_dataset(dataset)
     start = time.time()
-    train(name, "suite:pendulum-mixed", run, config,
+    train(name, dataset, run, config,
           TrainConfig(steps=steps, eval_every=0, checkpoint_every=steps,
                       heldout_episodes=0, seeds=(0,), progress=False))  # fmt: skip
     trained = time.time() - start
@@ -127,6 +131,7 @@ def measure(name: str, data, work: pathlib.Path, args) -> dict:
 
     return {
         "algorithm": name,
+        "dataset": dataset,
         "train_steps": steps,
         "train_seconds": round(trained, 1),
         "compared": compared,
@@ -151,12 +156,11 @@ def main() -> None:
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
     names = args.algorithms or [n for n in registry.OFFLINE_ALGORITHMS if n not in SKIP]
-    data = load_dataset("suite:pendulum-mixed")
     work = pathlib.Path(tempfile.mkdtemp(prefix="offrl-export-bench-"))
     rows = []
     try:
         for name in names:
-            row = measure(name, data, work, args)
+            row = measure(name, work, args)
             rows.append(row)
             print(json.dumps(row), flush=True)
     finally:

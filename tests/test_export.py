@@ -61,6 +61,9 @@ def test_every_algorithm_exports_with_jax_actions_within_1e_5():
         # jitted: compiling init is faster than running it op by op (2-5 s each here)
         batch = example_batch(OBS, ACT)
         state = jax.jit(lambda k, a=algo, c=config, b=batch: a.init(c, b, k))(jax.random.PRNGKey(0))
+        # as a restored checkpoint holds it: NumPy leaves (Uni-O4's traced index broke on
+        # them before the export converted them)
+        state = jax.tree_util.tree_map(np.asarray, state)
         length, specs = _row_specs(algo, config, OBS, ACT)
         names = [f"x{i}" for i in range(len(specs))]
         row = policy_function(algo, config, state, pre, window=length is not None)

@@ -103,6 +103,11 @@ def policy_function(algo, config, state, pre, barrier=None, window: bool = False
     """The one-row policy in environment units (a window's arrays when ``window``),
     filtered when ``barrier`` is ``(pre, state, config, mode, margin)``."""
     key = jax.random.PRNGKey(0)  # deterministic: the key is not used
+    # A restored checkpoint holds NumPy leaves; closed over as constants they must be JAX
+    # arrays (a NumPy array cannot be indexed by a traced index, e.g. Uni-O4's choice).
+    state = jax.tree_util.tree_map(jnp.asarray, state)
+    if barrier is not None:
+        barrier = (barrier[0], jax.tree_util.tree_map(jnp.asarray, barrier[1]), *barrier[2:])
 
     def row(*inputs):
         if window:
