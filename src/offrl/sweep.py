@@ -51,35 +51,35 @@ from offrl.search import parse_space
 
 @dataclasses.dataclass(frozen=True)
 class SweepConfig:
-    """What a sweep file holds (its keys are these fields; ``space`` is a table of
-    tables, one per algorithm)."""
+    """What a sweep file holds: its own keys are these fields; the training and scoring
+    keys (``seeds``, ``steps``, ``eval_every``, ``eval_episodes``, ``checkpoint_every``,
+    ``heldout_episodes``, ``presets``, ``output``) are :class:`offrl.bench.BenchConfig`'s
+    and mean what they mean there."""
 
     algorithms: tuple[str, ...]
     datasets: tuple[str, ...]
+    bench: BenchConfig
     space: dict = dataclasses.field(default_factory=dict)
     search: Literal["grid", "random"] = "grid"
     samples: int = 1
     sample_seed: int = 0
-    seeds: tuple[int, ...] = (0, 1, 2)
-    steps: int = 100_000
-    eval_every: int = 10_000
-    eval_episodes: int = 10
-    checkpoint_every: int = 50_000
-    heldout_episodes: int = 100
-    presets: bool = False
-    output: str = "runs/sweep"
     cpus_per_trial: float = 1.0
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(
-            steps=self.steps,
-            eval_every=self.eval_every,
-            eval_episodes=self.eval_episodes,
-            checkpoint_every=self.checkpoint_every,
-            heldout_episodes=self.heldout_episodes,
-            seeds=tuple(self.seeds),
-            progress=False,
-        )
+        return dataclasses.replace(self.bench.train_config(), progress=False)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> SweepConfig:
+        """Rebuilt from ``dataclasses.asdict`` (what a Ray worker receives)."""
+        bench = BenchConfig(**{k: tuple(v) if isinstance(v, list) else v
+                               for k, v in raw["bench"].items()})  # fmt: skip
+        rest = {k: v for k, v in raw.items() if k != "bench"}
+        rest["algorithms"], rest["datasets"] = tuple(rest["algorithms"]), tuple(rest["datasets"])
+        return cls(bench=bench, **rest)
+
+
+_OWN = {f.name for f in dataclasses.fields(SweepConfig)} - {"bench"}
+_BENCH = {f.name for f in dataclasses.fields(BenchConfig)} - {"algorithms", "datasets"}
 
 
 def read_sweep(path: str | os.PathLike, output: str | None = None) -> SweepConfig:
@@ -94,19 +94,19 @@ def read_sweep(path: str | os.PathLike, output: str | None = None) -> SweepConfi
     except (ValueError, tomllib.TOMLDecodeError) as error:
         raise RunError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: "
                        f"{error}") from None  # fmt: skip
-    known = {f.name for f in dataclasses.fields(SweepConfig)}
+    known = _OWN | _BENCH
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise RunError(f"{path}: unknown key(s) {', '.join(unknown)}; keys: {', '.join(known)}")
+        raise RunError(f"{path}: unknown key(s) {', '.join(unknown)}; keys: "
+                       f"{', '.join(sorted(known))}")  # fmt: skip
     for key in ("algorithms", "datasets"):
         if not raw.get(key):
             raise RunError(f"{path}: '{key}' needs at least one entry")
-    for key in ("algorithms", "datasets", "seeds"):
-        if key in raw:
-            raw[key] = tuple(raw[key])
-    if output is not None:
-        raw["output"] = output
-    config = SweepConfig(**raw)
+    bench = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in _BENCH}
+    bench["output"] = output or bench.get("output", "runs/sweep")
+    own = {k: v for k, v in raw.items() if k in _OWN}
+    own["algorithms"], own["datasets"] = tuple(own["algorithms"]), tuple(own["datasets"])
+    config = SweepConfig(bench=BenchConfig(**bench), **own)
     config.train_config().check()
     for name in config.algorithms:
         if name.replace("-", "_") not in registry.OFFLINE_ALGORITHMS:
@@ -165,7 +165,7 @@ def trials(config: SweepConfig) -> list[dict]:
     directory name is the settings and a hash of them)."""
     rng = np.random.default_rng(config.sample_seed)
     out = []
-    output = pathlib.Path(config.output).absolute()
+    output = pathlib.Path(config.bench.output).absolute()
     for algorithm in config.algorithms:
         for dataset in config.datasets:
             for settings in _settings(config, algorithm, rng):
@@ -188,14 +188,15 @@ def trials(config: SweepConfig) -> list[dict]:
 def algo_config(config: SweepConfig, trial: dict):
     """The trial's algorithm Config: the preset (with ``presets``) or the defaults, with
     the trial's settings."""
-    base = registry.preset_config(trial["algorithm"], trial["dataset"]) if config.presets else None
+    presets = config.bench.presets
+    base = registry.preset_config(trial["algorithm"], trial["dataset"]) if presets else None
     base = base or registry.get(trial["algorithm"]).Config()
     return dataclasses.replace(base, **trial["settings"])
 
 
 def run_trial(params: dict) -> dict:
     """One Ray Tune trial: train (or reuse, or resume) the run and report its scores."""
-    config = SweepConfig(**params["config"])
+    config = SweepConfig.from_dict(params["config"])
     trial = params["trial"]
     summary = train_or_reuse(
         trial["algorithm"], trial["dataset"], trial["run_dir"], algo_config(config, trial),
@@ -229,8 +230,8 @@ def run_sweep(
         algo_config(config, trial)  # a bad setting fails here, before Ray starts
     for dataset in config.datasets:  # built once here, not by trials racing to build it
         load_dataset(dataset)
-    progress(f"{len(planned)} trials, {len(config.seeds)} seeds each")
-    output = pathlib.Path(config.output).absolute()
+    progress(f"{len(planned)} trials, {len(config.bench.seeds)} seeds each")
+    output = pathlib.Path(config.bench.output).absolute()
     env_vars = {k: os.environ[k] for k in ("OFFRL_DATA_DIR", "XLA_FLAGS") if k in os.environ}
     started = False
     if not ray.is_initialized():
@@ -244,7 +245,8 @@ def run_sweep(
         )
         started = True
     try:
-        params = {"config": {**dataclasses.asdict(config), "output": str(output)}}
+        absolute = dataclasses.replace(config.bench, output=str(output))
+        params = {"config": dataclasses.asdict(dataclasses.replace(config, bench=absolute))}
         tuner = tune.Tuner(
             tune.with_resources(run_trial, {"cpu": config.cpus_per_trial}),
             param_space={**params, "trial": tune.grid_search(planned)},
@@ -269,17 +271,8 @@ def run_sweep(
         summaries[(trial["label"], trial["dataset"])] = summary
         if trial["label"] not in labels:
             labels.append(trial["label"])
-    bench = BenchConfig(
-        algorithms=tuple(labels),
-        datasets=tuple(config.datasets),
-        seeds=tuple(config.seeds),
-        steps=config.steps,
-        eval_every=config.eval_every,
-        eval_episodes=config.eval_episodes,
-        checkpoint_every=config.checkpoint_every,
-        heldout_episodes=config.heldout_episodes,
-        output=str(output),
-        presets=config.presets,
+    bench = dataclasses.replace(
+        config.bench, algorithms=tuple(labels), datasets=config.datasets, output=str(output)
     )
     result = table(bench, summaries)
     result["files"] = [str(p) for p in write_tables(bench, result)]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 
 def replace_atomically(target: pathlib.Path, write: Callable[[pathlib.Path], None]) -> None:
@@ -22,3 +24,21 @@ def replace_atomically(target: pathlib.Path, write: Callable[[pathlib.Path], Non
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def staged_directory(target: pathlib.Path) -> Iterator[pathlib.Path]:
+    """A fresh directory beside ``target`` to fill; when the block ends without error it
+    replaces ``target`` (removing what was there), on any error it is removed and
+    ``target`` is untouched."""
+    target = pathlib.Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield staging
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

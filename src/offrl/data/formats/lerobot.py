@@ -35,12 +35,11 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import shutil
-import tempfile
 
 import numpy as np
 
 from offrl.data.dataset import Dataset, DatasetInfo, from_episodes, to_episodes
+from offrl.data.formats.atomic import staged_directory
 from offrl.data.validate import DatasetError, validate
 
 CODEBASE_VERSION = "v3.0"
@@ -407,9 +406,7 @@ def write_lerobot(
         }  # fmt: skip
     ).replace_schema_metadata({"pandas": json.dumps(pandas_meta)})
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with staged_directory(path) as staging:
         data_file = staging / DATA_PATH.format(chunk_index=0, file_index=0)
         episodes_file = staging / EPISODES_PATH.format(chunk_index=0, file_index=0)
         data_file.parent.mkdir(parents=True)
@@ -419,12 +416,6 @@ def write_lerobot(
         pq.write_table(tasks_table, staging / "meta" / "tasks.parquet")
         (staging / "meta" / "info.json").write_text(json.dumps(info, indent=4))
         (staging / "meta" / "stats.json").write_text(json.dumps(stats, indent=4))
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return path
 
 

@@ -21,14 +21,12 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import shutil
-import tempfile
 
 import gymnasium as gym
 import numpy as np
 
 from offrl.data.dataset import LABEL_FIELDS, Dataset, DatasetInfo, from_episodes, to_episodes
-from offrl.data.formats.atomic import replace_atomically
+from offrl.data.formats.atomic import replace_atomically, staged_directory
 from offrl.data.validate import DatasetError, subset_ids, validate
 
 #: offrl's side file of named subsets in a Minari dataset directory.
@@ -361,9 +359,7 @@ def write_minari(
         except gym.error.Error:
             env_spec = None
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with staged_directory(path) as staging:
         storage = MinariStorage.new(
             staging / "data",
             observation_space=observation_space,
@@ -418,10 +414,4 @@ def write_minari(
         storage.update_episodes(buffers)
         if dataset.info.subsets:
             write_subsets_file(staging / "data", dataset)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return path
