@@ -89,6 +89,12 @@ def test_every_algorithm_exports_with_jax_actions_within_1e_5():
     assert len(checked) == len(registry.names()) - 1
 
 
+@pytest.fixture(scope="module")
+def td3_bc_run(tmp_path_factory):
+    """One tiny TD3+BC run (2 seeds, 32x32) the CLI and runtime tests share."""
+    return _tiny_run(tmp_path_factory.mktemp("export"), extra=("--hidden-dims", "32", "32"))
+
+
 def _tiny_run(tmp_path, algorithm="td3_bc", extra=()):
     from offrl.cli import main
 
@@ -99,12 +105,12 @@ def _tiny_run(tmp_path, algorithm="td3_bc", extra=()):
     return run
 
 
-def test_cli_export_writes_one_file_per_seed_with_metadata(tmp_path, capsys):
+def test_cli_export_writes_one_file_per_seed_with_metadata(td3_bc_run, tmp_path, capsys):
     from offrl.cli import main
     from offrl.deploy import load_policy
     from offrl.evaluate.policy import load_policy as load_jax_policy
 
-    run = _tiny_run(tmp_path, extra=("--hidden-dims", "32", "32"))
+    run = td3_bc_run
     capsys.readouterr()
     main(["export", str(run)])
     out = capsys.readouterr().out
@@ -135,21 +141,22 @@ def test_cli_export_writes_one_file_per_seed_with_metadata(tmp_path, capsys):
     assert (tmp_path / "one.onnx").exists()
 
 
-def test_deploy_runs_an_exported_policy_without_jax(tmp_path):
+def test_deploy_runs_an_exported_policy_without_jax(td3_bc_run, tmp_path):
     """The example's Gymnasium loop in a process where JAX cannot be imported, and the
     same returns as offrl's own evaluation of the checkpoint."""
     from offrl.cli import main
     from offrl.evaluate.policy import evaluate_run
 
-    run = _tiny_run(tmp_path, extra=("--hidden-dims", "32", "32"))
-    main(["export", str(run), "--seed", "0"])
+    run = td3_bc_run
+    exported = tmp_path / "policy_seed0.onnx"
+    main(["export", str(run), "--seed", "0", "--output", str(exported)])
     blocked = (
         "import sys, runpy; sys.modules['jax'] = None; sys.modules['flax'] = None; "
         "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
     )
     result = subprocess.run(
-        [sys.executable, "-c", blocked, "examples/deploy_gym.py",
-         str(run / "export" / "policy_seed0.onnx"), "--episodes", "2", "--seed", "500"],
+        [sys.executable, "-c", blocked, "examples/deploy_gym.py", str(exported),
+         "--episodes", "2", "--seed", "500"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

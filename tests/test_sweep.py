@@ -27,7 +27,18 @@ learning_rate = "cat:0.0003,0.001"
 """
 
 
-def test_two_trial_sweep_on_a_local_ray_head_matches_bench(tmp_path, capsys):
+@pytest.fixture
+def ray_head():
+    """A local Ray head with two CPUs, started once for the test (run_sweep uses a Ray
+    that is already up and leaves it running)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_two_trial_sweep_on_a_local_ray_head_matches_bench(ray_head, tmp_path, capsys):
     from offrl.bench import BenchConfig, run_bench
     from offrl.cli import main
 
