@@ -130,10 +130,14 @@ def test_cli_export_writes_one_file_per_seed_with_metadata(td3_bc_run, tmp_path,
     np.testing.assert_allclose(policy(observations[1, 0]), expected[1, 0], atol=1e-5)
     with pytest.raises(ValueError, match=r"takes \[3\] or \[N, 3\]"):
         policy(np.zeros(4))
-    # Nothing is overwritten unless asked; a seed the run lacks is named.
+    # Nothing is overwritten unless asked (checked before any file is written); a seed
+    # the run lacks is named.
+    files[0].unlink()  # seed 0 would be written first, then seed 1's refused
     with pytest.raises(SystemExit):
-        main(["export", str(run), "--seed", "0"])
+        main(["export", str(run)])
     assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert not files[0].exists()
+    main(["export", str(run), "--overwrite"])
     with pytest.raises(SystemExit):
         main(["export", str(run), "--seed", "7"])
     assert "has seeds [0, 1]" in capsys.readouterr().err

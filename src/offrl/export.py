@@ -233,6 +233,14 @@ def export_run(config: ExportConfig, warn=print) -> list[dict]:
             else barrier_context.algo_config.filter_margin,
             "barrier_step": barrier_context.step,
         }
+    suffix = "" if config.filter is None else f"_filtered_{config.filter_mode}"
+    paths = {
+        seed: output if output.suffix == ".onnx" else output / f"policy_seed{seed}{suffix}.onnx"
+        for seed in chosen
+    }
+    existing = [str(p) for p in paths.values() if p.exists()]
+    if existing and not config.overwrite:  # checked for every file before writing any
+        raise FileExistsError(f"{existing[0]} exists; pass --overwrite to replace it")
     length, row_specs = _row_specs(
         context.algo, context.algo_config, context.observation_dim, context.action_dim
     )
@@ -300,8 +308,7 @@ def export_run(config: ExportConfig, warn=print) -> list[dict]:
             "check_max_abs_diff": max_diff,
             "exported": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         }
-        suffix = "" if seed_filter is None else f"_filtered_{config.filter_mode}"
-        path = output if output.suffix == ".onnx" else output / f"policy_seed{seed}{suffix}.onnx"
+        path = paths[seed]
         _write(model, path, metadata, config.overwrite)
         records.append(
             {"path": str(path), "seed": seed, "bytes": path.stat().st_size, "max_diff": max_diff}
