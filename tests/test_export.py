@@ -259,3 +259,30 @@ def test_window_is_left_aligned_then_slides():
     np.testing.assert_array_equal(w["returns_to_go"][1], [4, 2, 0])
     window.reset()
     assert window.observe(np.zeros((1, 1)))["mask"].tolist() == [[1, 0, 0]]
+
+
+def test_filtered_window_policy_filters_at_the_windows_last_real_step():
+    """A sequence policy behind a filter: the filter sees the observation of the
+    window's last real step (not the first, not a padded one)."""
+    from offrl.algos import vocbf
+    from offrl.safety.shield import filter_in_env
+
+    pre = _preprocessor()
+    batch = example_batch(OBS, ACT)
+    dt_algo = registry.get("dt")
+    dt_config = dt_algo.Config(**SMALL["dt"])
+    dt_state = jax.jit(lambda k: dt_algo.init(dt_config, batch, k))(jax.random.PRNGKey(0))
+    b_config = vocbf.Config(hidden_dims=(16,), bc_hidden_dims=(16,), dynamics_hidden_dims=(8,))
+    b_state = jax.jit(lambda k: vocbf.init(b_config, batch, k))(jax.random.PRNGKey(1))
+    barrier = (pre, b_state, b_config, "qc", 0.5)
+    length, specs = _row_specs(dt_algo, dt_config, OBS, ACT)
+    row = policy_function(dt_algo, dt_config, dt_state, pre, barrier, window=True)
+    unfiltered = policy_function(dt_algo, dt_config, dt_state, pre, window=True)
+    inputs = _check_inputs(specs, pre, 8, np.random.default_rng(2), length)
+    for i in range(8):
+        window = [x[i] for x in inputs]
+        last = int(window[-1].sum()) - 1
+        nominal = unfiltered(*window)[None]
+        expected, _ = filter_in_env(pre, b_state, b_config, window[0][last][None], nominal,
+                                    "qc", 0.5)  # fmt: skip
+        np.testing.assert_allclose(row(*window), expected[0], atol=1e-6)
