@@ -47,6 +47,10 @@ class BenchConfig:
     """Train each algorithm with its per-dataset settings from its paper's released
     configs where it has them for the dataset (ReBRAC's penalties, EDAC's N and eta,
     MOPO's rollout length and penalty...); its defaults elsewhere."""
+    validation_key: str | None = None
+    """A named subset of every dataset kept out of training as its validation set
+    (NeoRL-2's split: ``validation`` in the suite's industrial datasets); the
+    behavior score beside each row is then the training episodes' own."""
 
     def check(self) -> None:
         """Raise ``RunError`` for the first invalid setting, before any cell runs."""
@@ -73,11 +77,33 @@ class BenchConfig:
             checkpoint_every=self.checkpoint_every,
             heldout_episodes=self.heldout_episodes,
             seeds=self.seeds,
+            validation_key=self.validation_key,
         )
 
 
 def cell_name(dataset: str) -> str:
     return pathlib.Path(dataset.removeprefix("suite:").rstrip("/")).name.replace(".hdf5", "")
+
+
+def behavior_score(dataset: str, validation_key: str | None = None) -> dict:
+    """The data's own score, the bar an offline method has to clear: the mean
+    (normalized, where the task has references) return of the training episodes,
+    with its sample standard deviation across episodes (as the dataset card's)."""
+    from offrl.data import load_dataset
+    from offrl.envs.registry import normalized_score
+
+    data = load_dataset(dataset)
+    if validation_key:
+        kept = np.setdiff1d(np.arange(data.num_episodes), data.subset_episodes(validation_key))
+        data = data.select_episodes(kept)
+    returns = data.episode_returns()
+    score = normalized_score(returns, data.info.env_id)
+    values = returns if score is None else np.asarray(score)
+    return {
+        "behavior_mean": float(values.mean()),
+        "behavior_std": sample_std(values),
+        "behavior_episodes": int(values.size),
+    }
 
 
 def run_cell(config: BenchConfig, algorithm: str, dataset: str) -> dict:
@@ -92,6 +118,7 @@ def run_cell(config: BenchConfig, algorithm: str, dataset: str) -> dict:
 def table(config: BenchConfig, summaries: dict[tuple[str, str], dict]) -> dict:
     """Rows per (dataset, algorithm) and aggregates per algorithm."""
     rows, aggregates = [], {}
+    behavior = {d: behavior_score(d, config.validation_key) for d in config.datasets}
     for algorithm in config.algorithms:
         finals, bests = [], []
         for dataset in config.datasets:
@@ -117,6 +144,17 @@ def table(config: BenchConfig, summaries: dict[tuple[str, str], dict]) -> dict:
                     "scores_on": s.get("scores_on"),
                     "wall_seconds": s.get("wall_seconds"),
                     "updates_per_second_per_seed": s.get("updates_per_second_per_seed"),
+                    **behavior[dataset],
+                    **(
+                        {"cost_mean": float(np.mean(s["final_cost_per_seed"]))}
+                        if "final_cost_per_seed" in s
+                        else {}
+                    ),
+                    **(
+                        {"within_budget_mean": float(np.mean(s["final_within_budget_per_seed"]))}
+                        if "final_within_budget_per_seed" in s
+                        else {}
+                    ),
                 }
             )
         final = np.asarray(finals).T  # [seeds, datasets]
@@ -191,13 +229,24 @@ def write_tables(config: BenchConfig, result: dict) -> list[pathlib.Path]:
             else ""
         ),
         "",
-        "| dataset | algorithm | final (mean ± std) | best (mean ± std) | updates/s per seed |",
-        "|---|---|---|---|---|",
+        "behavior = the training data's own episodes (mean ± std across episodes), the "
+        "bar to clear"
+        + (
+            f"; the '{config.validation_key}' subset of each dataset was kept out of "
+            "training as its validation set."
+            if config.validation_key
+            else "."
+        ),
+        "",
+        "| dataset | algorithm | behavior | final (mean ± std) | best (mean ± std) "
+        "| updates/s per seed |",
+        "|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
         speed = row["updates_per_second_per_seed"]
         lines.append(
             f"| {row['dataset']} | {row['algorithm']} | "
+            f"{mean_std(row['behavior_mean'], row['behavior_std'])} | "
             f"{mean_std(row['final_mean'], row['final_std'])} | "
             f"{mean_std(row['best_mean'], row['best_std'])} | "
             f"{'' if speed is None else f'{speed:.0f}'} |"

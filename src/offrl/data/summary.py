@@ -60,6 +60,10 @@ def summarize(dataset: Dataset) -> dict:
             }
             for name, ids in host.info.subsets
         }
+        for name, ids in host.info.subsets:
+            subset_score = normalized_score(returns[list(ids)], host.info.env_id) if ids else None
+            if subset_score is not None and host.rewards is not None:
+                out["subsets"][name]["normalized_return_mean"] = float(np.mean(subset_score))
     if host.weights is not None:
         weights = np.asarray(host.weights)
         out["weights"] = {"mean": float(weights.mean()), "zero": int((weights == 0).sum())}
@@ -101,7 +105,14 @@ def print_summary(dataset: Dataset, console=None) -> dict:
     table.add_row(
         "episode length", f"{length['mean']:.1f} (min {length['min']}, max {length['max']})"
     )
-    if "safety" in summary:
+    if "budget" in summary.get("safety", {}):
+        safety = summary["safety"]
+        table.add_row(
+            "episode cost",
+            f"{safety['cost_per_episode']:.3g} against a budget of {safety['budget']:.3g}; "
+            f"{100 * safety['episodes_within_budget']:.1f}% of episodes within it",
+        )
+    elif "safety" in summary:
         safety = summary["safety"]
         table.add_row(
             "violations",
@@ -139,8 +150,22 @@ def print_summary(dataset: Dataset, console=None) -> dict:
 
 def safety_summary(dataset: Dataset) -> dict:
     """Violation statistics: the share of steps whose state has ``h < 0`` (or, without
-    margins, a positive cost), the share of episodes with any, and the margin's range."""
+    margins, a positive cost), the share of episodes with any, and the margin's range.
+    On a task whose costs count against an episode budget (a global constraint,
+    :attr:`offrl.envs.registry.Task.cost_budget`) and that has no margins: the mean
+    episode cost, the budget and the share of episodes within it."""
+    from offrl.envs.registry import get_task
+
     host = dataset.to_numpy()
+    task = get_task(host.info.env_id)
+    if host.margins is None and task is not None and task.cost_budget is not None:
+        starts = np.asarray(host.episode_starts)
+        per_episode = np.add.reduceat(np.asarray(host.costs, np.float64), starts)
+        return {
+            "cost_per_episode": float(per_episode.mean()),
+            "budget": task.cost_budget,
+            "episodes_within_budget": float(np.mean(per_episode <= task.cost_budget)),
+        }
     violating = (
         np.asarray(host.margins) < 0 if host.margins is not None else np.asarray(host.costs) > 0
     )

@@ -1,6 +1,7 @@
-"""Environments: the task registry (reference returns), safety tasks and construction."""
+"""Environments: the task registry (reference returns), safety tasks, industrial-style
+tasks and construction."""
 
-from offrl.envs import safety
+from offrl.envs import industrial, safety
 from offrl.envs.registry import (
     TASKS,
     EnvError,
@@ -13,6 +14,7 @@ from offrl.envs.registry import (
 )
 
 safety.register()
+industrial.register()
 
 __all__ = [
     "TASKS",
@@ -21,6 +23,7 @@ __all__ = [
     "allow_env_id",
     "check_env_id",
     "get_task",
+    "industrial",
     "make_env",
     "normalized_score",
     "safety",

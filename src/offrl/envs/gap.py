@@ -10,8 +10,9 @@ An environment id ``BASE@name=value,...`` is ``BASE`` with its physics changed:
 ``Hopper-v5``. Rewards, observations, actions and the time limit are the base
 task's, so data, policies and normalized scores carry over unchanged. The same
 ``@`` list also takes the observation and action modifiers of
-:mod:`offrl.envs.partial` (``novel``, ``delay=k``), which change the observation
-but keep the rewards, time limit and normalized scores.
+:mod:`offrl.envs.partial` (``novel``, ``delay=k``, ``wind=s``), which change the
+observation or the applied action but keep the rewards, time limit and normalized
+scores.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def parse(env_id: str) -> tuple[str, dict[str, float]]:
             raise ValueError(
                 f"bad change {part!r} in {env_id!r}: write name=value with name in "
                 f"{', '.join(PARAMETERS)} (e.g. Hopper-v5@gravity=2,friction=0.5), or novel "
-                "(velocities hidden) or delay=k (actions k steps late)"
+                "(velocities hidden), delay=k (actions k steps late) or wind=s (a random "
+                "action offset per episode)"
             )
         try:
             changes[name] = float(value)

@@ -1,5 +1,6 @@
 """Tasks that need a history or a longer credit assignment: observations without
-velocities (``BASE@novel``) and actions that act late (``BASE@delay=k``).
+velocities (``BASE@novel``), actions that act late (``BASE@delay=k``) and actions
+pushed off by an unobserved disturbance (``BASE@wind=s``).
 
 - ``@novel``: the observation drops its velocity coordinates
   (:data:`VELOCITIES`), so a memoryless policy cannot tell which way the system
@@ -11,6 +12,11 @@ velocities (``BASE@novel``) and actions that act late (``BASE@delay=k``).
   task stays Markov, but the reward an action earns arrives ``k`` steps later:
   one-step TD must carry it back through ``k`` bootstraps, a critic over an
   action chunk of ``h >= k`` steps sees it in one target (CO-RFT's setting).
+- ``@wind=s``: an exogenous disturbance (NeoRL-2's challenge): every episode draws
+  a constant offset ``w ~ U[-s, s]`` times half the action range per action
+  coordinate, unobserved, and the environment applies ``clip(a + w)``. The offset
+  comes from the reset seed alone (``reset(seed=n)`` always draws the same one),
+  and ``info["disturbance"]`` reports it.
 
 Rewards and time limits are the base task's, so the base task's normalized
 score applies. Both combine with the physics changes of :mod:`offrl.envs.gap`
@@ -34,7 +40,7 @@ VELOCITIES: dict[str, tuple[int, ...]] = {
     "Walker2d-": tuple(range(8, 17)),  # qpos[1:] (8), qvel (9)
 }
 #: The modifiers this module adds to ``BASE@...`` ids.
-MODIFIERS = ("novel", "delay")
+MODIFIERS = ("novel", "delay", "wind")
 
 
 def velocity_indices(env_id: str) -> tuple[int, ...]:
@@ -107,9 +113,41 @@ class DelayedActions(gym.Wrapper):
         return self._observe(observation), reward, terminated, truncated, info
 
 
+class Wind(gym.Wrapper):
+    """An unobserved constant action offset drawn per episode from the reset seed
+    (``@wind=s``): ``s`` times half the action range, uniform in ``[-s, s]``."""
+
+    def __init__(self, env: gym.Env, strength: float):
+        super().__init__(env)
+        if not strength > 0:
+            raise ValueError(f"wind must be a positive strength, got {strength}")
+        self.strength = float(strength)
+        space = env.action_space
+        self._low, self._high = space.low, space.high
+        self._half = (space.high - space.low) / 2.0
+        self.offset = np.zeros_like(self._half)
+        self._rng = np.random.default_rng()
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is not None:
+            self._rng = np.random.default_rng([int(seed), 0x3A1D])
+        self.offset = (
+            self.strength * self._half * self._rng.uniform(-1.0, 1.0, self._half.shape)
+        ).astype(self._half.dtype)
+        observation, info = self.env.reset(seed=seed, options=options)
+        return observation, {**info, "disturbance": self.offset.copy()}
+
+    def step(self, action):
+        pushed = np.clip(np.asarray(action, self._half.dtype) + self.offset, self._low, self._high)
+        observation, reward, terminated, truncated, info = self.env.step(pushed)
+        return observation, reward, terminated, truncated, {**info, "disturbance": self.offset}
+
+
 def apply(env: gym.Env, env_id: str, modifiers: dict[str, float]) -> gym.Env:
-    """``env`` wrapped by the modifiers of ``env_id`` (velocities hidden first, then
-    the pending actions appended)."""
+    """``env`` wrapped by the modifiers of ``env_id`` (the wind pushes the applied
+    action, then velocities are hidden, then the pending actions appended)."""
+    if modifiers.get("wind"):
+        env = Wind(env, modifiers["wind"])
     if modifiers.get("novel"):
         env = NoVelocity(env, env_id)
     if modifiers.get("delay"):

@@ -17,6 +17,8 @@ import dataclasses
 import gymnasium as gym
 import numpy as np
 
+from offrl.envs.industrial import DMSD_ENERGY_BUDGET
+
 
 @dataclasses.dataclass(frozen=True)
 class Task:
@@ -31,6 +33,8 @@ class Task:
         reference_command: the command that measured them (offrl's own).
         random_value, expert_value: the same episodes' mean discounted return
             (discount :data:`VALUE_DISCOUNT`), or ``None``.
+        cost_budget: a global constraint: the most an episode's summed
+            ``info["cost"]`` may be (``None``: no budget).
     """
 
     env_id: str
@@ -41,6 +45,7 @@ class Task:
     reference_command: str = ""
     random_value: float | None = None
     expert_value: float | None = None
+    cost_budget: float | None = None
 
 
 #: The discount of every ``random_value`` / ``expert_value`` in the registry.
@@ -150,6 +155,45 @@ TASKS["pointrobot"] = Task(
     random_value=0.39,
     expert_value=41.57,
 )
+# NeoRL-2-style tasks (offrl.envs.industrial): offrl's own references, measured
+# 2026-12-06 with 100 episodes each on the reference resets 800000000..800000099:
+# uniform random actions and the scripted experts of offrl.suites.industrial (for the
+# Hopper with random friction, the suite's shipped SAC expert, stochastic actions).
+TASKS["dmsd"] = Task(
+    "offrl/DMSD-v0",
+    100,
+    random_return=22.21,
+    expert_return=91.85,
+    reference_source="offrl: uniform random policy and the scripted PID expert with the "
+    "springs' feedforward (offrl.suites.industrial.dmsd_expert), 100 episodes each",
+    reference_command="python -m offrl.suites.industrial --measure-references",
+    random_value=14.66,
+    expert_value=56.26,
+    cost_budget=DMSD_ENERGY_BUDGET,
+)
+TASKS["pipeline"] = Task(
+    "offrl/Pipeline-v0",
+    500,
+    random_return=-203.29,
+    expert_return=-23.48,
+    reference_source="offrl: uniform random policy and the scripted forecast-and-off-take "
+    "feedforward (offrl.suites.industrial.pipeline_expert), 100 episodes each",
+    reference_command="python -m offrl.suites.industrial --measure-references",
+    random_value=-42.98,
+    expert_value=-16.63,
+)
+TASKS["hopper-friction"] = Task(
+    "offrl/RandomFrictionHopper-v0",
+    1000,
+    random_return=20.66,
+    expert_return=1721.90,
+    reference_source="offrl: uniform random policy and offrl's shipped Hopper SAC expert "
+    "(stochastic actions) under friction drawn per episode, 100 episodes each",
+    reference_command="python -m offrl.suites.industrial --measure-references "
+    "--tasks offrl/RandomFrictionHopper-v0",
+    random_value=17.21,
+    expert_value=245.42,
+)
 # Velocity-constrained locomotion keeps its task's reward, so its references too.
 for _name, _base in (
     ("hopper", "Hopper"),
@@ -225,10 +269,12 @@ def allow_env_id(env_id: str | None) -> None:
 def _registered(env_id: str) -> gym.error.Error | None:
     """``None`` if ``env_id`` is in Gymnasium's registry (offrl's tasks and, when
     needed, gymnasium-robotics' registered first), else Gymnasium's error."""
+    from offrl.envs.industrial import register as register_industrial
     from offrl.envs.pointmaze import register as register_robotics
     from offrl.envs.safety import register as register_safety
 
     register_safety()
+    register_industrial()
     try:
         gym.spec(env_id)
         return None
@@ -298,7 +344,9 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
     if is_pointmaze(env_id):
         return make_pointmaze(env_id, **kwargs)
     if env_id.startswith("offrl/"):
+        from offrl.envs.industrial import register as register_industrial
         from offrl.envs.safety import register
 
         register()
+        register_industrial()
     return gym.make(env_id, **kwargs)

@@ -39,7 +39,9 @@ class EvaluationResult:
     ``discounted`` holds ``sum_t discount^t r_t`` of each episode (the quantity an
     offline value estimate such as FQE targets). On tasks that report a safety
     margin (``info["margin"]``, :mod:`offrl.envs.safety`), ``violations`` counts
-    each episode's steps that end in a state with ``h < 0``.
+    each episode's steps that end in a state with ``h < 0``. On tasks that report a
+    per-step ``info["cost"]``, ``costs`` holds each episode's summed cost and
+    ``cost_budget`` the task's episode budget, if it has one (a global constraint).
     """
 
     returns: np.ndarray
@@ -48,6 +50,18 @@ class EvaluationResult:
     discounted: np.ndarray | None = None
     discount: float = 0.99
     violations: np.ndarray | None = None
+    costs: np.ndarray | None = None
+    cost_budget: float | None = None
+
+    def cost_summary(self) -> dict | None:
+        """Mean episode cost and, with a budget, the share of episodes within it,
+        per seed; ``None`` on tasks without costs."""
+        if self.costs is None:
+            return None
+        out = {"cost_per_seed": self.costs.mean(axis=1).tolist()}
+        if self.cost_budget is not None:
+            out["within_budget_per_seed"] = (self.costs <= self.cost_budget).mean(axis=1).tolist()
+        return out
 
     def safety(self) -> dict | None:
         """Violation rate (steps with ``h < 0`` / steps) and the share of episodes
@@ -72,6 +86,8 @@ class EvaluationResult:
         }
         if self.violations is not None:
             out.update(self.safety())
+        if self.costs is not None:
+            out.update(self.cost_summary())
         if self.normalized is not None:
             out["normalized_score"] = float(self.normalized.mean())
             out["normalized_score_per_seed"] = self.normalized.mean(axis=1).tolist()
@@ -105,7 +121,8 @@ def evaluate(
     discounted = np.zeros((num_seeds, num_episodes))
     lengths = np.zeros((num_seeds, num_episodes), dtype=np.int64)
     violations = np.zeros((num_seeds, num_episodes), dtype=np.int64)
-    has_margin = False
+    costs = np.zeros((num_seeds, num_episodes))
+    has_margin = has_cost = False
     history = hasattr(policy, "record")  # a sequence policy keeps each episode's history
     for first in range(0, num_episodes, max_parallel):
         episodes = list(range(first, min(num_episodes, first + max_parallel)))
@@ -134,6 +151,9 @@ def evaluate(
                     if "margin" in info:
                         has_margin = True
                         violations[s, first + n] += info["margin"] < 0
+                    if "cost" in info:
+                        has_cost = True
+                        costs[s, first + n] += info["cost"]
                     returns[s, first + n] += reward
                     discounted[s, first + n] += discount ** lengths[s, first + n] * reward
                     lengths[s, first + n] += 1
@@ -153,4 +173,6 @@ def evaluate(
         discounted=discounted,
         discount=discount,
         violations=violations if has_margin else None,
+        costs=costs if has_cost else None,
+        cost_budget=None if task is None else task.cost_budget,
     )

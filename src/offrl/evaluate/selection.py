@@ -212,8 +212,16 @@ def analyze_run(
     seeds = list(context.seeds)
     discount = float(getattr(context.algo_config, "discount", fqe_config.discount))
     fraction = getattr(context.settings, "validation_fraction", 0.0)
-    held_out_name = "held-out episodes" if fraction > 0 else "training data (no held-out split)"
-    valid_data = split_by_episode(data, fraction, seed=0)[1] if fraction > 0 else data
+    validation_key = getattr(context.settings, "validation_key", None)
+    if validation_key and validation_key in dict(data.info.subsets):
+        held_out_name = f"validation subset '{validation_key}'"
+        valid_data = data.select_episodes(data.subset_episodes(validation_key))
+    elif fraction > 0:
+        held_out_name = "held-out episodes"
+        valid_data = split_by_episode(data, fraction, seed=0)[1]
+    else:
+        held_out_name = "training data (no held-out split)"
+        valid_data = data
     pre_data = apply_preprocessor(data, pre)
     sample = _rows(pre_data, sample_size, seed=0)
     valid = _rows(apply_preprocessor(valid_data, pre), sample_size, seed=1)

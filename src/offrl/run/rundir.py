@@ -371,6 +371,7 @@ def evaluation_record(step: int, result: EvaluationResult) -> dict:
     if safety is not None:
         record["violation_rate_per_seed"] = safety["violation_rate_per_seed"]
         record["episodes_with_violation_per_seed"] = safety["episodes_with_violation_per_seed"]
+    record.update(result.cost_summary() or {})
     return record
 
 
@@ -402,6 +403,10 @@ def evaluation_metrics(record: dict, prefix: str = "eval") -> dict:
         metrics[f"{prefix}/episodes_with_violation_per_seed"] = record[
             "episodes_with_violation_per_seed"
         ]
+    for name in ("cost", "within_budget"):
+        if f"{name}_per_seed" in record:
+            metrics[f"{prefix}/{name}"] = float(np.mean(record[f"{name}_per_seed"]))
+            metrics[f"{prefix}/{name}_per_seed"] = record[f"{name}_per_seed"]
     return metrics
 
 
@@ -417,7 +422,13 @@ def evaluations_from_metrics(records: list[dict], prefix: str = "eval") -> list[
             "return_per_seed": metrics[f"{prefix}/return_per_seed"],
             "length_mean": metrics.get(f"{prefix}/length_mean"),
         }
-        for name in ("normalized", "violation_rate", "episodes_with_violation"):
+        for name in (
+            "normalized",
+            "violation_rate",
+            "episodes_with_violation",
+            "cost",
+            "within_budget",
+        ):
             if f"{prefix}/{name}_per_seed" in metrics:
                 record[f"{name}_per_seed"] = metrics[f"{prefix}/{name}_per_seed"]
         out.append(record)
@@ -496,6 +507,9 @@ def score_summary(evaluations: list[dict], heldout: dict | None) -> dict:
         out["final_return_per_seed"] = heldout["final"]["return_per_seed"]
         if "violation_rate_per_seed" in heldout["final"]:
             out["final_violation_rate_per_seed"] = heldout["final"]["violation_rate_per_seed"]
+        for name in ("cost", "within_budget"):
+            if f"{name}_per_seed" in heldout["final"]:
+                out[f"final_{name}_per_seed"] = heldout["final"][f"{name}_per_seed"]
     else:
         out["scores_on"] = "periodic"
         final, best = table[-1].tolist(), table.max(axis=0).tolist()

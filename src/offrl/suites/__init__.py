@@ -25,7 +25,7 @@ def cache_dir() -> pathlib.Path:
 
 
 def available() -> list[str]:
-    from offrl.suites import curation, locomotion, maze, pendulum, safety
+    from offrl.suites import curation, industrial, locomotion, maze, pendulum, safety
 
     return [
         *pendulum.RECIPES,
@@ -33,6 +33,7 @@ def available() -> list[str]:
         *maze.RECIPES,
         *locomotion.RECIPES,
         *safety.RECIPES,
+        *industrial.RECIPES,
     ]
 
 
@@ -42,9 +43,13 @@ def missing_behavior(name: str) -> str | None:
     Locomotion levels other than ``random`` need the shipped behavior files of
     their task (:mod:`offrl.suites.behavior`).
     """
-    from offrl.suites import locomotion, safety
+    from offrl.suites import industrial, locomotion, safety
     from offrl.suites.behavior import BehaviorError, behavior_dir, read_manifest
 
+    for part in industrial.RECIPES.get(name, {}).get("behaviors", []):
+        level = part.get("level")
+        if level and not (behavior_dir("hopper") / f"{level}.npz").is_file():
+            return f"{level}.npz is not shipped for hopper"
     for part in safety.RECIPES.get(name, {}).get("locomotion_parts", []):
         reason = missing_behavior(part)
         if reason:
@@ -68,9 +73,9 @@ def missing_behavior(name: str) -> str | None:
 
 
 def _recipe_module(name: str):
-    from offrl.suites import curation, locomotion, maze, pendulum, safety
+    from offrl.suites import curation, industrial, locomotion, maze, pendulum, safety
 
-    for module in (pendulum, curation, maze, locomotion, safety):
+    for module in (pendulum, curation, maze, locomotion, safety, industrial):
         if name in module.RECIPES:
             return module
     raise KeyError(name)
@@ -181,6 +186,7 @@ def dataset_card(dataset: Dataset, recipe, policy: str, build_seconds: float, co
         "normalized_return_mean": summary.get("normalized_return_mean"),
         "episode_length": summary["length"],
         **({"safety": summary["safety"]} if "safety" in summary else {}),
+        **({"subsets": summary["subsets"]} if "subsets" in summary else {}),
         "behavior": policy,
         "recipe": recipe,
         "array_sha256": array_digest(dataset),
@@ -213,7 +219,14 @@ def write_card(path: pathlib.Path, card: dict) -> None:
     ]
     if card.get("normalized_return_mean") is not None:
         lines.append(f"- normalized return (mean): {card['normalized_return_mean']:.1f}")
-    if card.get("safety"):
+    if card.get("safety") and "budget" in card["safety"]:
+        safety = card["safety"]
+        lines.append(
+            f"- cost (a global constraint): {safety['cost_per_episode']:.3g} per episode "
+            f"against a budget of {safety['budget']:.3g}, "
+            f"{100 * safety['episodes_within_budget']:.1f}% of episodes within it"
+        )
+    elif card.get("safety"):
         safety = card["safety"]
         lines.append(
             f"- safety: {100 * safety['violation_rate']:.2f}% of steps violate (h < 0), "
@@ -223,6 +236,13 @@ def write_card(path: pathlib.Path, card: dict) -> None:
                 if "margin" in safety
                 else ""
             )
+        )
+    for subset, stats in card.get("subsets", {}).items():
+        score = stats.get("normalized_return_mean")
+        lines.append(
+            f"- subset `{subset}`: {stats['episodes']} episodes, {stats['transitions']} "
+            f"transitions, return {stats['return_mean']:.1f}"
+            + ("" if score is None else f" (normalized {score:.1f})")
         )
     lines += [
         f"- behavior: {card['behavior']}",

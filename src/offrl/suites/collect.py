@@ -11,14 +11,19 @@ _FLAGS = ("terminations", "truncations")
 
 
 def _safety_start(info: dict) -> dict[str, list]:
-    """Lists for the safety signals an environment reports (``margin``/``cost`` infos)."""
-    return {"margins": [info["margin"]], "costs": []} if "margin" in info else {}
+    """Lists for the safety signals an environment reports (``margin``/``cost`` infos):
+    a task with a margin records both, a task with a cost alone (a global budget,
+    :mod:`offrl.envs.industrial`) records its costs."""
+    if "margin" in info:
+        return {"margins": [info["margin"]], "costs": []}
+    return {"costs": []} if "cost" in info else {}
 
 
 def _safety_step(steps: dict[str, list], info: dict) -> None:
     if "margins" in steps:
         steps["margins"].append(info["margin"])
-        steps["costs"].append(info.get("cost", float(info["margin"] < 0)))
+    if "costs" in steps:
+        steps["costs"].append(info.get("cost", float(info.get("margin", 0.0) < 0)))
 
 
 def _finish(steps: dict[str, list]) -> dict[str, np.ndarray]:
@@ -42,7 +47,8 @@ def record_episode(
     ``observations`` with ``steps + 1`` rows and per-step ``actions``,
     ``rewards``, ``terminations`` and ``truncations``; when the environment
     reports a safety ``margin`` in its infos, also ``margins`` (``h(s_t)``) and
-    ``costs`` (the step's cost, by default ``1[h(s_{t+1}) < 0]``).
+    ``costs`` (the step's cost, by default ``1[h(s_{t+1}) < 0]``); when it reports
+    only a ``cost``, the ``costs``.
     """
     observation, info = env.reset(seed=reset_seed)
     steps: dict[str, list] = {
