@@ -47,6 +47,10 @@ class BenchConfig:
     """Train each algorithm with its per-dataset settings from its paper's released
     configs where it has them for the dataset (ReBRAC's penalties, EDAC's N and eta,
     MOPO's rollout length and penalty...); its defaults elsewhere."""
+    settings: tuple[str, ...] = ()
+    """``FIELD=VALUE`` entries set in every algorithm's ``Config`` that has ``FIELD``
+    (the others keep theirs), e.g. ``hidden_dims=64,64`` for smaller networks on a
+    low-dimensional task; the table states them."""
     validation_key: str | None = None
     """A named subset of every dataset kept out of training as its validation set
     (NeoRL-2's split: ``validation`` in the suite's industrial datasets); the
@@ -66,6 +70,16 @@ class BenchConfig:
                     f"--algorithms: '{name}' is not an offline algorithm; choose from "
                     f"{', '.join(registry.OFFLINE_ALGORITHMS)}"
                 )
+        used = set()
+        for name in self.algorithms:
+            used |= set(algorithm_settings(name, registry.get(name).Config(), self.settings)[1])
+        for entry in self.settings:
+            field = entry.partition("=")[0]
+            if field not in used:
+                raise RunError(
+                    f"--settings {entry}: no algorithm among {', '.join(self.algorithms)} has a "
+                    f"setting '{field}' (write FIELD=VALUE with a field of their Config)"
+                )
 
     def train_config(self):
         from offrl.run.train import TrainConfig
@@ -79,6 +93,44 @@ class BenchConfig:
             seeds=self.seeds,
             validation_key=self.validation_key,
         )
+
+
+def algorithm_settings(algorithm: str, config, settings) -> tuple[object, list[str]]:
+    """``config`` with every ``FIELD=VALUE`` of ``settings`` whose field it has set,
+    each value read as the field's current type (a comma list for a tuple; ``none``
+    for ``None``); returns the new config and the fields set."""
+    from offrl.run.settings import RunError
+
+    fields = {f.name for f in dataclasses.fields(config)}
+    changes = {}
+    for entry in settings:
+        field, equals, text = entry.partition("=")
+        if not equals:
+            raise RunError(f"--settings {entry!r}: write FIELD=VALUE (e.g. hidden_dims=64,64)")
+        if field not in fields:
+            continue
+        current = getattr(config, field)
+        try:
+            if text.lower() == "none":
+                value = None
+            elif isinstance(current, tuple) or (current is None and "," in text):
+                value = tuple(
+                    int(v) if v.strip().lstrip("-").isdigit() else float(v) for v in text.split(",")
+                )
+            elif isinstance(current, bool):
+                value = text.lower() in ("1", "true", "yes")
+            elif isinstance(current, int):
+                value = int(text)
+            elif isinstance(current, float):
+                value = float(text)
+            elif current is None:
+                value = tuple(int(v) for v in text.split(",")) if text else None
+            else:
+                value = text
+        except ValueError as error:
+            raise RunError(f"--settings {entry!r} ({algorithm}): {error}") from error
+        changes[field] = value
+    return (dataclasses.replace(config, **changes) if changes else config), sorted(changes)
 
 
 def cell_name(dataset: str) -> str:
@@ -112,6 +164,9 @@ def run_cell(config: BenchConfig, algorithm: str, dataset: str) -> dict:
 
     run_dir = pathlib.Path(config.output) / algorithm / cell_name(dataset)
     algo_config = registry.preset_config(algorithm, dataset) if config.presets else None
+    if config.settings:
+        base = algo_config or registry.get(algorithm).Config()
+        algo_config = algorithm_settings(algorithm, base, config.settings)[0]
     return train_or_reuse(algorithm, dataset, run_dir, algo_config, config.train_config())
 
 
@@ -226,6 +281,11 @@ def write_tables(config: BenchConfig, result: dict) -> list[pathlib.Path]:
         + (
             " Per-dataset presets (Config.preset) where the algorithm has one."
             if config.presets
+            else ""
+        )
+        + (
+            f" Settings changed in every algorithm that has them: {', '.join(config.settings)}."
+            if config.settings
             else ""
         ),
         "",
