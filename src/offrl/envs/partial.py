@@ -146,7 +146,7 @@ class Wind(gym.Wrapper):
 def apply(env: gym.Env, env_id: str, modifiers: dict[str, float]) -> gym.Env:
     """``env`` wrapped by the modifiers of ``env_id`` (the wind pushes the applied
     action, then velocities are hidden, then the pending actions appended)."""
-    if modifiers.get("wind"):
+    if "wind" in modifiers:
         env = Wind(env, modifiers["wind"])
     if modifiers.get("novel"):
         env = NoVelocity(env, env_id)
