@@ -27,6 +27,18 @@ selection), and every policy's episodes are a subset of their own
   and the medium policy's stochastic ones (100k steps together); validation: the
   expert with noise 0.15 (20k).
 
+Held-out contexts (the protocol of "The Generalization Gap in Offline RL", Mediratta
+et al., 2024, on a parameterized state task): a DMSD *level* is everything its
+reset seed draws (targets, masses, load and its timing, start), so a set of reset
+seeds is a set of contexts, like Procgen's levels. ``dmsd-contexts-N`` holds 200
+episodes (20k transitions) of the expert with Gaussian action noise 0.3 on the
+``N`` levels :data:`CONTEXT_FIRST_LEVEL` .. ``+ N - 1`` (episode ``i`` on level
+``i mod N``), for N in 1, 4, 16, 64, 200 (diversity at a fixed size);
+``dmsd-contexts-16-5k`` and ``-16-80k`` hold 50 and 800 episodes on 16 levels
+(size at a fixed diversity). Training-context scores evaluate on those levels
+(``offrl evaluate RUN --seed 5000000 --episodes N``); every run's held-out
+episodes (resets 900000000..) are unseen levels.
+
 ``python -m offrl.suites.industrial --measure-references`` measures the reference
 returns recorded in :mod:`offrl.envs.registry` (uniform random actions and the
 experts above, 100 episodes each on the reference reset seeds) and the behavior
@@ -117,8 +129,8 @@ class PipelineController:
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
 
-def dmsd_expert(seed: int = 0) -> DMSDController:
-    return DMSDController(kp=20.0, kd=6.0, ki=10.0, feedforward=True, seed=seed)
+def dmsd_expert(seed: int = 0, noise: float = 0.0) -> DMSDController:
+    return DMSDController(kp=20.0, kd=6.0, ki=10.0, feedforward=True, noise=noise, seed=seed)
 
 
 def pipeline_expert(seed: int = 0) -> PipelineController:
@@ -146,6 +158,10 @@ HOPPER_BEHAVIORS = (
     dict(level="expert", noise=0.15, steps=20_000),
 )
 
+#: The first level (reset seed) of the held-out-context datasets' training contexts.
+CONTEXT_FIRST_LEVEL = 5_000_000
+CONTEXT_NOISE = 0.3
+
 RECIPES = {
     "dmsd-pid": dict(
         env_id=DMSD,
@@ -163,10 +179,34 @@ RECIPES = {
     ),
     "hopper-friction": dict(env_id=HOPPER, behaviors=HOPPER_BEHAVIORS, seed=303),
 }
+for _contexts, _episodes, _suffix in (
+    (1, 200, ""),
+    (4, 200, ""),
+    (16, 200, ""),
+    (64, 200, ""),
+    (200, 200, ""),
+    (16, 50, "-5k"),
+    (16, 800, "-80k"),
+):
+    RECIPES[f"dmsd-contexts-{_contexts}{_suffix}"] = dict(
+        env_id=DMSD,
+        contexts=_contexts,
+        episodes=_episodes,
+        first_level=CONTEXT_FIRST_LEVEL,
+        noise=CONTEXT_NOISE,
+        seed=400 + _contexts + _episodes,
+    )
 
 
 def behavior(name: str) -> str:
     recipe = RECIPES[name]
+    if "contexts" in recipe:
+        return (
+            f"offrl.suites.industrial.dmsd_expert with Gaussian action noise {recipe['noise']} "
+            f"on {recipe['contexts']} levels (reset seeds {recipe['first_level']}.."
+            f"{recipe['first_level'] + recipe['contexts'] - 1}, episode i on level i mod "
+            f"{recipe['contexts']})"
+        )
     parts = "; ".join(json.dumps(b) for b in recipe["behaviors"])
     return f"{BEHAVIOR}: training {parts[: parts.rfind(';')]}; validation {parts.split('; ')[-1]}"
 
@@ -211,12 +251,31 @@ def _hopper_parts(recipe: dict, num_steps: int | None) -> list[Dataset]:
     return parts
 
 
+def context_episodes(recipe: dict, num_steps: int | None = None) -> list[dict]:
+    """The noisy expert's episodes on the recipe's levels (episode ``i`` resets with
+    ``first_level + i mod contexts``); ``num_steps`` shrinks it (tests)."""
+    count = recipe["episodes"]
+    if num_steps is not None:
+        count = max(1, num_steps // plants.DMSD_STEPS)
+    env = make_env(recipe["env_id"])
+    policy = dmsd_expert(seed=recipe["seed"], noise=recipe["noise"])
+    episodes = []
+    for i in range(count):
+        policy.reset()
+        level = recipe["first_level"] + i % recipe["contexts"]
+        episodes.append(record_episode(env, policy, level))
+    env.close()
+    return episodes
+
+
 def build(name: str, num_steps: int | None = None) -> Dataset:
     """Build a recipe (deterministic); ``num_steps`` shrinks it (tests)."""
     if name not in RECIPES:
         raise KeyError(f"unknown industrial recipe '{name}'; available: {', '.join(RECIPES)}")
     recipe = RECIPES[name]
     env_id = recipe["env_id"]
+    if "contexts" in recipe:
+        return suite_dataset(name, env_id, context_episodes(recipe, num_steps))
     if env_id == HOPPER:
         parts = _hopper_parts(recipe, num_steps)
     else:
