@@ -217,7 +217,43 @@ def test_bench_settings_reach_only_the_algorithms_that_have_them():
         bench.algorithm_settings("bc", bc.Config(), ("learning_rate=0.01",))[0].learning_rate
         == 0.01
     )
-    with pytest.raises(RunError, match="no algorithm"):
-        bench.BenchConfig(algorithms=("bc",), settings=("num_critics=3",)).check()
+    with pytest.raises(RunError, match="no offline algorithm"):
+        bench.BenchConfig(algorithms=("bc",), settings=("num_critic=3",)).check()
     with pytest.raises(RunError, match="FIELD=VALUE"):
         bench.BenchConfig(algorithms=("bc",), settings=("hidden_dims",)).check()
+
+
+def test_push_moves_the_block_out_along_the_contact_normal():
+    from offrl.envs.push import CONTACT, push
+
+    effector, block = push(np.array([-0.15, 0.0]), np.zeros(2), np.array([1.0, 0.0]))
+    np.testing.assert_allclose(effector, [-0.05, 0.0])
+    np.testing.assert_allclose(block, [-0.05 + CONTACT, 0.0])  # overlap resolved exactly
+    _, still = push(np.array([-0.15, 0.0]), np.zeros(2), np.array([-1.0, 0.5]))
+    np.testing.assert_array_equal(still, np.zeros(2))  # moving away leaves it
+
+
+def test_scripted_pusher_reaches_every_goal_and_teleop_pauses():
+    from offrl.suites.collect import run_controller
+    from offrl.suites.manipulation import ENV_ID, Pusher, Teleoperator
+
+    episodes = run_controller(ENV_ID, Pusher, 5, first_reset_seed=800_000_000)
+    assert all(ep["rewards"][-1] > 0 for ep in episodes)  # ends inside the goal
+    teleop = run_controller(ENV_ID, lambda: Teleoperator(pause=0.2), 2, first_reset_seed=1)
+    still = np.all(np.concatenate([ep["actions"] for ep in teleop]) == 0.0, axis=1)
+    runs = np.diff(np.flatnonzero(np.diff(np.r_[0, still.astype(int), 0])))[::2]
+    assert runs.size and runs.max() >= 5  # a pause lasts 5-15 steps
+
+
+def test_push_data_sources_are_deterministic_and_valid():
+    from offrl.suites import manipulation
+
+    for name in manipulation.RECIPES:
+        first, again = manipulation.build(name, 300), manipulation.build(name, 300)
+        assert first.num_episodes == 3 and first.digest() == again.digest()
+    play = manipulation.build("push-play", 300)
+    env = make_env("offrl/Push-v0")
+    obs, _ = env.reset(seed=502 * 100_000)  # the recipe's first reset
+    np.testing.assert_allclose(np.asarray(play.observations)[0], obs)
+    _, reward, *_ = env.step(np.asarray(play.actions)[0])
+    assert np.asarray(play.rewards)[0] == pytest.approx(reward)  # the task's reward

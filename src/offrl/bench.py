@@ -71,14 +71,14 @@ class BenchConfig:
                     f"{', '.join(registry.OFFLINE_ALGORITHMS)}"
                 )
         used = set()
-        for name in self.algorithms:
+        for name in registry.OFFLINE_ALGORITHMS:  # a typo is no field of any algorithm
             used |= set(algorithm_settings(name, registry.get(name).Config(), self.settings)[1])
         for entry in self.settings:
             field = entry.partition("=")[0]
             if field not in used:
                 raise RunError(
-                    f"--settings {entry}: no algorithm among {', '.join(self.algorithms)} has a "
-                    f"setting '{field}' (write FIELD=VALUE with a field of their Config)"
+                    f"--settings {entry}: no offline algorithm has a setting '{field}' (write "
+                    "FIELD=VALUE with a field of an algorithm's Config)"
                 )
 
     def train_config(self):

@@ -250,7 +250,11 @@ INDUSTRIAL_ENVS = {
 
 
 def register() -> None:
-    """Register the tasks with Gymnasium (idempotent)."""
+    """Register the tasks with Gymnasium (idempotent), and the pushing task of
+    :mod:`offrl.envs.push`."""
+    from offrl.envs import push
+
+    push.register()
     for env_id, (entry_point, steps) in INDUSTRIAL_ENVS.items():
         if env_id not in gym.registry:
             gym.register(env_id, entry_point=entry_point, max_episode_steps=steps)

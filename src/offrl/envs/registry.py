@@ -194,6 +194,19 @@ TASKS["hopper-friction"] = Task(
     random_value=17.21,
     expert_value=245.42,
 )
+# The pushing task (offrl.envs.push), measured 2026-12-06, 100 episodes each on the
+# reference resets: uniform random actions and the noise-free scripted pusher.
+TASKS["push"] = Task(
+    "offrl/Push-v0",
+    100,
+    random_return=-68.65,
+    expert_return=74.31,
+    reference_source="offrl: uniform random policy and the scripted pusher "
+    "(offrl.suites.manipulation.Pusher, every episode at the goal), 100 episodes each",
+    reference_command="python -m offrl.suites.manipulation --measure-references",
+    random_value=-43.52,
+    expert_value=39.98,
+)
 # Velocity-constrained locomotion keeps its task's reward, so its references too.
 for _name, _base in (
     ("hopper", "Hopper"),

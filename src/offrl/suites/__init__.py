@@ -25,7 +25,15 @@ def cache_dir() -> pathlib.Path:
 
 
 def available() -> list[str]:
-    from offrl.suites import curation, industrial, locomotion, maze, pendulum, safety
+    from offrl.suites import (
+        curation,
+        industrial,
+        locomotion,
+        manipulation,
+        maze,
+        pendulum,
+        safety,
+    )
 
     return [
         *pendulum.RECIPES,
@@ -34,6 +42,7 @@ def available() -> list[str]:
         *locomotion.RECIPES,
         *safety.RECIPES,
         *industrial.RECIPES,
+        *manipulation.RECIPES,
     ]
 
 
@@ -73,9 +82,17 @@ def missing_behavior(name: str) -> str | None:
 
 
 def _recipe_module(name: str):
-    from offrl.suites import curation, industrial, locomotion, maze, pendulum, safety
+    from offrl.suites import (
+        curation,
+        industrial,
+        locomotion,
+        manipulation,
+        maze,
+        pendulum,
+        safety,
+    )
 
-    for module in (pendulum, curation, maze, locomotion, safety, industrial):
+    for module in (pendulum, curation, maze, locomotion, safety, industrial, manipulation):
         if name in module.RECIPES:
             return module
     raise KeyError(name)

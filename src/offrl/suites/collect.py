@@ -74,6 +74,21 @@ def record_episode(
     return _finish(steps)
 
 
+def run_controller(env_id: str, make_controller, num_episodes: int, first_reset_seed: int):
+    """Episodes of a (stateful) scripted controller, reset before each episode;
+    episode ``i`` resets the environment with ``first_reset_seed + i``."""
+    from offrl.envs.registry import make_env
+
+    env = make_env(env_id)
+    policy = make_controller()
+    episodes = []
+    for i in range(num_episodes):
+        policy.reset()
+        episodes.append(record_episode(env, policy, first_reset_seed + i))
+    env.close()
+    return episodes
+
+
 def record_steps(
     env: gym.Env,
     choose_action: Callable[[np.ndarray], np.ndarray],

@@ -55,7 +55,7 @@ import numpy as np
 from offrl.data.dataset import Dataset, concatenate
 from offrl.envs import industrial as plants
 from offrl.envs.registry import make_env
-from offrl.suites.collect import record_episode, suite_dataset
+from offrl.suites.collect import record_episode, run_controller, suite_dataset
 
 BEHAVIOR = "offrl.suites.industrial: scripted PID/PI controllers and noisy SAC policies"
 DMSD = "offrl/DMSD-v0"
@@ -215,19 +215,6 @@ def controller(env_id: str, settings: dict, seed: int):
     if env_id == DMSD:
         return DMSDController(**settings, seed=seed)
     return PipelineController(**settings, seed=seed)
-
-
-def run_controller(env_id: str, make_controller, num_episodes: int, first_reset_seed: int):
-    """Episodes of a (stateful) scripted controller, reset before each episode;
-    episode ``i`` resets the environment with ``first_reset_seed + i``."""
-    env = make_env(env_id)
-    policy = make_controller()
-    episodes = []
-    for i in range(num_episodes):
-        policy.reset()
-        episodes.append(record_episode(env, policy, first_reset_seed + i))
-    env.close()
-    return episodes
 
 
 def _hopper_parts(recipe: dict, num_steps: int | None) -> list[Dataset]:
