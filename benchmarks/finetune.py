@@ -86,7 +86,10 @@ def _resume(run_dir: pathlib.Path) -> bool:
 
 
 def offline_run(name: str, dataset: str, args, output: pathlib.Path) -> pathlib.Path:
+    from offrl.bench import algorithm_settings
+
     algorithm, config = STARTS[name]
+    config = algorithm_settings(algorithm, config, args.settings)[0]
     run_dir = output / f"offline-{algorithm}-{dataset.removeprefix('suite:')}{_suffix(args)}"
     if _done(run_dir) is None:
         train(
@@ -156,6 +159,13 @@ def main(argv=None) -> None:
         default=None,
         metavar="RESULTS",
         help="join the results.json of runs split by seeds into one table; trains nothing",
+    )
+    parser.add_argument(
+        "--settings",
+        nargs="*",
+        default=[],
+        help="FIELD=VALUE set in the offline starts' configs that have FIELD (as offrl bench "
+        "--settings), e.g. hidden_dims=64,64; fine-tuning keeps its start's networks",
     )
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)

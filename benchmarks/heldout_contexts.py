@@ -26,15 +26,14 @@ from offrl.bench import BenchConfig, behavior_score, cell_name, run_cell
 from offrl.evaluate.policy import evaluate_run
 from offrl.suites.industrial import CONTEXT_FIRST_LEVEL, RECIPES
 
-DIVERSITY = ["dmsd-contexts-1", "dmsd-contexts-4", "dmsd-contexts-16", "dmsd-contexts-64",
-             "dmsd-contexts-200"]  # fmt: skip
-SIZE = ["dmsd-contexts-16-5k", "dmsd-contexts-16", "dmsd-contexts-16-80k"]
+DIVERSITY = [f"dmsd-contexts-{n}" for n in (1, 2, 4, 8, 16, 64, 200)]
+SIZE = [f"dmsd-contexts-{n}{size}" for n in (4, 16) for size in ("-5k", "-80k")]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--algorithms", nargs="+", default=["bc", "td3_bc", "iql"])
-    parser.add_argument("--datasets", nargs="+", default=DIVERSITY + SIZE[::2])
+    parser.add_argument("--datasets", nargs="+", default=DIVERSITY + SIZE)
     parser.add_argument("--steps", type=int, default=10_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--settings", nargs="*", default=["hidden_dims=64,64"])

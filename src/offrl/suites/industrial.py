@@ -33,9 +33,9 @@ reset seed draws (targets, masses, load and its timing, start), so a set of rese
 seeds is a set of contexts, like Procgen's levels. ``dmsd-contexts-N`` holds 200
 episodes (20k transitions) of the expert with Gaussian action noise 0.3 on the
 ``N`` levels :data:`CONTEXT_FIRST_LEVEL` .. ``+ N - 1`` (episode ``i`` on level
-``i mod N``), for N in 1, 4, 16, 64, 200 (diversity at a fixed size);
-``dmsd-contexts-16-5k`` and ``-16-80k`` hold 50 and 800 episodes on 16 levels
-(size at a fixed diversity). Training-context scores evaluate on those levels
+``i mod N``), for N in 1, 2, 4, 8, 16, 64, 200 (diversity at a fixed size);
+``dmsd-contexts-N-5k`` and ``-N-80k`` (N = 4, 16) hold 50 and 800 episodes (size
+at a fixed diversity). Training-context scores evaluate on those levels
 (``offrl evaluate RUN --seed 5000000 --episodes N``); every run's held-out
 episodes (resets 900000000..) are unseen levels.
 
@@ -181,10 +181,14 @@ RECIPES = {
 }
 for _contexts, _episodes, _suffix in (
     (1, 200, ""),
+    (2, 200, ""),
     (4, 200, ""),
+    (8, 200, ""),
     (16, 200, ""),
     (64, 200, ""),
     (200, 200, ""),
+    (4, 50, "-5k"),
+    (4, 800, "-80k"),
     (16, 50, "-5k"),
     (16, 800, "-80k"),
 ):
