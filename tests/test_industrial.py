@@ -257,3 +257,27 @@ def test_push_data_sources_are_deterministic_and_valid():
     np.testing.assert_allclose(np.asarray(play.observations)[0], obs)
     _, reward, *_ = env.step(np.asarray(play.actions)[0])
     assert np.asarray(play.rewards)[0] == pytest.approx(reward)  # the task's reward
+
+
+def test_selection_scores_action_error_on_the_validation_subset(small_dmsd, tmp_path):
+    from offrl.algos import bc
+    from offrl.evaluate.fqe import FQEConfig
+    from offrl.evaluate.selection import analyze_run
+    from offrl.run.train import TrainConfig, train
+
+    config = TrainConfig(
+        steps=100,
+        eval_every=100,
+        checkpoint_every=100,
+        eval_episodes=1,
+        heldout_episodes=0,
+        seeds=(0,),
+        steps_per_call=100,
+        progress=False,
+        validation_key="validation",
+    )
+    train("bc", small_dmsd, tmp_path / "bc", bc.Config(hidden_dims=(16,)), config)
+    fqe = FQEConfig(updates=50, bootstrap=1, hidden_dims=(16,), batch_size=32)
+    analysis = analyze_run(tmp_path / "bc", dataset=small_dmsd, fqe_config=fqe)
+    assert analysis["validation_source"] == "validation subset 'validation'"
+    assert np.isfinite(analysis["signals"]["validation"]).all()
