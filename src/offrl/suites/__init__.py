@@ -24,7 +24,8 @@ def cache_dir() -> pathlib.Path:
     return pathlib.Path(env) if env else pathlib.Path.home() / ".cache" / "offrl" / "datasets"
 
 
-def available() -> list[str]:
+def recipe_modules() -> tuple:
+    """The modules holding the suite's recipes (each a ``RECIPES`` dict and ``build``)."""
     from offrl.suites import (
         curation,
         industrial,
@@ -35,15 +36,11 @@ def available() -> list[str]:
         safety,
     )
 
-    return [
-        *pendulum.RECIPES,
-        *curation.RECIPES,
-        *maze.RECIPES,
-        *locomotion.RECIPES,
-        *safety.RECIPES,
-        *industrial.RECIPES,
-        *manipulation.RECIPES,
-    ]
+    return (pendulum, curation, maze, locomotion, safety, industrial, manipulation)
+
+
+def available() -> list[str]:
+    return [name for module in recipe_modules() for name in module.RECIPES]
 
 
 def missing_behavior(name: str) -> str | None:
@@ -82,17 +79,7 @@ def missing_behavior(name: str) -> str | None:
 
 
 def _recipe_module(name: str):
-    from offrl.suites import (
-        curation,
-        industrial,
-        locomotion,
-        manipulation,
-        maze,
-        pendulum,
-        safety,
-    )
-
-    for module in (pendulum, curation, maze, locomotion, safety, industrial, manipulation):
+    for module in recipe_modules():
         if name in module.RECIPES:
             return module
     raise KeyError(name)

@@ -209,3 +209,17 @@ def suite_dataset(name: str, env_id: str, episodes):
     dataset = validate(data, env.observation_space, env.action_space)
     env.close()
     return dataset
+
+
+def references_main(description: str, measure) -> None:
+    """The ``python -m offrl.suites.X --measure-references [--episodes N]`` entry point:
+    prints ``measure(episodes)`` as JSON."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--measure-references", action="store_true")
+    parser.add_argument("--episodes", type=int, default=100)
+    args = parser.parse_args()
+    if args.measure_references:
+        print(json.dumps(measure(args.episodes), indent=2))

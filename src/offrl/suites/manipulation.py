@@ -25,14 +25,11 @@ noise-free pusher, 100 episodes each on the reference resets).
 
 from __future__ import annotations
 
-import argparse
-import json
-
 import numpy as np
 
 from offrl.data.dataset import Dataset
 from offrl.envs.push import CONTACT
-from offrl.suites.collect import run_controller, suite_dataset
+from offrl.suites.collect import references_main, run_controller, suite_dataset
 
 ENV_ID = "offrl/Push-v0"
 BEHAVIOR = "offrl.suites.manipulation: the scripted pusher, as scripted, play and teleop data"
@@ -208,12 +205,7 @@ def measure_references(num_episodes: int = 100) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--measure-references", action="store_true")
-    parser.add_argument("--episodes", type=int, default=100)
-    args = parser.parse_args()
-    if args.measure_references:
-        print(json.dumps(measure_references(args.episodes), indent=2))
+    references_main(__doc__.splitlines()[0], measure_references)
 
 
 if __name__ == "__main__":

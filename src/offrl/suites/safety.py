@@ -37,14 +37,12 @@ robot's reference returns recorded in :mod:`offrl.envs.registry`.
 
 from __future__ import annotations
 
-import argparse
-
 import gymnasium as gym
 import numpy as np
 
 from offrl.data.dataset import Dataset
 from offrl.envs.safety import POINT_ROBOT_GOAL, POINT_ROBOT_HAZARDS, PointRobotEnv
-from offrl.suites.collect import record_episode, suite_dataset
+from offrl.suites.collect import record_episode, references_main, suite_dataset
 
 POINT_ROBOT = "offrl/PointRobot-v0"
 
@@ -218,12 +216,7 @@ def measure_references(num_episodes: int = 100) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--measure-references", action="store_true")
-    parser.add_argument("--episodes", type=int, default=100)
-    args = parser.parse_args()
-    if args.measure_references:
-        print(measure_references(args.episodes))
+    references_main(__doc__.splitlines()[0], measure_references)
 
 
 if __name__ == "__main__":
