@@ -281,3 +281,15 @@ def test_selection_scores_action_error_on_the_validation_subset(small_dmsd, tmp_
     analysis = analyze_run(tmp_path / "bc", dataset=small_dmsd, fqe_config=fqe)
     assert analysis["validation_source"] == "validation subset 'validation'"
     assert np.isfinite(analysis["signals"]["validation"]).all()
+
+
+def test_a_tuple_setting_whose_default_is_none_reads_back_as_a_tuple():
+    """config.json stores tuples as lists; a field typed ``tuple | None`` (CQL's
+    critic_hidden_dims) set by --settings came back as a list, and the unhashable
+    list broke every later load of the run (offrl eval, select, --resume)."""
+    from offrl.algos import cql
+    from offrl.run.settings import from_dict
+
+    config = from_dict(cql.Config, {"critic_hidden_dims": [64, 64], "hidden_dims": [32]})
+    assert config.critic_hidden_dims == (64, 64) and config.hidden_dims == (32,)
+    hash(config)

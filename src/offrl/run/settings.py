@@ -267,8 +267,8 @@ def from_dict(cls, data, source: str = "config.json"):
     kwargs = {}
     for name, value in data.items():
         default = getattr(defaults, name)
-        if isinstance(value, list) and (isinstance(default, tuple) or name in ("seeds",)):
-            value = tuple(value)
+        if isinstance(value, list):  # JSON has no tuples; configs hold only tuples
+            value = _tuples(value)  # (also where the default is None: tuple | None)
         if default is not None and value is not None and not _same_kind(default, value):
             raise RunError(
                 f"{source}: {cls.__name__}.{name} is {value!r} ({type(value).__name__}), "
@@ -280,6 +280,11 @@ def from_dict(cls, data, source: str = "config.json"):
         return cls(**kwargs)
     except (TypeError, ValueError) as error:
         raise RunError(f"{source}: invalid {cls.__name__} settings ({error})") from error
+
+
+def _tuples(value):
+    """``value`` with every list, nested ones too, turned into a tuple."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def _same_kind(default, value) -> bool:
