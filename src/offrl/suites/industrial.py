@@ -36,7 +36,7 @@ episodes (20k transitions) of the expert with Gaussian action noise 0.3 on the
 ``i mod N``), for N in 1, 2, 4, 8, 16, 64, 200 (diversity at a fixed size);
 ``dmsd-contexts-N-5k`` and ``-N-80k`` (N = 4, 16) hold 50 and 800 episodes (size
 at a fixed diversity). Training-context scores evaluate on those levels
-(``offrl evaluate RUN --seed 5000000 --episodes N``); every run's held-out
+(``offrl eval RUN --seed 5000000 --episodes N``); every run's held-out
 episodes (resets 900000000..) are unseen levels.
 
 ``python -m offrl.suites.industrial --measure-references`` measures the reference
