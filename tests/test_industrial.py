@@ -217,6 +217,14 @@ def test_bench_settings_reach_only_the_algorithms_that_have_them():
         bench.algorithm_settings("bc", bc.Config(), ("learning_rate=0.01",))[0].learning_rate
         == 0.01
     )
+    # a scalar whose default is None stays a scalar (DT's target return)
+    from offrl.algos import dt
+
+    config, _ = bench.algorithm_settings("dt", dt.Config(), ("target_return=3600", "backbone=ssm"))
+    assert config.target_return == 3600.0 and isinstance(config.target_return, float)
+    assert config.backbone == "ssm"
+    none, _ = bench.algorithm_settings("cql", cql.Config(), ("critic_hidden_dims=none",))
+    assert none == cql.Config()
     with pytest.raises(RunError, match="no offline algorithm"):
         bench.BenchConfig(algorithms=("bc",), settings=("num_critic=3",)).check()
     with pytest.raises(RunError, match="FIELD=VALUE"):

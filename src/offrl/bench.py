@@ -95,41 +95,41 @@ class BenchConfig:
         )
 
 
+def _setting_value(text: str, annotation: str):
+    """``text`` read as a value of a Config field annotated ``annotation`` (a string:
+    the algorithms use postponed annotations): ``none`` for ``None``, a comma list for
+    a tuple, else the first of bool, int, float the annotation names, else the text."""
+    if text.lower() == "none":
+        return None
+    if annotation.startswith("tuple"):
+        return tuple(float(v) if "float" in annotation else int(v) for v in text.split(","))
+    if annotation.startswith("bool"):
+        return text.lower() in ("1", "true", "yes")
+    if annotation.startswith("int"):
+        return int(text)
+    if annotation.startswith("float"):
+        return float(text)
+    return text
+
+
 def algorithm_settings(algorithm: str, config, settings) -> tuple[object, list[str]]:
     """``config`` with every ``FIELD=VALUE`` of ``settings`` whose field it has set,
-    each value read as the field's current type (a comma list for a tuple; ``none``
-    for ``None``); returns the new config and the fields set."""
+    each value read as the field's annotated type (:func:`_setting_value`); returns
+    the new config and the fields set."""
     from offrl.run.settings import RunError
 
-    fields = {f.name for f in dataclasses.fields(config)}
+    annotations = {f.name: str(f.type) for f in dataclasses.fields(config)}
     changes = {}
     for entry in settings:
         field, equals, text = entry.partition("=")
         if not equals:
             raise RunError(f"--settings {entry!r}: write FIELD=VALUE (e.g. hidden_dims=64,64)")
-        if field not in fields:
+        if field not in annotations:
             continue
-        current = getattr(config, field)
         try:
-            if text.lower() == "none":
-                value = None
-            elif isinstance(current, tuple) or (current is None and "," in text):
-                value = tuple(
-                    int(v) if v.strip().lstrip("-").isdigit() else float(v) for v in text.split(",")
-                )
-            elif isinstance(current, bool):
-                value = text.lower() in ("1", "true", "yes")
-            elif isinstance(current, int):
-                value = int(text)
-            elif isinstance(current, float):
-                value = float(text)
-            elif current is None:
-                value = tuple(int(v) for v in text.split(",")) if text else None
-            else:
-                value = text
+            changes[field] = _setting_value(text, annotations[field])
         except ValueError as error:
             raise RunError(f"--settings {entry!r} ({algorithm}): {error}") from error
-        changes[field] = value
     return (dataclasses.replace(config, **changes) if changes else config), sorted(changes)
 
 
