@@ -211,8 +211,8 @@ def behavior(name: str) -> str:
             f"{recipe['first_level'] + recipe['contexts'] - 1}, episode i on level i mod "
             f"{recipe['contexts']})"
         )
-    parts = "; ".join(json.dumps(b) for b in recipe["behaviors"])
-    return f"{BEHAVIOR}: training {parts[: parts.rfind(';')]}; validation {parts.split('; ')[-1]}"
+    *training, validation = (json.dumps(b) for b in recipe["behaviors"])
+    return f"{BEHAVIOR}: training {'; '.join(training)}; validation {validation}"
 
 
 def controller(env_id: str, settings: dict, seed: int):
@@ -290,8 +290,9 @@ def build(name: str, num_steps: int | None = None) -> Dataset:
     for index, part in enumerate(parts):
         subsets[f"behavior-{index}"] = list(range(start, start + part.num_episodes))
         start += part.num_episodes
+    # the last policy's episodes are the validation set, all before them the training set
     subsets["validation"] = subsets[f"behavior-{len(parts) - 1}"]
-    subsets["train"] = [i for i in range(start) if i not in set(subsets["validation"])]
+    subsets["train"] = list(range(subsets["validation"][0]))
     return suite_dataset(name, env_id, data).with_subsets(subsets)
 
 
