@@ -301,3 +301,30 @@ def test_a_tuple_setting_whose_default_is_none_reads_back_as_a_tuple():
     config = from_dict(cql.Config, {"critic_hidden_dims": [64, 64], "hidden_dims": [32]})
     assert config.critic_hidden_dims == (64, 64) and config.hidden_dims == (32,)
     hash(config)
+
+
+def test_costs_reach_the_eval_record_the_metrics_and_the_summary():
+    from offrl.envs.rollout import EvaluationResult
+    from offrl.run.rundir import (
+        evaluation_metrics,
+        evaluation_record,
+        evaluations_from_metrics,
+        score_summary,
+    )
+
+    result = EvaluationResult(
+        returns=np.ones((2, 3)),
+        lengths=np.full((2, 3), 100),
+        normalized=None,
+        costs=np.array([[10.0, 40.0, 20.0], [50.0, 31.0, 30.0]]),
+        cost_budget=30.0,
+    )
+    record = evaluation_record(7, result)
+    np.testing.assert_allclose(record["cost_per_seed"], [70 / 3, 37.0])
+    np.testing.assert_allclose(record["within_budget_per_seed"], [2 / 3, 1 / 3])
+    metrics = {"step": 7, **evaluation_metrics(record)}
+    assert metrics["eval/within_budget"] == pytest.approx(0.5)
+    assert evaluations_from_metrics([metrics])[0]["cost_per_seed"] == record["cost_per_seed"]
+    summary = score_summary([record], {"final": record})
+    assert summary["final_within_budget_per_seed"] == record["within_budget_per_seed"]
+    assert summary["final_cost_per_seed"] == record["cost_per_seed"]
