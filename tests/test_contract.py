@@ -41,6 +41,17 @@ SMALL = {
     "sac_n": {"hidden_dims": (16, 16), "num_critics": 4},
     "dt": {"embedding_dim": 8, "num_layers": 1, "context_length": 3, "warmup_steps": 0},
     "mo_dt": {"embedding_dim": 8, "num_layers": 1, "context_length": 3, "warmup_steps": 0},
+    "meta_dt": {
+        "embedding_dim": 8,
+        "num_layers": 1,
+        "context_length": 3,
+        "warmup_steps": 0,
+        "context_horizon": 2,
+        "context_dim": 4,
+        "context_hidden": 8,
+        "prompt_length": 2,
+        "prompt_pool": 4,
+    },
     "dmamba": {
         "embedding_dim": 8,
         "num_layers": 1,

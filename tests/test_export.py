@@ -26,6 +26,7 @@ OBS, ACT = 5, 2
 SMALL = {
     "dt": dict(context_length=4, embedding_dim=32, num_layers=1),
     "mo_dt": dict(context_length=4, embedding_dim=32, num_layers=1),
+    "meta_dt": dict(context_length=4, embedding_dim=32, num_layers=1, context_horizon=2),
     "bc_rnn": dict(context_length=4, hidden_dim=64),
     "iql_history": dict(context_length=4, encoder_dim=32),
     "uni_o4": dict(value_hidden_dims=(32,), critic_hidden_dims=(32,)),

@@ -255,7 +255,7 @@ def test_history_policy_matches_training_windows():
         np.testing.assert_allclose(seen["actions"][0, 0, : real - 1], train["actions"][: real - 1])
 
 
-@pytest.mark.parametrize("name", ["dt", "mo_dt", "dmamba", "bc_rnn", "iql_history"])
+@pytest.mark.parametrize("name", ["dt", "mo_dt", "dmamba", "meta_dt", "bc_rnn", "iql_history"])
 def test_window_act_ignores_padding_after_the_last_step(name):
     """A causal model acts the same on a window padded with garbage after its last
     real step: what left-aligned evaluation windows rely on."""
@@ -271,6 +271,8 @@ def test_window_act_ignores_padding_after_the_last_step(name):
         small.update(hidden_dim=8, num_layers=1)
     if name == "iql_history":
         small.update(encoder_dim=8, hidden_dims=(8,))
+    if name == "meta_dt":
+        small.update(context_horizon=2, context_dim=4, context_hidden=8)
     config = algo.Config(**small)
     state = algo.init(config, {"observations": jnp.zeros((1, 3)), "actions": jnp.zeros((1, 2))},
                       jax.random.PRNGKey(0))  # fmt: skip

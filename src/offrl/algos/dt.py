@@ -152,7 +152,7 @@ class DecisionTransformerNet(nn.Module):
 
     @nn.compact
     def __call__(self, observations, actions, returns_to_go, timesteps, regions=None,
-                 deterministic: bool = True):  # fmt: skip
+                 deterministic: bool = True, contexts=None, prompt=None):  # fmt: skip
         c = self.config
         batch, length = observations.shape[:2]
         width = c.embedding_dim
@@ -164,6 +164,9 @@ class DecisionTransformerNet(nn.Module):
             dense(width)(returns_to_go[..., None] * c.return_scale) + time,
             dense(width)(observations) + time,
         ]
+        if contexts is not None:  # Meta-DT: a task embedding per step joins the state token
+            context = nn.Dense(width, kernel_init=small_normal, name="context_embedding")
+            tokens[1] = tokens[1] + context(contexts)
         if c.action_regions:
             one_hot = jax.nn.one_hot(regions, c.action_regions).reshape(batch, length, -1)
             tokens.append(dense(width)(one_hot) + time)
@@ -177,13 +180,18 @@ class DecisionTransformerNet(nn.Module):
             shifted = jnp.pad(steps, ((0, 0), (1, 0), (0, 0)))[:, :-1]
             x = x + dense(width)(shifted)[:, :, None]
         x = x.reshape(batch, length * per_step, width)
+        prefix = 0
+        if prompt is not None:  # Meta-DT: prompt steps (R, s, a), own embeddings, go first
+            prompt_tokens = _prompt_tokens(prompt, width, c)
+            prefix = prompt_tokens.shape[1]
+            x = jnp.concatenate([prompt_tokens, x], axis=1)
         x = nn.Dropout(c.dropout)(nn.LayerNorm()(x), deterministic=deterministic)
         for _ in range(c.num_layers):
             if c.backbone == "ssm":
                 x = SSMBlock(c.ssm_state_dim, c.dropout)(x, deterministic)
             else:
                 x = TransformerBlock(c.num_heads, c.dropout, c.dropout)(x, deterministic)
-        x = nn.LayerNorm()(x).reshape(batch, length, per_step, width)
+        x = nn.LayerNorm()(x)[:, prefix:].reshape(batch, length, per_step, width)
         state_token, action_token = x[:, :, 1], x[:, :, -1]
         reader = x[:, :, 2] if c.action_regions else state_token
         out = {"actions": jnp.tanh(dense(self.action_dim)(reader))}
@@ -195,6 +203,24 @@ class DecisionTransformerNet(nn.Module):
         if c.return_loss_weight:
             out["next_returns"] = dense(1)(action_token)[..., 0]
         return out
+
+
+def _prompt_tokens(prompt, width: int, c: Config):
+    """``[B, 3P, D]`` tokens ``(R, s, a)`` per prompt step, embedded by layers of their
+    own (Meta-DT's ``prompt_embed_*``) plus a timestep embedding of their own."""
+    dense = lambda name: nn.Dense(width, kernel_init=small_normal, name=name)  # noqa: E731
+    embed = nn.Embed(c.max_timestep, width, embedding_init=small_normal, name="prompt_time")
+    time = embed(jnp.clip(prompt["timesteps"], 0, c.max_timestep - 1))
+    returns = prompt["returns_to_go"][..., None] * c.return_scale
+    tokens = jnp.stack(
+        [
+            dense("prompt_returns")(returns) + time,
+            dense("prompt_observations")(prompt["observations"]) + time,
+            dense("prompt_actions")(prompt["actions"]) + time,
+        ],
+        axis=2,
+    )  # [B, P, 3, D]
+    return tokens.reshape(tokens.shape[0], -1, width)
 
 
 def _network(config: Config, observation_dim: int, action_dim: int):

@@ -13,7 +13,9 @@ update-to-data ratio and warm-ups in
 the interaction loop), ``RUN_KIND`` (``"barrier"`` for a safety filter) and
 ``USES_WEIGHTS`` (its loss takes the dataset's per-sample weights: ``--weights``),
 ``window_length(config)`` (it learns from windows of that many steps,
-:mod:`offrl.data.windows`, not single transitions), ``history_length(config)``
+:mod:`offrl.data.windows`, not single transitions), ``sample_batch(dataset, key,
+batch_size, config)`` (its own training batches, e.g. windows with fields gathered
+from other episodes of the same task), ``history_length(config)``
 (``act`` reads a window of the episode's last steps, kept during rollouts by
 :mod:`offrl.core.history`) and ``prepare_dataset(dataset, config)`` (derived
 fields it reads, e.g. returns-to-go) and ``pretrain(states, config, dataset,
@@ -72,6 +74,7 @@ _ALGORITHMS: dict[str, str] = {
     "edac": "offrl.algos.edac",
     "sac_n": "offrl.algos.sac_n",
     "dt": "offrl.algos.dt",
+    "meta_dt": "offrl.algos.meta_dt",
     "mo_dt": "offrl.algos.mo_dt",
     "dmamba": "offrl.algos.dmamba",
     "bc_rnn": "offrl.algos.bc_rnn",
@@ -84,7 +87,7 @@ _ALGORITHMS: dict[str, str] = {
 #: Algorithms that learn from a fixed dataset (``offrl train``); SAC is online.
 OFFLINE_ALGORITHMS = (
     "bc", "td3_bc", "iql", "cql", "vocbf", "td3_bc_lag", "calql", "rebrac", "awac", "edac",
-    "sac_n", "dt", "mo_dt", "dmamba", "bc_rnn", "iql_history",
+    "sac_n", "dt", "mo_dt", "dmamba", "meta_dt", "bc_rnn", "iql_history",
     "chunked_iql", "mopo", "mobile", "uni_o4",
 )  # fmt: skip
 #: Algorithms ``offrl finetune`` runs (offline-to-online or hybrid).

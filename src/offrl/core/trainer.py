@@ -87,8 +87,12 @@ def history_length(algo: ModuleType, config) -> int | None:
 
 
 def batch_sampler(algo: ModuleType, config) -> Callable:
-    """``(dataset, key, batch_size) -> batch``: transitions, or windows of
-    :func:`window_length` steps (:func:`offrl.data.windows.sample_windows`)."""
+    """``(dataset, key, batch_size) -> batch``: the algorithm's own ``sample_batch``
+    when it has one, else transitions, or windows of :func:`window_length` steps
+    (:func:`offrl.data.windows.sample_windows`)."""
+    own = getattr(algo, "sample_batch", None)
+    if own is not None:
+        return lambda dataset, key, batch_size: own(dataset, key, batch_size, config)
     length = window_length(algo, config)
     if length is None:
         return sample
@@ -237,6 +241,11 @@ def act_in_env(
         window = dict(observations)
         window["observations"] = pre.observation(window["observations"])
         window["actions"] = jnp.clip(pre.action_from_env(window["actions"]), -1.0, 1.0)
+        if "prompt_observations" in window:  # Meta-DT's prompt, in environment units
+            window["prompt_observations"] = pre.observation(window["prompt_observations"])
+            window["prompt_actions"] = jnp.clip(
+                pre.action_from_env(window["prompt_actions"]), -1.0, 1.0
+            )
         actions = algo.act(state, window, key, deterministic, config)
     else:
         actions = algo.act(state, pre.observation(observations), key, deterministic, config)

@@ -1,7 +1,7 @@
 """Environments: the task registry (reference returns), safety tasks, industrial-style
 tasks and construction."""
 
-from offrl.envs import industrial, safety
+from offrl.envs import goals, industrial, safety
 from offrl.envs.registry import (
     TASKS,
     EnvError,
@@ -15,6 +15,7 @@ from offrl.envs.registry import (
 
 safety.register()
 industrial.register()
+goals.register()
 
 __all__ = [
     "TASKS",
@@ -23,6 +24,7 @@ __all__ = [
     "allow_env_id",
     "check_env_id",
     "get_task",
+    "goals",
     "industrial",
     "make_env",
     "normalized_score",

@@ -207,6 +207,25 @@ TASKS["push"] = Task(
     random_value=-43.52,
     expert_value=39.98,
 )
+# The hidden-goal point robot (offrl.envs.goals), measured 2026-12-06, 100 episodes
+# each on the reference resets, all 20 goals: uniform random actions and the goal seeker
+# that knows the goal. Every goal is 1 from the start, so the three goal sets share them.
+for _name, _env_id in (
+    ("hidden-goal", "offrl/HiddenGoal-v0"),
+    ("hidden-goal-train", "offrl/HiddenGoalTrain-v0"),
+    ("hidden-goal-test", "offrl/HiddenGoalTest-v0"),
+):
+    TASKS[_name] = Task(
+        _env_id,
+        20,
+        random_return=-20.30,
+        expert_return=-4.04,
+        reference_source="offrl: uniform random policy and the noise-free goal seeker that "
+        "knows the goal (offrl.suites.meta.GoalSeeker), 100 episodes each",
+        reference_command="python -m offrl.suites.meta --measure-references",
+        random_value=-18.47,
+        expert_value=-3.94,
+    )
 # Velocity-constrained locomotion keeps its task's reward, so its references too.
 for _name, _base in (
     ("hopper", "Hopper"),
@@ -357,9 +376,11 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
     if is_pointmaze(env_id):
         return make_pointmaze(env_id, **kwargs)
     if env_id.startswith("offrl/"):
+        from offrl.envs.goals import register as register_goals
         from offrl.envs.industrial import register as register_industrial
         from offrl.envs.safety import register
 
         register()
         register_industrial()
+        register_goals()
     return gym.make(env_id, **kwargs)

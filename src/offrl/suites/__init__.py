@@ -32,11 +32,12 @@ def recipe_modules() -> tuple:
         locomotion,
         manipulation,
         maze,
+        meta,
         pendulum,
         safety,
     )
 
-    return (pendulum, curation, maze, locomotion, safety, industrial, manipulation)
+    return (pendulum, curation, maze, locomotion, safety, industrial, manipulation, meta)
 
 
 def available() -> list[str]:
