@@ -119,20 +119,27 @@ def test_pools_come_from_episodes_of_the_same_task(goal_data):
     # each window step's history is the h steps before it in the dataset
     horizon = config.context_horizon
     episode_of = np.searchsorted(starts, np.arange(len(obs)), side="right") - 1
-    for b in range(16):
-        t = int(batch["timesteps"][b, 0])
-        matches = np.flatnonzero(
-            (np.abs(obs - np.asarray(batch["observations"][b, 0])).sum(1) < 1e-7)
-            & (np.arange(len(obs)) - starts[episode_of] == t)
-        )
-        row = int(matches[0])
-        for j in range(horizon):
-            back = t - horizon + j
-            got = np.asarray(batch["history_observations"][b, 0, j])
-            want = obs[row - horizon + j] if back >= 0 else np.zeros(2)
-            np.testing.assert_array_equal(got, want)
-            reward = float(batch["history_rewards"][b, 0, j])
-            assert reward == (float(goal_data.rewards[row - horizon + j]) if back >= 0 else 0.0)
+    actions, rewards = np.asarray(goal_data.actions), np.asarray(goal_data.rewards)
+    seen_start = 0
+    for b in range(64):
+        for i in range(config.context_length):
+            if batch["mask"][b, i] == 0:
+                continue
+            t = int(batch["timesteps"][b, i])
+            matches = np.flatnonzero(
+                (np.abs(obs - np.asarray(batch["observations"][b, i])).sum(1) < 1e-7)
+                & (np.arange(len(obs)) - starts[episode_of] == t)
+            )
+            row = int(matches[0])
+            for j in range(horizon):
+                back = t - horizon + j
+                seen_start += back == 0
+                for name, values in (("observations", obs), ("actions", actions),
+                                     ("rewards", rewards)):  # fmt: skip
+                    got = np.asarray(batch[f"history_{name}"][b, i, j])
+                    want = values[row - horizon + j] if back >= 0 else 0.0 * values[0]
+                    np.testing.assert_array_equal(got, want)
+    assert seen_start > 0  # the episode's first step is in some history
 
 
 def _init(config):
