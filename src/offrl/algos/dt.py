@@ -33,6 +33,10 @@ Options, off by default (``mo_dt`` and ``dmamba`` are these settings):
   0 to ``beta`` over the run (Decision Mamba's progressive self-evolution, which
   refines noisy data actions toward the policy's own consistent ones).
 
+The network also takes, for Meta-DT (:mod:`offrl.algos.meta_dt`), a per-step task
+embedding added to each state token and prompt steps ``(R, s, a)`` placed before the
+window with embeddings of their own; without them it is DT's, parameters included.
+
 Defaults are CORL's ``dt.py`` (embedding 128, 3 layers, 1 head, ``K = 20``, dropout
 0.1, AdamW lr 1e-4 with weight decay 1e-4 and a 10k-update linear warm-up,
 gradient clipping 0.25, return scale 0.001, 1000 timestep embeddings). Deviations:
