@@ -220,3 +220,48 @@ def test_few_shot_runs_a_prompted_second_episode(tmp_path):
     assert starts.shape == (2, 5)
     assert (starts >= SMALL["context_horizon"]).all()
     assert (starts + SMALL["prompt_length"] <= 19).all()
+    # the second episode repeats the first's task and start, so only the prompt it
+    # carries can make it differ
+    assert not np.allclose(out["returns"][0], out["returns"][1])
+
+
+def test_a_prompt_in_environment_units_is_preprocessed_like_the_window():
+    """``act_in_env`` maps a few-shot prompt's observations and actions through the run's
+    preprocessor, as it maps the window's: the action equals ``act`` on both mapped."""
+    from offrl.core.trainer import act_in_env
+    from offrl.data.preprocess import Preprocessor
+
+    config = meta_dt.Config(**SMALL)
+    state = _init(config)
+    pre = Preprocessor(
+        observation_mean=np.array([0.3, -0.2], np.float32),
+        observation_std=np.array([0.5, 2.0], np.float32),
+        action_low=np.array([-2.0, -0.5], np.float32),
+        action_high=np.array([2.0, 1.5], np.float32),
+        reward_scale=np.float32(1.0),
+        reward_shift=np.float32(0.0),
+    )
+    rng = np.random.default_rng(5)
+    length, p = config.context_length + config.context_horizon, config.prompt_length
+    window = {
+        "observations": jnp.asarray(rng.normal(size=(1, length, 2)), jnp.float32),
+        "actions": jnp.asarray(rng.uniform(-0.5, 1.5, (1, length, 2)), jnp.float32),
+        "returns_to_go": jnp.asarray(rng.normal(size=(1, length)), jnp.float32),
+        "timesteps": jnp.arange(length)[None].astype(jnp.int32),
+        "mask": jnp.ones((1, length)),
+        "prompt_observations": jnp.asarray(rng.normal(size=(1, p, 2)), jnp.float32),
+        "prompt_actions": jnp.asarray(rng.uniform(-0.5, 1.5, (1, p, 2)), jnp.float32),
+        "prompt_returns_to_go": jnp.asarray(rng.normal(size=(1, p)), jnp.float32),
+        "prompt_timesteps": jnp.arange(4, 4 + p)[None].astype(jnp.int32),
+    }
+    got = jax.jit(lambda w: act_in_env(meta_dt, config, state, pre, w, None, True))(window)
+    mapped = dict(window)
+    for prefix in ("", "prompt_"):
+        mapped[f"{prefix}observations"] = pre.observation(window[f"{prefix}observations"])
+        mapped[f"{prefix}actions"] = pre.action_from_env(window[f"{prefix}actions"])
+    want = pre.action_to_env(jnp.clip(meta_dt.act(state, mapped, None, True, config), -1, 1))
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    # and the prompt is read: another prompt, another action
+    other = dict(window, prompt_observations=window["prompt_observations"] + 1.0)
+    moved = jax.jit(lambda w: act_in_env(meta_dt, config, state, pre, w, None, True))(other)
+    assert not np.allclose(moved, got)

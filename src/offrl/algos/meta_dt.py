@@ -319,10 +319,6 @@ def prompt_from_episode(state: State, episode: dict, config: Config):
 # ------------------------------------------------------------------ the contract
 
 
-def _dt_network(config: Config, observation_dim: int, action_dim: int):
-    return dt.DecisionTransformerNet(observation_dim, action_dim, config)
-
-
 def init(config: Config, example_batch, key: jax.Array) -> State:
     if config.action_regions or config.evolve_weight:
         raise ValueError(
@@ -338,7 +334,7 @@ def init(config: Config, example_batch, key: jax.Array) -> State:
     if config.prompt_length:
         prompt = {"observations": obs, "actions": act, "returns_to_go": zeros,
                   "timesteps": zeros.astype(jnp.int32)}  # fmt: skip
-    net = _dt_network(config, obs.shape[-1], act.shape[-1])
+    net = dt.DecisionTransformerNet(obs.shape[-1], act.shape[-1], config)
     params = net.init(dt_key, obs, act, zeros, zeros.astype(jnp.int32), contexts=z, prompt=prompt)
     tx = adamw(config.learning_rate, config.weight_decay, config.warmup_steps, config.grad_clip)
     world = ContextWorldModel(obs.shape[-1], config)
@@ -390,23 +386,10 @@ def update(state: State, batch, config: Config):
             errors, batch["pool_mask"], batch["pool_timesteps"], config.prompt_length,
             config.context_horizon,
         )  # fmt: skip
-        prompt = _gather_prompt(
-            {n: batch[f"pool_{n}"] for n in ("observations", "actions", "returns_to_go",
-                                             "timesteps")},  # fmt: skip
-            starts, config.prompt_length,
-        )  # fmt: skip
-        metrics["world/prompt_error"] = (
-            jnp.mean(
-                jnp.take_along_axis(
-                    segment_errors(
-                        errors, batch["pool_mask"], batch["pool_timesteps"], config.prompt_length, 0
-                    ),
-                    starts[:, None],
-                    axis=1,
-                )  # fmt: skip
-            )
-            / config.prompt_length
-        )
+        fields = {n: batch[f"pool_{n}"] for n in ("observations", "actions", "returns_to_go",
+                                                  "timesteps")}  # fmt: skip
+        prompt = _gather_prompt({**fields, "errors": errors}, starts, config.prompt_length)
+        metrics["world/prompt_error"] = jnp.mean(prompt.pop("errors"))
 
     def loss_fn(params):
         predictions = state.actor.apply_fn(

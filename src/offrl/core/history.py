@@ -42,6 +42,8 @@ class HistoryPolicy:
         self.window = Window(
             length, action_dim, scale * float(target_return), scale, float(pre.reward_shift)
         )
+        #: Fields added to every window as they are (Meta-DT's ``prompt_*``: few-shot).
+        self.extra: dict = {}
 
     def reset_history(self) -> None:
         """New episodes start: the next call begins empty windows."""
@@ -49,7 +51,8 @@ class HistoryPolicy:
 
     def __call__(self, observations, key):
         w = self.window.observe(observations)
-        return self.batched(self.states, self.pre, {k: jnp.asarray(v) for k, v in w.items()}, key)
+        window = {k: jnp.asarray(v) for k, v in w.items()}
+        return self.batched(self.states, self.pre, {**window, **self.extra}, key)
 
     def record(self, actions, rewards) -> None:
         """The actions just taken and the rewards they earned (``[S, N, ...]``); the

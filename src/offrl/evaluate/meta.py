@@ -27,11 +27,12 @@ from offrl.run.settings import RunError
 
 
 class _Recorder:
-    """A sequence policy that records what it saw and did (``[S, N, T, ...]``), and adds
-    a fixed prompt (``prompt_*`` fields) to every window it acts on."""
+    """A sequence policy that records what it saw and did (``[S, N, T, ...]``), with a
+    fixed prompt (``prompt_*`` fields) in every window it acts on."""
 
     def __init__(self, policy: HistoryPolicy, prompt: dict | None = None):
-        self.policy, self.prompt = policy, prompt
+        self.policy = policy
+        self.policy.extra = dict(prompt or {})
         self.observations, self.actions, self.rewards = [], [], []
 
     def reset_history(self) -> None:
@@ -39,11 +40,7 @@ class _Recorder:
 
     def __call__(self, observations, key):
         self.observations.append(np.array(observations))
-        w = self.policy.window.observe(observations)
-        window = {k: jnp.asarray(v) for k, v in w.items()}
-        if self.prompt is not None:
-            window.update(self.prompt)
-        return self.policy.batched(self.policy.states, self.policy.pre, window, key)
+        return self.policy(observations, key)
 
     def record(self, actions, rewards) -> None:
         self.actions.append(np.array(actions))
