@@ -69,6 +69,7 @@ _ALGORITHMS: dict[str, str] = {
     "rlpd": "offrl.algos.rlpd",
     "resfit": "offrl.algos.resfit",
     "h2o": "offrl.algos.h2o",
+    "moorl": "offrl.algos.moorl",
     "rebrac": "offrl.algos.rebrac",
     "awac": "offrl.algos.awac",
     "edac": "offrl.algos.edac",
@@ -91,7 +92,7 @@ OFFLINE_ALGORITHMS = (
     "chunked_iql", "mopo", "mobile", "uni_o4",
 )  # fmt: skip
 #: Algorithms ``offrl finetune`` runs (offline-to-online or hybrid).
-FINETUNE_ALGORITHMS = ("iql", "cql", "calql", "rlpd", "resfit", "h2o", "sac")
+FINETUNE_ALGORITHMS = ("iql", "cql", "calql", "rlpd", "resfit", "h2o", "sac", "moorl")
 #: Algorithms ``offrl online`` trains with no offline data at all.
 ONLINE_ALGORITHMS = ("sac",)
 REQUIRED = ("Config", "State", "init", "update", "act", "DEFAULT_REWARD_SCALING")
