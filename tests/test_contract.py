@@ -37,6 +37,8 @@ SMALL = {
     "h2o": {"hidden_dims": (16, 16), "gap_samples": 2},
     # The meta actor moves after the K-th of the test's 3 updates.
     "moorl": {"hidden_dims": (16, 16), "inner_steps": 3},
+    "concurrent_bc": {"hidden_dims": (16, 16)},
+    "gpayn": {"hidden_dims": (16, 16)},
     "rebrac": {"hidden_dims": (16, 16, 16)},
     "awac": {"hidden_dims": (16, 16)},
     "edac": {"hidden_dims": (16, 16), "num_critics": 4},

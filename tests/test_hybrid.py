@@ -28,7 +28,10 @@ def _close(a, b, **kw):
 
 
 def _far(a, b):
-    return max(float(jnp.abs(x - y).max()) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    return max(
+        float(jnp.abs(x - y).max())
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    )
 
 
 @pytest.mark.parametrize("offline_probability, half", [(1.0, slice(0, 4)), (0.0, slice(4, 8))])
@@ -102,3 +105,86 @@ def test_moorl_draws_a_source_per_epoch_and_checks_its_settings():
         moorl.online_config(config, FinetuneConfig(offline_ratio=0.3))
     with pytest.raises(ValueError, match="even --batch-size"):
         moorl.online_config(config, FinetuneConfig(batch_size=255))
+
+
+def test_concurrent_bc_adds_the_weighted_demonstration_nll_to_sacs_actor_loss():
+    """Demonstration rows (first n) feed only lambda * -log pi(a_demo|s); online rows
+    feed SAC's losses; NumPy reference of the tanh-Gaussian log-likelihood."""
+    from offrl.algos import concurrent_bc
+
+    rng = np.random.default_rng(2)
+    batch = _batch(rng, size=8)
+    demo_rows = 3
+    config = concurrent_bc.Config(hidden_dims=(8,), demo_rows=demo_rows, bc_weight=2.5)
+    state = concurrent_bc.init(config, batch, jax.random.PRNGKey(0))
+    demos = jax.tree.map(lambda x: x[:demo_rows], batch)
+
+    mean, log_std = (
+        np.asarray(v, np.float64)
+        for v in state.actor.apply_fn(state.actor.params, demos["observations"])
+    )
+    a = np.clip(np.asarray(demos["actions"], np.float64), -1 + 1e-5, 1 - 1e-5)
+    u = np.arctanh(a)
+    log_prob = (
+        -0.5 * ((u - mean) / np.exp(log_std)) ** 2
+        - log_std
+        - 0.5 * np.log(2 * np.pi)
+        - np.log(1 - a**2 + 1e-6)
+    ).sum(-1)
+    np.testing.assert_allclose(
+        float(concurrent_bc.bc_nll(state.actor.params, state, demos)), -log_prob.mean(), rtol=1e-5
+    )
+
+    # The update's actor loss is SAC's on the online rows plus the weighted NLL, and the
+    # gradient step follows: with bc_weight 0 the actor moves as SAC's on the online rows.
+    new_state, metrics = concurrent_bc.update(state, batch, config)
+    np.testing.assert_allclose(
+        float(metrics["actor/loss"]),
+        float(metrics["actor/sac_loss"]) + 2.5 * float(metrics["actor/bc_nll"]),
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(float(metrics["actor/bc_nll"]), -log_prob.mean(), rtol=1e-5)
+    online = jax.tree.map(lambda x: x[demo_rows:], batch)
+    plain, plain_metrics = sac.update(state, online, config)
+    np.testing.assert_allclose(
+        float(metrics["actor/sac_loss"]), float(plain_metrics["actor/loss"]), rtol=1e-6
+    )
+    _close(new_state.critic.params, plain.critic.params, rtol=1e-6)  # the critic ignores demos
+    assert _far(new_state.actor.params, plain.actor.params) > 1e-6
+    unweighted, _ = concurrent_bc.update(
+        state, batch, concurrent_bc.Config(hidden_dims=(8,), demo_rows=demo_rows, bc_weight=0.0)
+    )
+    _close(unweighted.actor.params, plain.actor.params, rtol=1e-6)
+
+
+def test_concurrent_bc_and_gpayn_start_from_a_gaussian_bc_run():
+    from offrl.algos import bc, concurrent_bc, gpayn
+    from offrl.run.settings import FinetuneConfig
+
+    rng = np.random.default_rng(3)
+    batch = _batch(rng)
+    base_config = bc.Config(policy="gaussian", hidden_dims=(8, 8))
+    base = bc.init(base_config, batch, jax.random.PRNGKey(5))
+    for algo in (concurrent_bc, gpayn):
+        config = algo.config_for_base(algo.Config(), base_config)
+        assert config.hidden_dims == (8, 8)
+        state = algo.init_from(config, batch, jax.random.PRNGKey(6), base, base_config)
+        obs = batch["observations"]
+        np.testing.assert_allclose(
+            algo.act(state, obs, None, True, config),
+            bc.act(base, obs, None, True, base_config),
+            rtol=1e-6,
+        )
+    with pytest.raises(ValueError, match="--policy gaussian"):
+        concurrent_bc.config_for_base(concurrent_bc.Config(), bc.Config())
+    # The demonstration rows come from the loop's sampling; union mixing has none apart.
+    assert concurrent_bc.online_config(concurrent_bc.Config(), FinetuneConfig()).demo_rows == 128
+    assert (
+        concurrent_bc.online_config(
+            concurrent_bc.Config(), FinetuneConfig(mixing="online")
+        ).demo_rows
+        == 0
+    )
+    with pytest.raises(ValueError, match="--mixing ratio"):
+        concurrent_bc.online_config(concurrent_bc.Config(), FinetuneConfig(mixing="union"))
+    assert gpayn.ONLINE.mixing == "union"

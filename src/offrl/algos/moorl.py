@@ -96,9 +96,7 @@ def _check(config: Config) -> None:
     if not 0.0 < config.meta_step_size <= 1.0:
         raise ValueError(f"meta_step_size must be in (0, 1], got {config.meta_step_size}")
     if not 0.0 <= config.offline_probability <= 1.0:
-        raise ValueError(
-            f"offline_probability must be in [0, 1], got {config.offline_probability}"
-        )
+        raise ValueError(f"offline_probability must be in [0, 1], got {config.offline_probability}")
 
 
 def init(config: Config, example_batch, key: jax.Array) -> State:

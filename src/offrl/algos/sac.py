@@ -145,9 +145,11 @@ def actor_loss(actor_params, state: State, batch, config: Config, key):
     return loss, ({"actor/loss": loss, "actor/entropy": -log_prob.mean()}, log_prob)
 
 
-def update(state: State, batch, config: Config, loss=None):
+def update(state: State, batch, config: Config, loss=None, policy_loss=None):
     """One SAC update; ``loss`` replaces :func:`critic_loss` (same signature), for
-    methods that change only the critic's target (MOBILE)."""
+    methods that change only the critic's target (MOBILE), and ``policy_loss``
+    replaces :func:`actor_loss` (same signature), for methods that add a term to
+    the actor's (concurrent BC)."""
     key, critic_key, actor_key = jax.random.split(state.key, 3)
     grads, critic_metrics = jax.grad(loss or critic_loss, has_aux=True)(
         state.critic.params, state, batch, config, critic_key
@@ -156,7 +158,11 @@ def update(state: State, batch, config: Config, loss=None):
     state = state.replace(critic=critic)
     entropy_target = target_entropy(config, batch["actions"].shape[-1])
     actor, log_alpha, actor_metrics, alpha_loss = actor_and_temperature_step(
-        state, actor_loss, (state, batch, config, actor_key), entropy_target, "log_alpha"
+        state,
+        policy_loss or actor_loss,
+        (state, batch, config, actor_key),
+        entropy_target,
+        "log_alpha",
     )
     state = state.replace(
         actor=actor,

@@ -70,6 +70,8 @@ _ALGORITHMS: dict[str, str] = {
     "resfit": "offrl.algos.resfit",
     "h2o": "offrl.algos.h2o",
     "moorl": "offrl.algos.moorl",
+    "concurrent_bc": "offrl.algos.concurrent_bc",
+    "gpayn": "offrl.algos.gpayn",
     "rebrac": "offrl.algos.rebrac",
     "awac": "offrl.algos.awac",
     "edac": "offrl.algos.edac",
@@ -92,7 +94,18 @@ OFFLINE_ALGORITHMS = (
     "chunked_iql", "mopo", "mobile", "uni_o4",
 )  # fmt: skip
 #: Algorithms ``offrl finetune`` runs (offline-to-online or hybrid).
-FINETUNE_ALGORITHMS = ("iql", "cql", "calql", "rlpd", "resfit", "h2o", "sac", "moorl")
+FINETUNE_ALGORITHMS = (
+    "iql",
+    "cql",
+    "calql",
+    "rlpd",
+    "resfit",
+    "h2o",
+    "sac",
+    "moorl",
+    "concurrent_bc",
+    "gpayn",
+)
 #: Algorithms ``offrl online`` trains with no offline data at all.
 ONLINE_ALGORITHMS = ("sac",)
 REQUIRED = ("Config", "State", "init", "update", "act", "DEFAULT_REWARD_SCALING")

@@ -16,6 +16,13 @@ the goal) and ``pointmaze-{umaze,medium,large}-dense`` (``exp(-distance)``),
 1M transitions each. Observations are ``[x, y, vx, vy, goal_x, goal_y]``
 (:class:`offrl.envs.pointmaze.GoalObservation`).
 
+``pointmaze-umaze-demos``: demonstrations collected automatically, G-PAYN's way
+(a scripted controller, only its successful episodes kept): the noise-free
+planner on the evaluation task itself (fixed target, 300 steps), 20 episodes
+that reach the goal, from reset seeds no evaluation uses. Subsets ``demos-N``
+(N = 2, 5, 10, 20) are the first N episodes: ``--filter-key demos-2`` is two
+demonstrations.
+
 ``python -m offrl.suites.maze --measure-references`` measures the reference
 returns (uniform random actions and the noise-free planner, 100 episodes of
 the evaluation task, which keeps its target fixed).
@@ -31,7 +38,7 @@ import numpy as np
 from offrl.data.dataset import Dataset, DatasetInfo, from_episodes
 from offrl.envs.pointmaze import HORIZONS, MAZES
 from offrl.envs.registry import VALUE_DISCOUNT, make_env
-from offrl.suites.collect import record_steps
+from offrl.suites.collect import record_episode, record_steps
 
 P_GAIN, D_GAIN = 10.0, -1.0
 BEHAVIOR = (
@@ -124,6 +131,36 @@ RECIPES = {
 }
 
 
+#: Automatically collected demonstrations (see the module's docstring).
+DEMO_RECIPES = {"pointmaze-umaze-demos": dict(maze="umaze", episodes=20, seed=11)}
+RECIPES.update(DEMO_RECIPES)
+#: The demonstrations' reset seeds start here (periodic evaluations use seeds from
+#: 10,000, held-out ones from 900,000,000: offrl.envs.rollout).
+DEMO_RESET_OFFSET = 800_000_000
+DEMO_SUBSETS = (2, 5, 10, 20)
+
+
+def collect_demonstrations(
+    maze: str, episodes: int, seed: int, max_tries: int | None = None
+) -> tuple[list[dict[str, np.ndarray]], int]:
+    """Episodes of the noise-free planner on the evaluation task that reach the goal
+    (a return above 0), with how many were tried. Episode ``i`` resets with
+    ``DEMO_RESET_OFFSET + seed * 1_000 + i``."""
+    env = make_env(env_id(maze, False))
+    controller = WaypointController(env.unwrapped.maze)
+    kept, tried = [], 0
+    max_tries = 10 * episodes if max_tries is None else max_tries
+    while len(kept) < episodes and tried < max_tries:
+        episode = record_episode(env, controller, DEMO_RESET_OFFSET + seed * 1_000 + tried)
+        tried += 1
+        if float(np.sum(episode["rewards"])) > 0:
+            kept.append(episode)
+    env.close()
+    if len(kept) < episodes:
+        raise RuntimeError(f"the planner reached the goal in {len(kept)} of {tried} episodes")
+    return kept, tried
+
+
 def build(name: str, num_steps: int | None = None) -> Dataset:
     """Build a recipe (``num_steps`` overrides its size, for tests). Deterministic."""
     from offrl.data.validate import validate
@@ -131,6 +168,8 @@ def build(name: str, num_steps: int | None = None) -> Dataset:
     if name not in RECIPES:
         raise KeyError(f"unknown PointMaze recipe '{name}'; available: {', '.join(RECIPES)}")
     recipe = dict(RECIPES[name])
+    if name in DEMO_RECIPES:
+        return _build_demonstrations(name, recipe)
     if num_steps is not None:
         recipe["num_steps"] = num_steps
     episodes = collect(**recipe)
@@ -145,6 +184,25 @@ def build(name: str, num_steps: int | None = None) -> Dataset:
     dataset = validate(from_episodes(episodes, info), env.observation_space, env.action_space)
     env.close()
     return dataset
+
+
+def _build_demonstrations(name: str, recipe: dict) -> Dataset:
+    from offrl.data.validate import validate
+
+    episodes, tried = collect_demonstrations(recipe["maze"], recipe["episodes"], recipe["seed"])
+    env = make_env(env_id(recipe["maze"], False))
+    info = DatasetInfo(
+        name=name,
+        env_id=env_id(recipe["maze"], False),
+        action_low=(-1.0, -1.0),
+        action_high=(1.0, 1.0),
+        source=f"suite:{name}",
+    )
+    dataset = validate(from_episodes(episodes, info), env.observation_space, env.action_space)
+    env.close()
+    return dataset.with_subsets(
+        {f"demos-{n}": list(range(n)) for n in DEMO_SUBSETS if n <= len(episodes)}
+    )
 
 
 def controller_returns(
