@@ -188,3 +188,65 @@ def test_concurrent_bc_and_gpayn_start_from_a_gaussian_bc_run():
     with pytest.raises(ValueError, match="--mixing ratio"):
         concurrent_bc.online_config(concurrent_bc.Config(), FinetuneConfig(mixing="union"))
     assert gpayn.ONLINE.mixing == "union"
+
+
+def test_coverage_bonus_matches_the_closed_form_on_a_diagonal_case():
+    """Offline pulls along e1, online along e2: the bonus of phi = (a, b) is
+    beta * sqrt(a^2 / (lambda + n_off) + b^2 / (lambda + n_on))."""
+    from offrl.hybrid_testbeds import coverage_bonus
+
+    ridge, n_off, n_on, beta = 1.0, 50.0, 3.0, 0.7
+    gram = np.diag([ridge + n_off, ridge + n_on])
+    features = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [-0.3, 0.2]])
+    expected = beta * np.sqrt(
+        features[:, 0] ** 2 / (ridge + n_off) + features[:, 1] ** 2 / (ridge + n_on)
+    )
+    np.testing.assert_allclose(coverage_bonus(features, gram, beta), expected, rtol=1e-12)
+    # A correlated Gram matrix: the quadratic form itself.
+    gram = np.array([[4.0, 1.0], [1.0, 2.0]])
+    direct = [beta * np.sqrt(f @ np.linalg.inv(gram) @ f) for f in features]
+    np.testing.assert_allclose(coverage_bonus(features, gram, beta), direct, rtol=1e-12)
+
+
+def test_coverage_aware_exploration_beats_plain_optimism_on_partly_covered_data():
+    from offrl import hybrid_testbeds as hb
+
+    samples = {"coverage": [], "optimism": []}
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        bandit = hb.LinearBandit.make(6, 100, rng)
+        offline = hb.offline_pulls(bandit, 3, 1000, rng)
+        share = (bandit.features[offline, :3] ** 2).sum(axis=1)
+        assert share.min() >= 0.9  # the behavior knew only the first 3 directions
+        for method in samples:
+            run = hb.run_bandit(bandit, method, offline, 400, np.random.default_rng(seed + 10))
+            samples[method].append(run["samples"])
+    assert np.median(samples["coverage"]) < np.median(samples["optimism"])
+    with pytest.raises(ValueError, match="unknown method"):
+        hb.run_bandit(bandit, "ucb", offline, 1, rng)
+
+
+def test_lock_values_and_hnpg_against_npg():
+    from offrl import hybrid_testbeds as hb
+
+    rng = np.random.default_rng(0)
+    lock = hb.Lock.make(horizon=4, actions=5, rng=rng)
+    optimal = np.zeros((4, 3, 5))
+    for h in range(4):
+        optimal[h, :2, lock.opt[h]] = 0.0
+        for s in (0, 1):
+            optimal[h, s, lock.opt[h, s]] = 1.0
+    optimal[:, 2] = 0.2
+    assert lock.value(optimal) == pytest.approx(1.0)
+    # Uniform: reach level h alive with prob (1/A)^h, then the last step pays 1/A, and
+    # every wrong action on the way pays 0.1 with probability 1/2.
+    uniform = np.full((4, 3, 5), 0.2)
+    alive = 0.2 ** np.arange(4)
+    expected = alive[-1] * 0.2 + (alive * 0.8 * 0.05).sum()
+    assert lock.value(uniform) == pytest.approx(expected)
+
+    offline = hb.epsilon_greedy_data(lock, 100, rng)
+    npg = hb.run_lock(lock, "npg", offline, 10, 10, np.random.default_rng(1))
+    hnpg = hb.run_lock(lock, "hnpg", offline, 10, 10, np.random.default_rng(1))
+    assert npg["samples"] is None and npg["values"].max() < 0.2  # trapped by the distractor
+    assert hnpg["samples"] is not None and hnpg["values"][-1] > 0.95
