@@ -39,6 +39,12 @@ SMALL = {
     "moorl": {"hidden_dims": (16, 16), "inner_steps": 3},
     "concurrent_bc": {"hidden_dims": (16, 16)},
     "gpayn": {"hidden_dims": (16, 16)},
+    "safe_set": {
+        "hidden_dims": (16, 16),
+        "qc_hidden_dims": (16, 16),
+        "policy_candidates": 3,
+        "uniform_candidates": 2,
+    },
     "rebrac": {"hidden_dims": (16, 16, 16)},
     "awac": {"hidden_dims": (16, 16)},
     "edac": {"hidden_dims": (16, 16), "num_critics": 4},

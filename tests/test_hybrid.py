@@ -250,3 +250,70 @@ def test_lock_values_and_hnpg_against_npg():
     hnpg = hb.run_lock(lock, "hnpg", offline, 10, 10, np.random.default_rng(1))
     assert npg["samples"] is None and npg["values"].max() < 0.2  # trapped by the distractor
     assert hnpg["samples"] is not None and hnpg["values"][-1] > 0.95
+
+
+def test_safe_set_gate_never_proposes_an_action_the_set_rejects():
+    """With a known safety critic Qc(s, a) = s_0 - a_0 the set is a_0 <= s_0 - tau: every
+    gated action lies in it whenever the box holds one, the policy's own action passes
+    unchanged when it is inside, and a state with no safe action gets the least unsafe."""
+    from flax.training.train_state import TrainState
+
+    from offrl.algos import safe_set
+
+    rng = np.random.default_rng(4)
+    obs_dim, act_dim, n = 3, 2, 64
+    config = safe_set.Config(
+        hidden_dims=(8,), margin=0.2, forget_steps=0, policy_candidates=4, uniform_candidates=4
+    )
+    batch = _batch(rng, size=n, obs_dim=obs_dim, act_dim=act_dim)
+    state = safe_set.init(config, batch, jax.random.PRNGKey(0))
+
+    def qc_apply(params, observations, actions):
+        value = observations[..., 0] - actions[..., 0]
+        return jnp.stack([value, value + 1.0])  # [E, B]: the min is the first
+
+    state = state.replace(qc=TrainState.create(apply_fn=qc_apply, params={}, tx=safe_set._META))
+    observations = jnp.asarray(
+        np.c_[rng.uniform(-1.6, 1.5, n), rng.normal(size=(n, obs_dim - 1))], jnp.float32
+    )
+    first = jnp.asarray(rng.uniform(-1, 1, (n, act_dim)), jnp.float32)
+    actions, feasible, qc = safe_set.gated_actions(
+        state, observations, first, jax.random.PRNGKey(1), config
+    )
+    actions, feasible = np.asarray(actions), np.asarray(feasible)
+    s0 = np.asarray(observations[:, 0])
+    direct = s0 - actions[:, 0]
+    np.testing.assert_allclose(np.asarray(qc), direct, rtol=1e-6)
+    has_safe_action = s0 - 0.2 >= -1.0  # a_0 = -1 is in the set
+    assert has_safe_action.any() and (~has_safe_action).any()
+    assert (feasible == has_safe_action).all()
+    assert (direct[feasible] >= 0.2 - 1e-6).all()  # never an action the set rejects
+    inside = np.asarray(s0 - first[:, 0]) >= 0.2
+    np.testing.assert_array_equal(actions[inside], np.asarray(first)[inside])
+    # No safe action: the least unsafe candidate (a_0 as low as the candidates go).
+    assert (actions[~feasible, 0] < -0.9).all()
+    assert np.abs(actions).max() <= 1.0
+
+    # Acting (explore and evaluation) goes through the gate too.
+    explored = np.asarray(safe_set.explore(state, observations, jax.random.PRNGKey(2), 0, config))
+    assert (s0[has_safe_action] - explored[has_safe_action, 0] >= 0.2 - 1e-6).all()
+
+
+def test_optimistic_forgetting_relaxes_the_threshold_linearly():
+    from offrl.algos import safe_set
+
+    config = safe_set.Config(margin=0.1, floor=-0.3, forget_steps=100)
+    for step, expected in ((0, 0.1), (50, -0.1), (100, -0.3), (1000, -0.3)):
+        assert float(safe_set.threshold(jnp.asarray(step), config)) == pytest.approx(expected)
+    fixed = safe_set.Config(margin=0.1, forget_steps=0)
+    assert float(safe_set.threshold(jnp.asarray(10**6), fixed)) == pytest.approx(0.1)
+
+
+def test_training_costs_count_violations_per_seed():
+    from offrl.finetune.loop import training_costs
+
+    out = training_costs([[0.0, 2.0, 0.0, 1.0], [0.0, 0.0]])
+    assert out["training_cost_per_seed"] == [3.0, 0.0]
+    assert out["training_violation_rate_per_seed"] == [0.5, 0.0]
+    assert out["training_cost_std"] == pytest.approx(np.std([3.0, 0.0], ddof=1))
+    assert training_costs([[1.0], []]) == {}

@@ -72,6 +72,7 @@ _ALGORITHMS: dict[str, str] = {
     "moorl": "offrl.algos.moorl",
     "concurrent_bc": "offrl.algos.concurrent_bc",
     "gpayn": "offrl.algos.gpayn",
+    "safe_set": "offrl.algos.safe_set",
     "rebrac": "offrl.algos.rebrac",
     "awac": "offrl.algos.awac",
     "edac": "offrl.algos.edac",
@@ -105,6 +106,7 @@ FINETUNE_ALGORITHMS = (
     "moorl",
     "concurrent_bc",
     "gpayn",
+    "safe_set",
 )
 #: Algorithms ``offrl online`` trains with no offline data at all.
 ONLINE_ALGORITHMS = ("sac",)

@@ -395,6 +395,7 @@ def finetune(
         "episodes": [0] * num_seeds,
         "episode_scores": [[] for _ in seeds],
         "episode_successes": [[] for _ in seeds],
+        "episode_costs": [[] for _ in seeds],
     }
     ckpt_dir = run_dir / "checkpoints"
     saved_extra: dict = {}
@@ -418,6 +419,8 @@ def finetune(
             buffer.load_state_dict(saved_replay)
             rng.bit_generator.state = json.loads(str(saved_replay["rng"]))
             counters = json.loads(str(saved_replay["counters"]))
+            # Checkpoints from before training costs were counted.
+            counters.setdefault("episode_costs", [[] for _ in seeds])
             saved_extra = saved_replay
         records = truncate_jsonl(run_dir / "metrics.jsonl", counters["step"])
     wall_logged = rundir.logged_wall(records)
@@ -462,10 +465,13 @@ def finetune(
         logger.log(0, evaluate_now(0))
     episode_return = np.zeros(num_seeds)
     episode_success = np.zeros(num_seeds)
+    episode_cost = np.zeros(num_seeds)  # info["cost"] summed over the episode in flight
     metric_totals = None  # (sums, counts) since the last evaluation, on the device
     if "episode_return" in saved_extra:  # checkpoints that keep episodes in flight
         episode_return[:] = saved_extra["episode_return"]
         episode_success[:] = saved_extra["episode_success"]
+        if "episode_cost" in saved_extra:
+            episode_cost[:] = saved_extra["episode_cost"]
         sums = {
             k.removeprefix("metric_sum/"): jnp.asarray(saved_extra[k])
             for k in saved_extra
@@ -497,7 +503,7 @@ def finetune(
                 )
                 buffer.episode_rows[i] = [int(r) for r in rows]
                 _cut_episode(buffer, i, discount)
-                episode_return[i] = episode_success[i] = 0.0
+                episode_return[i] = episode_success[i] = episode_cost[i] = 0.0
                 counters["episodes"][i] += 1
             else:
                 buffer.episode_rows[i] = [int(r) for r in rows]
@@ -521,7 +527,11 @@ def finetune(
             return
         counters["step"] = step
         _record_wall(counters, wall_before, started)
-        extra = {"episode_return": episode_return, "episode_success": episode_success}
+        extra = {
+            "episode_return": episode_return,
+            "episode_success": episode_success,
+            "episode_cost": episode_cost,
+        }
         if metric_totals is not None:
             extra.update({f"metric_sum/{k}": np.asarray(v) for k, v in metric_totals[0].items()})
             extra.update({f"metric_count/{k}": np.asarray(v) for k, v in metric_totals[1].items()})
@@ -563,6 +573,7 @@ def finetune(
                 episode_return[i] += reward
                 if info.get("success", info.get("is_success", False)):
                     episode_success[i] = 1.0
+                episode_cost[i] += float(info.get("cost", 0.0))
                 buffer.add(
                     i,
                     observations=(observations[i] - obs_mean) / obs_std,
@@ -580,8 +591,10 @@ def finetune(
                     )
                     if "success" in info or "is_success" in info:
                         counters["episode_successes"][i].append(float(episode_success[i]))
+                    if "cost" in info:
+                        counters["episode_costs"][i].append(float(episode_cost[i]))
                     counters["episodes"][i] += 1
-                    episode_return[i], episode_success[i] = 0.0, 0.0
+                    episode_return[i], episode_success[i], episode_cost[i] = 0.0, 0.0, 0.0
                     observations[i] = reset(i)
                 else:
                     observations[i] = next_obs
@@ -658,6 +671,7 @@ def finetune(
                 k: v for k, v in periodic.items() if not k.startswith(("offline", "initial"))
             }
         summary.update(periodic)
+    summary.update(training_costs(counters["episode_costs"]))
     rundir.write_summary(run_dir, summary)
     if interrupted and stop.requested:
         raise RunInterrupted(
@@ -665,6 +679,26 @@ def finetune(
             stop.signum,
         )
     return summary
+
+
+def training_costs(episode_costs: list[list[float]]) -> dict:
+    """Violations while learning, per seed, over the finished online training episodes
+    of a task that reports ``info["cost"]``: the summed cost (``training_cost``) and
+    the share of episodes with any (``training_violation_rate``); empty otherwise."""
+    if not episode_costs or not all(len(c) for c in episode_costs):
+        return {}
+    out = {
+        "training_cost_per_seed": [float(np.sum(c)) for c in episode_costs],
+        "training_violation_rate_per_seed": [
+            float(np.mean(np.asarray(c) > 0)) for c in episode_costs
+        ],
+        "training_episodes_per_seed": [len(c) for c in episode_costs],
+    }
+    for name in ("training_cost", "training_violation_rate"):
+        values = out[f"{name}_per_seed"]
+        out[f"{name}_mean"] = float(np.mean(values))
+        out[f"{name}_std"] = rundir.sample_std(values)
+    return out
 
 
 def _record_wall(counters: dict, wall_before: float | None, started: float) -> None:
