@@ -10,6 +10,10 @@ Tables (``--table``):
   scratch, SAC from a BC run on the demonstrations (pre-training alone),
   concurrent BC (pre-training plus the BC loss online) and G-PAYN (pre-training
   plus the demonstrations in the replay).
+- ``safety``: on the point robot, SAC exploring freely against SAC gated by a
+  V-OCBF safe set fit on ``suite:pointrobot-mixed`` (fixed, and with optimistic
+  forgetting); violations while learning (the summed cost of the training
+  episodes and the share of them with any) beside the scores.
 
 Every cell is a resumable run directory under ``--output`` (a finished cell is
 skipped); ``results.json`` and ``table.md`` are written after every cell, so a
@@ -51,6 +55,8 @@ class Cell:
     algorithm: str
     loop: dict
     from_bc: bool = False
+    settings: tuple[str, ...] = ()
+    """FIELD=VALUE settings of this cell (after the command line's)."""
 
 
 TABLES = {
@@ -74,31 +80,43 @@ TABLES = {
             Cell("G-PAYN (pre-training + demos in the replay)", "gpayn", {}, True),
         ],
     ),
+    # The start here is a V-OCBF run (the safe set), not BC.
+    "safety": (
+        "suite:pointrobot-mixed",
+        None,
+        [
+            Cell("SAC, unrestricted exploration", "sac", {}),
+            Cell("gated exploration, fixed set", "safe_set", {}, True, ("forget_steps=0",)),
+            Cell("gated exploration + optimistic forgetting", "safe_set", {}, True),
+        ],
+    ),
 }
+#: The run each table's from-start cells begin from: (algorithm, its settings).
+STARTS = {"demos": ("bc", ("policy=gaussian",)), "safety": ("vocbf", ("filter=qc",))}
 
 
 def _settings(algorithm: str, settings: list[str]):
     return algorithm_settings(algorithm, registry.get(algorithm).Config(), settings)[0]
 
 
-def bc_start(dataset: str, filter_key: str | None, args, output: pathlib.Path) -> pathlib.Path:
-    """The BC pre-training (a tanh-Gaussian policy on the demonstrations), all seeds."""
-    from offrl.algos import bc
-
-    config = algorithm_settings("bc", bc.Config(policy="gaussian"), args.settings)[0]
-    run_dir = output / f"bc-{filter_key or 'all'}"
+def offline_start(table: str, dataset: str, filter_key, args, output: pathlib.Path):
+    """The offline run the table's from-start cells begin from, all seeds: BC
+    pre-training (a tanh-Gaussian policy on the demonstrations) or the V-OCBF safe set."""
+    algorithm, own = STARTS[table]
+    config = _settings(algorithm, [*args.settings, *own])
+    run_dir = output / f"{algorithm}-{filter_key or 'all'}"
     if _done(run_dir) is None:
         train(
-            "bc",
+            algorithm,
             dataset,
             run_dir,
             config,
             TrainConfig(
                 seeds=tuple(args.seeds),
-                steps=args.bc_steps,
-                eval_every=args.bc_steps,
+                steps=args.offline_steps,
+                eval_every=args.offline_steps,
                 eval_episodes=args.eval_episodes,
-                checkpoint_every=args.bc_steps,
+                checkpoint_every=args.offline_steps,
                 filter_key=filter_key,
                 normalize_observations=not args.raw_observations,
                 progress=False,
@@ -128,7 +146,7 @@ def run_cell(cell: Cell, dataset: str, start, args, output: pathlib.Path) -> dic
     )
     loop.update(cell.loop)
     config = FinetuneConfig(**loop)
-    algo_config = _settings(cell.algorithm, args.settings)
+    algo_config = _settings(cell.algorithm, [*args.settings, *cell.settings])
     if cell.from_bc:
         # The actor's shape is the BC run's (config_for_base); the rest is this config.
         return finetune(
@@ -150,13 +168,15 @@ def _stat(values, digits: int = 1) -> str:
 
 
 def render(rows: list[dict], args) -> str:
+    safety = any("training_cost_per_seed" in row for row in rows)
     lines = [
         f"Online steps per seed: {args.online_steps}; seeds: {', '.join(map(str, args.seeds))}; "
         f"settings: {' '.join(args.settings) or 'defaults'}; final and best scored on "
         f"{args.heldout_episodes} held-out episodes per seed; ± is the sample std across seeds.",
         "",
-        "| method | start | final | best | initial drop | regret | return regret | wall (s) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | start | final | best | initial drop | regret | return regret | wall (s) |"
+        + (" training cost | episodes with a violation | final cost |" if safety else ""),
+        "|---|---|---|---|---|---|---|---|" + ("---|---|---|" if safety else ""),
     ]
     for row in rows:
         kind = " (success)" if row.get("regret_kind") == "success" else ""
@@ -168,6 +188,13 @@ def render(rows: list[dict], args) -> str:
             f"{_stat(row.get('regret_per_seed'), 2)}{kind} | "
             f"{_stat(row.get('return_regret_per_seed'), 2)} | "
             f"{'-' if wall is None else f'{wall:.0f}'} |"
+            + (
+                f" {_stat(row.get('training_cost_per_seed'))} | "
+                f"{_stat(row.get('training_violation_rate_per_seed'), 2)} | "
+                f"{_stat(row.get('final_cost_per_seed'))} |"
+                if safety
+                else ""
+            )
         )
     return "\n".join(lines) + "\n"
 
@@ -185,7 +212,9 @@ def main(argv=None) -> None:
     parser.add_argument("--eval-every", type=int, default=2_000)
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--heldout-episodes", type=int, default=50)
-    parser.add_argument("--bc-steps", type=int, default=5_000)
+    parser.add_argument(
+        "--offline-steps", type=int, default=5_000, help="updates of the BC or V-OCBF start"
+    )
     parser.add_argument("--raw-observations", action="store_true")
     parser.add_argument("--settings", nargs="*", default=[], help="FIELD=VALUE for every method")
     parser.add_argument("--output", required=True)
@@ -199,7 +228,7 @@ def main(argv=None) -> None:
     output.mkdir(parents=True, exist_ok=True)
     start = None
     if any(c.from_bc for c in cells):
-        start = bc_start(dataset, filter_key, args, output)
+        start = offline_start(args.table, dataset, filter_key, args, output)
     rows = []
     for cell in cells:
         summary = run_cell(cell, dataset, start, args, output)

@@ -39,6 +39,7 @@ SMALL = {
     "moorl": {"hidden_dims": (16, 16), "inner_steps": 3},
     "concurrent_bc": {"hidden_dims": (16, 16)},
     "gpayn": {"hidden_dims": (16, 16)},
+    "rm_rl": {"hidden_dims": (16, 16)},
     "safe_set": {
         "hidden_dims": (16, 16),
         "qc_hidden_dims": (16, 16),

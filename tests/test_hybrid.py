@@ -317,3 +317,61 @@ def test_training_costs_count_violations_per_seed():
     assert out["training_violation_rate_per_seed"] == [0.5, 0.0]
     assert out["training_cost_std"] == pytest.approx(np.std([3.0, 0.0], ddof=1))
     assert training_costs([[1.0], []]) == {}
+
+
+def test_role_model_labels_reach_the_batches_and_rm_rl_regresses_onto_them():
+    from offrl.algos import rm_rl
+    from offrl.data.preprocess import Preprocessor
+    from offrl.envs.pointmaze import WaypointController
+    from offrl.envs.registry import make_env
+    from offrl.finetune.buffer import MixedReplay
+    from offrl.finetune.loop import _labeler
+    from offrl.run.settings import RunError
+
+    env = make_env("PointMaze_UMaze-v3")
+    planner = WaypointController(env.unwrapped.maze)
+    rng = np.random.default_rng(5)
+    observations = []
+    observation, _ = env.reset(seed=3)
+    for _ in range(20):
+        observations.append(observation)
+        observation, *_ = env.step(rng.uniform(-1, 1, 2))
+    observations = np.asarray(observations, np.float32)
+    # Action bounds [-2, 2] here, so the labels are the planner's actions halved.
+    pre = Preprocessor.identity(6, 2).replace(
+        action_low=-2 * np.ones(2, np.float32), action_high=2 * np.ones(2, np.float32)
+    )
+    label = _labeler("pointmaze-planner", "PointMaze_UMaze-v3", pre)
+    expected = np.stack([planner(o) for o in observations]) / 2.0
+    np.testing.assert_allclose(label(observations), expected, rtol=1e-6)
+    assert _labeler(None, "PointMaze_UMaze-v3", pre) is None
+    with pytest.raises(RunError, match="unknown labeler"):
+        _labeler("oracle", "PointMaze_UMaze-v3", pre)
+
+    # The buffer keeps each online row's label beside its observation.
+    replay = MixedReplay(None, 1, 32, 6, 2, None, label_fields=("label_actions",))
+    for o, a in zip(observations, expected, strict=True):
+        replay.add(
+            0, observations=o, actions=-a, rewards=0.0, next_observations=o,
+            terminations=0.0, truncations=0.0, label_actions=a,
+        )  # fmt: skip
+    batch = replay.sample(rng, 16)
+    rows = [
+        int(np.flatnonzero((observations == o).all(axis=1))[0]) for o in batch["observations"][0, 0]
+    ]
+    np.testing.assert_allclose(batch["label_actions"][0, 0], expected[rows])
+
+    # RM-RL's loss is the squared error to the labels, not to the actions taken.
+    one = jax.tree.map(lambda x: jnp.asarray(x[0, 0]), batch)
+    config = rm_rl.Config(hidden_dims=(8,))
+    state = rm_rl.init(config, one, jax.random.PRNGKey(0))
+    predicted = np.asarray(state.actor.apply_fn(state.actor.params, one["observations"]))
+    np.testing.assert_allclose(
+        float(rm_rl.loss(state.actor.params, state, one)),
+        np.mean((predicted - np.asarray(one["label_actions"])) ** 2),
+        rtol=1e-5,
+    )
+    with pytest.raises(ValueError, match="--labeler"):
+        from offrl.run.settings import FinetuneConfig
+
+        rm_rl.online_config(config, FinetuneConfig())

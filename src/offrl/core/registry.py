@@ -73,6 +73,7 @@ _ALGORITHMS: dict[str, str] = {
     "concurrent_bc": "offrl.algos.concurrent_bc",
     "gpayn": "offrl.algos.gpayn",
     "safe_set": "offrl.algos.safe_set",
+    "rm_rl": "offrl.algos.rm_rl",
     "rebrac": "offrl.algos.rebrac",
     "awac": "offrl.algos.awac",
     "edac": "offrl.algos.edac",
@@ -107,6 +108,7 @@ FINETUNE_ALGORITHMS = (
     "concurrent_bc",
     "gpayn",
     "safe_set",
+    "rm_rl",
 )
 #: Algorithms ``offrl online`` trains with no offline data at all.
 ONLINE_ALGORITHMS = ("sac",)

@@ -13,6 +13,10 @@ ways:
   data is *in* the replay buffer, so rows are drawn uniformly from the union
   and the offline share is ``N_off / (N_off + N_on)``.
 
+With ``label_fields`` (``("label_actions",)`` when the loop labels observations with a
+role model, :mod:`offrl.envs.labelers`) the offline rows and every online row carry
+those fields too, and batches hold them.
+
 Every batch carries two fields besides the transitions: ``offline`` (1 for a
 row from the offline data, 0 for an online row; H2O tells real from simulated
 data by it) and ``mc_returns`` (the discounted return-to-go of the row within
@@ -52,6 +56,7 @@ class MixedReplay:
         observation_dim: int,
         action_dim: int,
         offline_ratio: float | None,
+        label_fields: tuple[str, ...] = (),
     ):
         if offline_ratio is not None and not 0.0 <= offline_ratio <= 1.0:
             raise ValueError(f"offline_ratio must be in [0, 1] or None, got {offline_ratio}")
@@ -61,14 +66,16 @@ class MixedReplay:
         self.offline_size = 0 if offline is None else int(offline["rewards"].shape[0])
         self.offline_ratio = offline_ratio
         self.num_seeds, self.capacity = num_seeds, capacity
+        self.fields = FIELDS + tuple(label_fields)
         shapes = {
             "observations": (observation_dim,),
             "actions": (action_dim,),
             "next_observations": (observation_dim,),
+            "label_actions": (action_dim,),
         }
         self.online = {
             name: np.zeros((num_seeds, capacity, *shapes.get(name, ())), np.float32)
-            for name in FIELDS
+            for name in self.fields
         }
         self.size = np.zeros(num_seeds, np.int64)
         self.position = np.zeros(num_seeds, np.int64)
@@ -79,7 +86,7 @@ class MixedReplay:
     def add(self, seed: int, **transition) -> None:
         """Append one online transition of ``seed`` (``mc_returns`` filled at episode end)."""
         position = int(self.position[seed])
-        for name in FIELDS:
+        for name in self.fields:
             value = UNKNOWN_RETURN if name == "mc_returns" else transition[name]
             self.online[name][seed, position] = value
         self.episode_rows[seed].append(position)
@@ -114,7 +121,7 @@ class MixedReplay:
 
     def sample(self, rng: np.random.Generator, batch_size: int, count: int = 1) -> dict:
         """``count`` batches per seed: every field ``[S, count, B, ...]``."""
-        out = {name: [] for name in (*FIELDS, "offline")}
+        out = {name: [] for name in (*self.fields, "offline")}
         for seed in range(self.num_seeds):
             online_size = int(self.size[seed])
             if online_size == 0 and self.offline_size == 0:
@@ -137,7 +144,7 @@ class MixedReplay:
             from_online = ~from_offline
             off_rows = index[from_offline]
             on_rows = index[from_online] - self.offline_size
-            for name in FIELDS:
+            for name in self.fields:
                 online = self.online[name][seed]
                 rows = np.empty((count, batch_size, *online.shape[1:]), np.float32)
                 if off_rows.size:
@@ -156,7 +163,7 @@ class MixedReplay:
         return state
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        for name in FIELDS:
+        for name in self.fields:
             self.online[name][...] = state[f"online_{name}"]
         self.size[...] = state["size"]
         self.position[...] = state["position"]

@@ -74,6 +74,7 @@ from offrl.data.dataset import LABEL_FIELDS
 from offrl.data.loading import load_dataset
 from offrl.data.preprocess import Preprocessor, apply_preprocessor, fit_preprocessor, scale_action
 from offrl.data.returns import dataset_returns_to_go
+from offrl.envs.labelers import LabelerError, make_labeler
 from offrl.envs.registry import EnvError, check_env_id, get_task, make_env, normalized_score
 from offrl.finetune.buffer import FIELDS, MixedReplay
 from offrl.run import checkpoint, rundir
@@ -362,6 +363,7 @@ def finetune(
         mixing = registry.online_spec(algo).mixing
         mixing = mixing if config.mixing == "auto" else config.mixing
     offline_ratio = {"ratio": config.offline_ratio, "union": None, "online": 0.0}[mixing]
+    role_model = _labeler(config.labeler, env_id, pre)  # before anything is written
     discount = float(getattr(algo_config, "discount", 0.99))
 
     resolved = {
@@ -385,8 +387,13 @@ def finetune(
         states = jax.vmap(lambda s: algo.start_online(s, algo_config))(states)
     num_seeds, obs_dim, act_dim = len(seeds), start.observation_dim, start.action_dim
     offline = None if mixing == "online" else _offline_rows(start.data, pre, discount)
+    if role_model is not None and offline is not None:
+        offline["label_actions"] = role_model(np.asarray(start.data.observations))
     capacity = min(config.buffer_size, config.online_steps)
-    buffer = MixedReplay(offline, num_seeds, capacity, obs_dim, act_dim, offline_ratio)
+    buffer = MixedReplay(
+        offline, num_seeds, capacity, obs_dim, act_dim, offline_ratio,
+        label_fields=("label_actions",) if role_model is not None else (),
+    )  # fmt: skip
     rng = np.random.default_rng(list(seeds) + [20_231_127])
     keys = jnp.stack([jax.random.PRNGKey(10_000 + s) for s in seeds])
     best = rundir.BestPolicy(states, num_seeds)
@@ -574,6 +581,11 @@ def finetune(
                 if info.get("success", info.get("is_success", False)):
                     episode_success[i] = 1.0
                 episode_cost[i] += float(info.get("cost", 0.0))
+                labels = (
+                    {}
+                    if role_model is None
+                    else {"label_actions": role_model(observations[i][None])[0]}
+                )
                 buffer.add(
                     i,
                     observations=(observations[i] - obs_mean) / obs_std,
@@ -582,6 +594,7 @@ def finetune(
                     next_observations=(next_obs - obs_mean) / obs_std,
                     terminations=float(terminated),
                     truncations=float(truncated),
+                    **labels,
                 )
                 if terminated or truncated:
                     buffer.end_episode(i, discount)
@@ -679,6 +692,25 @@ def finetune(
             stop.signum,
         )
     return summary
+
+
+def _labeler(name: str | None, env_id: str, pre: Preprocessor):
+    """``--labeler``: raw observations ``[N, D]`` -> the role model's actions ``[N, A]`` in
+    the networks' units (``[-1, 1]``), or ``None`` without a labeler."""
+    if name is None:
+        return None
+    env = make_env(env_id)
+    try:
+        controller = make_labeler(name, env)
+    except LabelerError as error:
+        raise RunError(f"--labeler: {error}") from error
+    low, high = np.asarray(pre.action_low), np.asarray(pre.action_high)
+
+    def label(observations: np.ndarray) -> np.ndarray:
+        actions = np.stack([controller(o) for o in observations]).astype(np.float32)
+        return np.clip(2.0 * (actions - low) / (high - low) - 1.0, -1.0, 1.0)
+
+    return label
 
 
 def training_costs(episode_costs: list[list[float]]) -> dict:

@@ -204,6 +204,9 @@ class FinetuneConfig(RunOptions):
     """Standardize observations with the dataset's statistics (from scratch only)."""
     reward_scaling: str = "auto"
     """Reward scaling when starting from scratch (an offline run's is kept)."""
+    labeler: str | None = None
+    """Label every online observation and the offline data with this scripted role
+    model's action (RM-RL: pointmaze-planner); the batches carry label_actions."""
 
     def check(self) -> None:
         """Raise :class:`RunError` naming the first invalid setting."""

@@ -31,65 +31,24 @@ the evaluation task, which keeps its target fixed).
 from __future__ import annotations
 
 import argparse
-import collections
 
 import numpy as np
 
 from offrl.data.dataset import Dataset, DatasetInfo, from_episodes
-from offrl.envs.pointmaze import HORIZONS, MAZES
+from offrl.envs.pointmaze import (  # noqa: F401  (the planner's home is the environment's module)
+    D_GAIN,
+    HORIZONS,
+    MAZES,
+    P_GAIN,
+    WaypointController,
+)
 from offrl.envs.registry import VALUE_DISCOUNT, make_env
 from offrl.suites.collect import record_episode, record_steps
 
-P_GAIN, D_GAIN = 10.0, -1.0
 BEHAVIOR = (
     "offrl.suites.maze: BFS waypoint planner + PD controller (p=10, d=-1), Gaussian action "
     "noise std 0.5, target resampled when reached"
 )
-
-
-class WaypointController:
-    """Shortest-path waypoints on the maze grid plus a PD law on the point mass."""
-
-    def __init__(self, maze):
-        self.maze = maze
-        self.free = np.asarray(maze.maze_map) != 1
-        self._next: dict[tuple, tuple] = {}
-
-    def _distances(self, goal: tuple) -> dict[tuple, int]:
-        distances = {goal: 0}
-        queue = collections.deque([goal])
-        rows, cols = self.free.shape
-        while queue:
-            cell = queue.popleft()
-            for dr, dc in ((1, 0), (-1, 0), (0, 1), (0, -1)):
-                n = (cell[0] + dr, cell[1] + dc)
-                if 0 <= n[0] < rows and 0 <= n[1] < cols and self.free[n] and n not in distances:
-                    distances[n] = distances[cell] + 1
-                    queue.append(n)
-        return distances
-
-    def next_cell(self, cell: tuple, goal: tuple) -> tuple:
-        key = (cell, goal)
-        if key not in self._next:
-            distances = self._distances(goal)
-            best = cell
-            for dr, dc in ((1, 0), (-1, 0), (0, 1), (0, -1)):
-                n = (cell[0] + dr, cell[1] + dc)
-                if n in distances and distances[n] < distances.get(best, np.inf):
-                    best = n
-            self._next[key] = best
-        return self._next[key]
-
-    def __call__(self, observation: np.ndarray) -> np.ndarray:
-        position, velocity, goal = observation[:2], observation[2:4], observation[4:6]
-        cell = tuple(int(x) for x in self.maze.cell_xy_to_rowcol(position))
-        goal_cell = tuple(int(x) for x in self.maze.cell_xy_to_rowcol(goal))
-        if cell == goal_cell:
-            waypoint = goal
-        else:
-            waypoint = self.maze.cell_rowcol_to_xy(np.array(self.next_cell(cell, goal_cell)))
-        action = P_GAIN * (waypoint - position) + D_GAIN * velocity
-        return np.clip(action, -1.0, 1.0).astype(np.float32)
 
 
 def env_id(maze: str, dense: bool) -> str:
