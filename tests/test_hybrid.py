@@ -345,6 +345,27 @@ def test_role_model_labels_reach_the_batches_and_rm_rl_regresses_onto_them():
     expected = np.stack([planner(o) for o in observations]) / 2.0
     np.testing.assert_allclose(label(observations), expected, rtol=1e-6)
     assert _labeler(None, "PointMaze_UMaze-v3", pre) is None
+
+    # The offline data are labeled from their raw observations, whatever the
+    # networks' observation units.
+    from offrl.data.dataset import DatasetInfo, from_episodes
+    from offrl.finetune.loop import _offline_rows
+
+    episode = {
+        "observations": np.concatenate([observations, observations[-1:]]),
+        "actions": rng.uniform(-2, 2, (20, 2)).astype(np.float32),
+        "rewards": np.zeros(20, np.float32),
+        "terminations": np.zeros(20, bool),
+        "truncations": np.r_[np.zeros(19, bool), True],
+    }
+    data = from_episodes([episode], DatasetInfo(name="labels"))
+    standardized = pre.replace(
+        observation_mean=np.full(6, 0.5, np.float32), observation_std=np.full(6, 2.0, np.float32)
+    )
+    rows = _offline_rows(data, standardized, 0.99, label)
+    np.testing.assert_allclose(rows["label_actions"], expected, rtol=1e-6)
+    np.testing.assert_allclose(rows["observations"], (observations - 0.5) / 2.0, rtol=1e-6)
+    assert "label_actions" not in _offline_rows(data, standardized, 0.99)
     with pytest.raises(RunError, match="unknown labeler"):
         _labeler("oracle", "PointMaze_UMaze-v3", pre)
 

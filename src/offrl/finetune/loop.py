@@ -261,7 +261,9 @@ def _resolve_start(algo, algorithm, config, from_run, dataset, algo_config) -> _
     )  # fmt: skip
 
 
-def _offline_rows(data, pre: Preprocessor, discount: float) -> dict[str, np.ndarray]:
+def _offline_rows(data, pre: Preprocessor, discount: float, role_model=None) -> dict:
+    """The offline data in the networks' units, as buffer fields; with ``role_model``
+    (``--labeler``), also its actions for the data's raw observations."""
     prepared = apply_preprocessor(data, pre).to_numpy()
     rows = {
         name: np.asarray(getattr(prepared, name), np.float32)
@@ -269,6 +271,8 @@ def _offline_rows(data, pre: Preprocessor, discount: float) -> dict[str, np.ndar
         if name != "mc_returns"
     }
     rows["mc_returns"] = dataset_returns_to_go(prepared, discount)
+    if role_model is not None:
+        rows["label_actions"] = role_model(np.asarray(data.to_numpy().observations))
     return rows
 
 
@@ -386,9 +390,7 @@ def finetune(
     if hasattr(algo, "start_online"):
         states = jax.vmap(lambda s: algo.start_online(s, algo_config))(states)
     num_seeds, obs_dim, act_dim = len(seeds), start.observation_dim, start.action_dim
-    offline = None if mixing == "online" else _offline_rows(start.data, pre, discount)
-    if role_model is not None and offline is not None:
-        offline["label_actions"] = role_model(np.asarray(start.data.observations))
+    offline = None if mixing == "online" else _offline_rows(start.data, pre, discount, role_model)
     capacity = min(config.buffer_size, config.online_steps)
     buffer = MixedReplay(
         offline, num_seeds, capacity, obs_dim, act_dim, offline_ratio,
