@@ -99,7 +99,7 @@ def main(argv=None) -> None:
     lines = [
         f"Linear bandit, d = 8, {args.offline_pulls} offline pulls along 4 directions, "
         f"{args.rounds} online rounds, epsilon {args.epsilon}, {args.seeds} seeds "
-        "(median samples; mean ± sample std of the rest):",
+        "(samples: the median over seeds, an unsolved seed counting as infinite; regret and gap: mean ± sample std):",
         "",
         "| method | samples to epsilon-optimal | cumulative regret | final gap |",
         "|---|---|---|---|",
