@@ -40,6 +40,7 @@ SMALL = {
     "concurrent_bc": {"hidden_dims": (16, 16)},
     "gpayn": {"hidden_dims": (16, 16)},
     "rm_rl": {"hidden_dims": (16, 16)},
+    "arsq": {"hidden_dims": (16, 16), "levels": 2, "bins": 3},
     "safe_set": {
         "hidden_dims": (16, 16),
         "qc_hidden_dims": (16, 16),

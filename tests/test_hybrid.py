@@ -396,3 +396,99 @@ def test_role_model_labels_reach_the_batches_and_rm_rl_regresses_onto_them():
         from offrl.run.settings import FinetuneConfig
 
         rm_rl.online_config(config, FinetuneConfig())
+
+
+def test_arsq_decodes_and_encodes_coarse_to_fine_bins():
+    from offrl.algos import arsq
+
+    # One dimension, 5 bins, 3 levels: bin 2 of [-1, 1] is [-0.2, 0.2]; its bin 0 is
+    # [-0.2, -0.12]; that one's bin 4 is [-0.136, -0.12], centre -0.128.
+    indices = jnp.asarray([[[2], [0], [4]]])
+    action, centres, coarse = arsq.decode(indices, 5)
+    np.testing.assert_allclose(np.asarray(action), [[-0.128]], atol=1e-6)
+    np.testing.assert_allclose(np.asarray(centres)[0, :, 0], [0.0, -0.16, -0.128], atol=1e-6)
+    np.testing.assert_allclose(np.asarray(coarse)[0, :, 0], [0.0, 0.0, -0.16], atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(arsq.encode(jnp.asarray([[-0.13]]), 3, 5)), indices)
+    np.testing.assert_array_equal(
+        np.asarray(arsq.encode(jnp.asarray([[1.0]]), 3, 5)), [[[4], [4], [4]]]
+    )
+
+    rng = np.random.default_rng(6)
+    random_bins = jnp.asarray(rng.integers(0, 4, (50, 3, 2)))
+    np.testing.assert_array_equal(
+        np.asarray(arsq.encode(arsq.decode(random_bins, 4)[0], 3, 4)), np.asarray(random_bins)
+    )
+    actions = jnp.asarray(rng.uniform(-1, 1, (200, 2)), jnp.float32)
+    decoded = arsq.decode(arsq.encode(actions, 3, 4), 4)[0]
+    assert float(jnp.abs(decoded - actions).max()) <= 0.5 * 2 / 4**3 + 1e-6  # half the finest bin
+
+
+@pytest.mark.parametrize("autoregressive", [True, False])
+def test_arsq_soft_q_has_its_value_as_soft_maximum(autoregressive):
+    """alpha logsumexp over every joint choice of one level's bins of Q_l / alpha is V_l,
+    because the soft advantages factorise dimension by dimension; the independent
+    variant ignores the earlier dimension's choice."""
+    from offrl.algos import arsq
+
+    rng = np.random.default_rng(7)
+    config = arsq.Config(
+        hidden_dims=(16,), levels=1, bins=3, temperature=0.5, autoregressive=autoregressive
+    )
+    batch = _batch(rng, size=4)
+    state = arsq.init(config, batch, jax.random.PRNGKey(0))
+    obs = batch["observations"]
+    joint = jnp.asarray([[[i, j]] for i in range(3) for j in range(3)])  # [9, L=1, A=2]
+    q = []
+    for choice in joint:
+        q_l, v = arsq.q_values(
+            state.actor.apply_fn, state.actor.params, obs, jnp.repeat(choice[None], 4, 0), config
+        )
+        q.append(q_l[:, 0])
+    q = jnp.stack(q, axis=-1)  # [B, 9]
+    np.testing.assert_allclose(
+        np.asarray(0.5 * jax.nn.logsumexp(q / 0.5, axis=-1)),
+        np.asarray(v[:, 0]),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    # Does dimension 1's advantage depend on dimension 0's bin?
+    a_given_0 = q[:, 0:3] - q[:, 0:1]  # rows a0 = 0
+    a_given_2 = q[:, 6:9] - q[:, 6:7]  # rows a0 = 2
+    differs = float(jnp.abs(a_given_0 - a_given_2).max()) > 1e-5
+    assert differs == autoregressive
+    # Deterministic acting takes each dimension's best bin in order: dimension 0 by its
+    # soft advantage A_0(a0) = alpha logsumexp_a1 Q(a0, a1) / alpha - V, then dimension 1
+    # by Q given that bin.
+    acted = np.asarray(arsq.select_bins(state, obs, jax.random.PRNGKey(1), True, config))[:, 0]
+    per_first = q.reshape(4, 3, 3)
+    np.testing.assert_array_equal(
+        acted[:, 0], np.asarray(jnp.argmax(jax.nn.logsumexp(per_first / 0.5, axis=-1), axis=-1))
+    )
+    np.testing.assert_array_equal(
+        acted[:, 1], np.asarray(jnp.argmax(per_first[np.arange(4), acted[:, 0]], axis=-1))
+    )
+
+
+def test_arsq_loss_regresses_every_level_onto_the_coarsest_target_value():
+    from offrl.algos import arsq
+
+    rng = np.random.default_rng(8)
+    config = arsq.Config(hidden_dims=(16,), levels=2, bins=3, discount=0.9)
+    batch = _batch(rng, size=6)
+    batch["terminations"] = jnp.asarray([0, 1, 0, 0, 1, 0], jnp.float32)
+    state = arsq.init(config, batch, jax.random.PRNGKey(2))
+    state = state.replace(  # a target network that differs from the online one
+        target_params=jax.tree.map(lambda x: x * 0.5 + 0.1, state.actor.params)
+    )
+    indices = arsq.encode(batch["actions"], 2, 3)
+    q, _ = arsq.q_values(
+        state.actor.apply_fn, state.actor.params, batch["observations"], indices, config
+    )
+    zeros = jnp.zeros((6, 2, 2))
+    next_v, _ = state.actor.apply_fn(state.target_params, batch["next_observations"], zeros, zeros)
+    target = np.asarray(batch["rewards"]) + 0.9 * (
+        1 - np.asarray(batch["terminations"])
+    ) * np.asarray(next_v[:, 0])
+    expected = np.mean((np.asarray(q) - target[:, None]) ** 2)
+    loss, _ = arsq.loss_fn(state.actor.params, state, batch, config)
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-5)

@@ -74,6 +74,7 @@ _ALGORITHMS: dict[str, str] = {
     "gpayn": "offrl.algos.gpayn",
     "safe_set": "offrl.algos.safe_set",
     "rm_rl": "offrl.algos.rm_rl",
+    "arsq": "offrl.algos.arsq",
     "rebrac": "offrl.algos.rebrac",
     "awac": "offrl.algos.awac",
     "edac": "offrl.algos.edac",
@@ -109,6 +110,7 @@ FINETUNE_ALGORITHMS = (
     "gpayn",
     "safe_set",
     "rm_rl",
+    "arsq",
 )
 #: Algorithms ``offrl online`` trains with no offline data at all.
 ONLINE_ALGORITHMS = ("sac",)
