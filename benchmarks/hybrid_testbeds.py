@@ -99,7 +99,8 @@ def main(argv=None) -> None:
     lines = [
         f"Linear bandit, d = 8, {args.offline_pulls} offline pulls along 4 directions, "
         f"{args.rounds} online rounds, epsilon {args.epsilon}, {args.seeds} seeds "
-        "(samples: the median over seeds, an unsolved seed counting as infinite; regret and gap: mean ± sample std):",
+        "(samples: the median over seeds, an unsolved seed counting as infinite; "
+        "regret and gap: mean ± sample std):",
         "",
         "| method | samples to epsilon-optimal | cumulative regret | final gap |",
         "|---|---|---|---|",
