@@ -12,6 +12,9 @@ Tables (``--table``):
   plus the demonstrations in the replay).
 - ``rmrl``: RM-RL (the maze planner labels every visited state) against SAC on
   the rewards and BC on the two demonstrations alone, PointMaze UMaze.
+- ``arsq``: ARSQ against the same network with independent dimensions (CQN's
+  baseline), from scratch with the noisy planner's PointMaze data (non-expert
+  demonstrations) in half of every batch.
 - ``safety``: on the point robot, SAC exploring freely against SAC gated by a
   V-OCBF safe set fit on ``suite:pointrobot-mixed`` (fixed, and with optimistic
   forgetting); violations while learning (the summed cost of the training
@@ -112,6 +115,15 @@ TABLES["rmrl"] = (
         ),
     ],
 )
+TABLES["arsq"] = (
+    "suite:pointmaze-umaze",
+    None,
+    [
+        Cell("ARSQ (auto-regressive dimensions)", "arsq", {"mixing": "ratio"}),
+        Cell("CQN-style independent dimensions", "arsq", {"mixing": "ratio"}, False,
+             ("autoregressive=false",)),
+    ],
+)  # fmt: skip
 #: The run each table's from-start cells begin from: (algorithm, its settings).
 STARTS = {
     "demos": ("bc", ("policy=gaussian",)),
