@@ -258,7 +258,7 @@ def combine(parts: list[list[dict]]) -> list[dict]:
                 row[key] = None
         for key in [k for k in row if k.endswith("_per_seed")]:
             name, values = key.removesuffix("_per_seed"), row[key]
-            for stat, fn in (("mean", np.mean), ("std", np.std)):
+            for stat, fn in (("mean", np.mean), ("std", _sample_std)):
                 if f"{name}_{stat}" in row:  # the parts' own statistics would mislead
                     row[f"{name}_{stat}"] = None if values is None else float(fn(values))
         row["seeds"] = [s for r in rows for s in r.get("seeds", [])]
@@ -270,11 +270,18 @@ def combine(parts: list[list[dict]]) -> list[dict]:
     return merged
 
 
+def _sample_std(values) -> float:
+    """The sample standard deviation (ddof 1; 0 for one value). Tables rendered before
+    2026-12-06 printed the population one (ddof 0), smaller by sqrt(2/3) at 3 seeds."""
+    values = np.asarray(values, np.float64)
+    return float(values.std(ddof=1)) if values.size > 1 else 0.0
+
+
 def _cell(values, digits: int = 1) -> str:
     if values is None:
         return "-"
     values = np.asarray(values, np.float64)
-    return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}"
+    return f"{values.mean():.{digits}f} ± {_sample_std(values):.{digits}f}"
 
 
 def _wall(row) -> str:
