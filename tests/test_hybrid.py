@@ -297,6 +297,12 @@ def test_safe_set_gate_never_proposes_an_action_the_set_rejects():
     # Acting (explore and evaluation) goes through the gate too.
     explored = np.asarray(safe_set.explore(state, observations, jax.random.PRNGKey(2), 0, config))
     assert (s0[has_safe_action] - explored[has_safe_action, 0] >= 0.2 - 1e-6).all()
+    acted = np.asarray(safe_set.act(state, observations, None, True, config))
+    assert (s0[has_safe_action] - acted[has_safe_action, 0] >= 0.2 - 1e-6).all()
+    # Deterministic acting is a function of the observation (fixed candidate draws).
+    np.testing.assert_array_equal(
+        acted, np.asarray(safe_set.act(state, observations, jax.random.PRNGKey(9), True, config))
+    )
 
 
 def test_optimistic_forgetting_relaxes_the_threshold_linearly():

@@ -46,6 +46,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 from flax.training.train_state import TrainState
@@ -150,49 +151,70 @@ def safe_q(state: State, observations, actions):
     return state.qc.apply_fn(state.qc.params, observations, actions).min(axis=0)
 
 
-def candidates(state: State, observation, first, key, config: Config):
-    """``[C, A]`` candidates for one state: ``first``, policy samples, uniform actions and
-    the Qc filter's projection of ``first``."""
+def _draws(key, config: Config, rows: int, action_dim: int):
+    """Standard normal ``[N, P - 1, A]`` and uniform ``[N, U, A]`` draws for the
+    candidates; with ``key=None`` fixed ones (NumPy, seed 0, the same for every row), so
+    deterministic acting is a function of the observation alone and exports without
+    random-number operations."""
+    shapes = ((config.policy_candidates - 1, action_dim), (config.uniform_candidates, action_dim))
+    if key is None:
+        rng = np.random.default_rng(0)
+        normal = jnp.asarray(rng.standard_normal(shapes[0]), jnp.float32)[None]
+        return normal, jnp.asarray(rng.uniform(-1.0, 1.0, shapes[1]), jnp.float32)[None]
     policy_key, uniform_key = jax.random.split(key)
-    mean, log_std = state.actor.apply_fn(
-        state.actor.params, jnp.repeat(observation[None], config.policy_candidates - 1, 0)
+    return (
+        jax.random.normal(policy_key, (rows, *shapes[0])),
+        jax.random.uniform(uniform_key, (rows, *shapes[1]), minval=-1.0, maxval=1.0),
     )
-    samples = jnp.tanh(mean + jnp.exp(log_std) * jax.random.normal(policy_key, mean.shape))
-    uniform = jax.random.uniform(
-        uniform_key, (config.uniform_candidates, first.shape[-1]), minval=-1.0, maxval=1.0
-    )
-    low, high = -jnp.ones_like(first), jnp.ones_like(first)
-    projected, _ = qc_filter(
-        lambda z, v: safe_q(state, z, v),
-        observation,
-        first,
-        low,
-        high,
-        config.qc_iterations,
-        config.margin,
-    )
-    return jnp.concatenate([first[None], samples, uniform, projected[None]], axis=0)
 
 
-def gate(state: State, observation, proposals, tau):
-    """The first of ``proposals`` [C, A] with ``Qc >= tau``, else the one with the largest
-    ``Qc``; returns ``(action, feasible, qc of the action)``."""
-    qc = safe_q(state, jnp.repeat(observation[None], proposals.shape[0], 0), proposals)
+def candidates(state: State, observations, first, key, config: Config, tau=None):
+    """``[N, C, A]`` candidates per state: ``first`` [N, A], policy samples, uniform
+    actions and the Qc filter's projection of ``first`` onto ``Qc >= tau`` plus 1e-4 (so
+    float rounding cannot leave it just outside; ``tau`` defaults to the margin)
+    (``key=None``: fixed draws)."""
+    target = (config.margin if tau is None else tau) + 1e-4
+    rows, action_dim = first.shape
+    normal, uniform = _draws(key, config, rows, action_dim)
+    mean, log_std = state.actor.apply_fn(state.actor.params, observations)
+    samples = jnp.tanh(mean[:, None] + jnp.exp(log_std)[:, None] * normal)
+    uniform = jnp.broadcast_to(uniform, (rows, config.uniform_candidates, action_dim))
+    low, high = -jnp.ones(action_dim, first.dtype), jnp.ones(action_dim, first.dtype)
+
+    def project(observation, action):
+        return qc_filter(
+            lambda z, v: safe_q(state, z, v),
+            observation,
+            action,
+            low,
+            high,
+            config.qc_iterations,
+            target,
+        )[0]
+
+    projected = jax.vmap(project)(observations, first)
+    return jnp.concatenate([first[:, None], samples, uniform, projected[:, None]], axis=1)
+
+
+def gate(state: State, observations, proposals, tau):
+    """Per row, the first of ``proposals`` [N, C, A] with ``Qc >= tau``, else the one with
+    the largest ``Qc``; returns ``(actions [N, A], feasible [N], their Qc [N])``."""
+    rows, count, action_dim = proposals.shape
+    repeated = jnp.repeat(observations[:, None], count, axis=1).reshape(rows * count, -1)
+    qc = safe_q(state, repeated, proposals.reshape(rows * count, action_dim)).reshape(rows, count)
     accepted = qc >= tau
-    feasible = accepted.any()
-    index = jnp.where(feasible, jnp.argmax(accepted), jnp.argmax(qc))
-    return proposals[index], feasible, qc[index]
+    feasible = accepted.any(axis=-1)
+    index = jnp.where(feasible, jnp.argmax(accepted, axis=-1), jnp.argmax(qc, axis=-1))
+    actions = jnp.take_along_axis(proposals, index[:, None, None], axis=1)[:, 0]
+    return actions, feasible, jnp.take_along_axis(qc, index[:, None], axis=1)[:, 0]
 
 
 def gated_actions(state: State, observations, first, key, config: Config):
-    """Gate every row of ``observations`` [N, D] whose proposed action is ``first`` [N, A]."""
+    """Gate every row of ``observations`` [N, D] whose proposed action is ``first`` [N, A]
+    (``key=None``: fixed candidate draws)."""
     tau = threshold(state.step, config)
-    keys = jax.random.split(key, observations.shape[0])
-
-    def one(observation, action, k):
-        return gate(state, observation, candidates(state, observation, action, k, config), tau)
-
-    return jax.vmap(one)(observations, first, keys)
+    proposals = candidates(state, observations, first, key, config, tau)
+    return gate(state, observations, proposals, tau)
 
 
 def update(state: State, batch, config: Config):
@@ -211,9 +233,10 @@ def explore(state: State, observations, key, step, config: Config):
 
 
 def act(state: State, observations, key, deterministic: bool, config: Config):
-    """The policy's action (its mean when deterministic), gated."""
-    key = jax.random.PRNGKey(0) if key is None else key
+    """The policy's action (its mean when deterministic), gated; deterministic acting
+    uses fixed candidate draws (a function of the observation alone)."""
     if not deterministic:
+        key = jax.random.PRNGKey(0) if key is None else key
         return explore(state, observations, key, state.step, config)
     mean, _ = state.actor.apply_fn(state.actor.params, observations)
-    return gated_actions(state, observations, jnp.tanh(mean), key, config)[0]
+    return gated_actions(state, observations, jnp.tanh(mean), None, config)[0]
