@@ -498,3 +498,31 @@ def test_arsq_loss_regresses_every_level_onto_the_coarsest_target_value():
     expected = np.mean((np.asarray(q) - target[:, None]) ** 2)
     loss, _ = arsq.loss_fn(state.actor.params, state, batch, config)
     np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+
+
+def _benchmark(name):
+    import importlib.util
+    import pathlib
+    import sys
+
+    folder = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(folder))  # hybrid.py imports finetune.py beside it
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", folder / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_tables_print_the_sample_std_and_never_a_median_for_unsolved_runs():
+    finetune_bench, hybrid_bench, testbeds = (
+        _benchmark(n) for n in ("finetune", "hybrid", "hybrid_testbeds")
+    )
+    values = [1.0, 2.0, 4.0]
+    sample = np.std(values, ddof=1)
+    assert finetune_bench._cell(values) == f"2.3 ± {sample:.1f}"
+    assert hybrid_bench._stat(values) == f"2.3 ± {sample:.1f}"
+    assert finetune_bench._sample_std([3.0]) == 0.0
+    # Half the runs unsolved: the median is above the budget, not halfway to it.
+    assert testbeds._samples([0, 0, None, None], 1000).startswith("> 1000 (2/4")
+    assert testbeds._samples([10, 20, 30, None], 1000).startswith("25 (3/4")
