@@ -297,6 +297,14 @@ def test_safe_set_gate_never_proposes_an_action_the_set_rejects():
     # Acting (explore and evaluation) goes through the gate too.
     explored = np.asarray(safe_set.explore(state, observations, jax.random.PRNGKey(2), 0, config))
     assert (s0[has_safe_action] - explored[has_safe_action, 0] >= 0.2 - 1e-6).all()
+    # The candidates: the proposal, P - 1 policy samples, U uniform actions over the box
+    # (the same fixed draws for every row without a key) and the projection.
+    proposals = np.asarray(safe_set.candidates(state, observations, first, None, config))
+    assert proposals.shape == (n, 1 + 3 + 4 + 1, act_dim)
+    np.testing.assert_array_equal(proposals[:, 0], np.asarray(first))
+    uniform = proposals[:, 4:8]
+    np.testing.assert_array_equal(uniform, np.broadcast_to(uniform[:1], uniform.shape))
+    assert np.abs(uniform).max() > 0.5 and np.abs(uniform).max() <= 1.0
     acted = np.asarray(safe_set.act(state, observations, None, True, config))
     assert (s0[has_safe_action] - acted[has_safe_action, 0] >= 0.2 - 1e-6).all()
     # Deterministic acting is a function of the observation (fixed candidate draws).
